@@ -1,0 +1,142 @@
+"""Checks for the bottleneck autoencoder notebook (ae.ipynb).
+
+- :func:`check_encoder` / :func:`check_decoder`: construction with ``n_components``, output
+  type, dtype and shape over several batch sizes and code sizes, finite values, input
+  dependence, gradients reaching the parameters.
+- :func:`check_trained_ae`: on the trained, loaded models, the linear-probe accuracy of the
+  codes and the reconstruction error on the test set pass calibrated bars.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import torch
+
+from .core import CheckFailure, call, failure, fmt
+from .models import (build, check_gradients, check_tensor_output, codes, image_hint, images,
+                     n_components_hint)
+from .thresholds import threshold
+
+BATCH_SIZES = (1, 3, 64)
+N_COMPONENTS = (2, 10)
+GRAD_BATCH = 4
+ENCODER_PATH = "ae_encoder.pth"
+DECODER_PATH = "ae_decoder.pth"
+
+
+def check_encoder(Encoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
+                  n_components_list=N_COMPONENTS) -> None:
+    """Encoder(n_components) maps (B, 1, 28, 28) images to (B, n_components) float32 codes."""
+    gen = torch.Generator().manual_seed(seed)
+    for n in n_components_list:
+        encoder = build(Encoder, n, "Encoder")
+        encoder.eval()
+        for b in batch_sizes:
+            x = images(b, gen)
+            with torch.no_grad():
+                z = call(encoder, x, what=f"Encoder({n}) on x of shape {tuple(x.shape)}")
+            check_tensor_output(z, (b, n), f"Encoder({n}) on x of shape {tuple(x.shape)}",
+                                n_components_hint(n, tuple(getattr(z, "shape", ()))))
+        _check_depends_on_input(encoder, (images(2, gen), images(2, gen)), f"Encoder({n})")
+        encoder.train()
+        z = call(encoder, images(GRAD_BATCH, gen), what=f"Encoder({n}) in train mode")
+        check_gradients(encoder, (z ** 2).sum(), f"Encoder({n})")
+
+
+def check_decoder(Decoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
+                  n_components_list=N_COMPONENTS) -> None:
+    """Decoder(n_components) maps (B, n_components) codes to (B, 1, 28, 28) float32 images."""
+    gen = torch.Generator().manual_seed(seed)
+    for n in n_components_list:
+        decoder = build(Decoder, n, "Decoder")
+        decoder.eval()
+        for b in batch_sizes:
+            z = codes(b, n, gen)
+            with torch.no_grad():
+                xrec = call(decoder, z, what=f"Decoder({n}) on z of shape {tuple(z.shape)}")
+            shape = tuple(getattr(xrec, "shape", ()))
+            check_tensor_output(xrec, (b, 1, 28, 28),
+                                f"Decoder({n}) on z of shape {tuple(z.shape)}", image_hint(shape))
+        _check_depends_on_input(decoder, (codes(2, n, gen), codes(2, n, gen)), f"Decoder({n})")
+        decoder.train()
+        xrec = call(decoder, codes(GRAD_BATCH, n, gen), what=f"Decoder({n}) in train mode")
+        check_gradients(decoder, (xrec ** 2).sum(), f"Decoder({n})")
+
+
+def _check_depends_on_input(model, inputs, what: str) -> None:
+    with torch.no_grad():
+        a = call(model, inputs[0], what=what)
+        b = call(model, inputs[1], what=what)
+    if float((a - b).abs().max()) == 0.0:
+        raise failure(f"{what}: the same output for two different inputs",
+                      "an output that depends on the input", "identical outputs",
+                      "forward must compute from its argument, not from a stored or constant tensor")
+
+
+def evaluate_ae(encoder, decoder, trainset, testset) -> dict[str, float]:
+    """Probe accuracy of the codes and reconstruction MSE of the trained models."""
+    from data_tools.probe import encode, probe_accuracy
+
+    encoder.eval()
+    decoder.eval()
+    enc = lambda x: call(encoder, x, what="encoder")  # noqa: E731
+    z_train, y_train = encode(enc, trainset)
+    z_test, y_test = encode(enc, testset)
+    if not (np.isfinite(z_train).all() and np.isfinite(z_test).all()):
+        raise failure("trained encoder on the MNIST images: non-finite codes",
+                      "finite codes", "nan or inf",
+                      "the training diverged: lower the learning rate and train again")
+    accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for x, _ in torch.utils.data.DataLoader(testset, batch_size=500):
+            xrec = call(decoder, call(encoder, x, what="encoder"), what="decoder")
+            total += float(((xrec - x) ** 2).sum())
+            count += x.numel()
+    return {"probe_accuracy": accuracy, "recon_mse": total / count}
+
+
+def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
+                 decoder_path: str = DECODER_PATH):
+    """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
+    from data_tools.utils import WeightsError, load_model
+
+    encoder = build(Encoder, n_components, "Encoder")
+    decoder = build(Decoder, n_components, "Decoder")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            load_model(encoder, encoder_path)
+            load_model(decoder, decoder_path)
+    except WeightsError as exc:
+        raise CheckFailure(f"loading the trained autoencoder: {exc}") from None
+    return encoder, decoder
+
+
+def check_trained_ae(Encoder, Decoder, n_components: int, *, encoder_path: str = ENCODER_PATH,
+                     decoder_path: str = DECODER_PATH, trainset=None, testset=None) -> None:
+    """The saved encoder's codes pass the probe bar and its reconstructions the MSE bar."""
+    from data_tools.mnist import MNIST
+
+    encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
+    trainset = trainset if trainset is not None else MNIST(train=True, verbose=False)
+    testset = testset if testset is not None else MNIST(train=False, verbose=False)
+    bars = threshold(testset.source.threshold_key, "ae")
+    result = evaluate_ae(encoder, decoder, trainset, testset)
+    acc, mse = result["probe_accuracy"], result["recon_mse"]
+    if acc < bars["probe_accuracy"]:
+        raise failure(
+            "linear probe on the trained encoder's test codes: accuracy too low",
+            f">= {bars['probe_accuracy']:.3f} (reference about {bars['reference_accuracy']:.3f})",
+            f"{acc:.3f}",
+            "train longer or with a larger learning rate, check that the training loop "
+            "updates the encoder, and save the weights after training")
+    if mse > bars["recon_mse"]:
+        raise failure(
+            "reconstruction error of the trained autoencoder on the test set (mean over pixels)",
+            f"<= {fmt(bars['recon_mse'])} (reference about {fmt(bars['reference_mse'])})",
+            fmt(mse),
+            "train longer; check that the loss compares the decoder output with the input x")
+    print(f"probe accuracy {acc:.3f} (required >= {bars['probe_accuracy']:.3f}), "
+          f"reconstruction MSE {fmt(mse)} (required <= {fmt(bars['recon_mse'])})")

@@ -1,0 +1,147 @@
+"""Building blocks shared by every check: the failure type, message formatting and
+coarse-to-fine validation of what a student's code returned.
+
+A check fails with a :class:`CheckFailure` whose message has four parts (STYLE.md):
+what was tried, what was expected, what came out, and a hint tied to a common mistake.
+"""
+from __future__ import annotations
+
+import math
+import traceback
+
+import torch
+
+# Own references, taken at import time, so that a notebook that later replaces
+# these attributes cannot change what the checks compute.
+_Tensor = torch.Tensor
+_isfinite = torch.isfinite
+_float64 = torch.float64
+
+
+class CheckFailure(AssertionError):
+    """A check found a problem; the message says what, and how to fix it."""
+
+
+class NotImplementedYet(CheckFailure):
+    """The student's function still raises NotImplementedError."""
+
+
+def failure(tried: str, expected: str | None = None, got: str | None = None,
+            hint: str | None = None) -> CheckFailure:
+    """Build a four-part failure message (what was tried, expected, got, hint)."""
+    lines = [tried]
+    if expected is not None:
+        lines.append(f"  expected {expected}")
+    if got is not None:
+        lines.append(f"  got      {got}")
+    if hint:
+        lines.append(f"  hint: {hint}")
+    return CheckFailure("\n".join(lines))
+
+
+def _student_frame(exc: BaseException) -> str:
+    """The innermost traceback frame that is not library code, as 'line N: code'."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(frames):
+        name = frame.filename
+        if "site-packages" in name or "/autograder/" in name or name.startswith("<frozen"):
+            continue
+        line = (frame.line or "").strip()
+        where = "your code" if name.startswith("<ipython-input") or "ipykernel" in name \
+            else name
+        return f" (in {where}, line {frame.lineno}: {line})" if line else ""
+    return ""
+
+
+def call(fn, *args, what: str, **kwargs):
+    """Call student code; turn a stub or a crash into a readable CheckFailure."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise NotImplementedYet(
+            f"{what}: not implemented yet\n"
+            f"  hint: replace `raise NotImplementedError()` with your implementation"
+        ) from None
+    except CheckFailure:
+        raise
+    except Exception as exc:  # any crash in student code becomes a message, not a traceback
+        msg = str(exc).strip().splitlines()
+        first = msg[0] if msg else ""
+        raise failure(
+            f"{what}: raised {type(exc).__name__}{_student_frame(exc)}",
+            got=first[:300] or type(exc).__name__,
+            hint=_crash_hint(exc),
+        ) from None
+
+
+def _crash_hint(exc: Exception) -> str:
+    text = str(exc)
+    if "mat1 and mat2 shapes cannot be multiplied" in text:
+        return ("a Linear layer's in_features does not match the flattened size; "
+                "print the shape after each layer, e.g. (B, 16, 7, 7) flattens to 16*7*7")
+    if "view size is not compatible" in text:
+        return "use .reshape(...) or .flatten(1) instead of .view(...) on a non-contiguous tensor"
+    if "Expected more than 1 value per channel" in text:
+        return "BatchNorm needs batch_size > 1 in train mode; evaluation runs in eval() mode"
+    return "run the cell that defines it on a small input and read the full traceback"
+
+
+def require_tensor(value, what: str) -> torch.Tensor:
+    """The value is a real torch.Tensor (not a subclass, tuple, array or look-alike)."""
+    if type(value) is not _Tensor:
+        if isinstance(value, (tuple, list)):
+            hint = (f"return a single tensor, not a {type(value).__name__} of "
+                    f"{len(value)} items")
+        elif isinstance(value, _Tensor):
+            hint = "return a plain torch.Tensor (not a Parameter or Tensor subclass)"
+        else:
+            hint = "compute the result with torch operations and return the tensor"
+        raise failure(f"{what}: wrong return type", "a torch.Tensor",
+                      f"{type(value).__module__}.{type(value).__qualname__}", hint)
+    return value
+
+
+def require_dtype(t: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    """The tensor has the given dtype."""
+    if t.dtype != dtype:
+        raise failure(f"{what}: wrong dtype", str(dtype), str(t.dtype),
+                      "keep the computation in float32 (no .double(), no numpy round trip)")
+
+
+def require_shape(t: torch.Tensor, shape: tuple, what: str, hint: str | None = None) -> None:
+    """The tensor has exactly the given shape."""
+    if tuple(t.shape) != tuple(shape):
+        raise failure(f"{what}: wrong shape", f"shape {tuple(shape)}",
+                      f"shape {tuple(t.shape)}", hint)
+
+
+def require_finite(t: torch.Tensor, what: str, hint: str | None = None) -> None:
+    """All entries are finite."""
+    finite = _isfinite(t.detach())
+    if not bool(finite.all()):
+        n_bad = int((~finite).sum())
+        idx = tuple(int(i) for i in (~finite).nonzero()[0])
+        raise failure(f"{what}: non-finite values", "finite values",
+                      f"{n_bad} of {t.numel()} entries are nan/inf (first at index {idx})",
+                      hint or "look for log(0), division by zero or exp of a large number")
+
+
+def fmt(x: float) -> str:
+    """A number for a message: 6 significant digits."""
+    return f"{x:.6g}"
+
+
+def worst_element(got: torch.Tensor, expected: torch.Tensor) -> str:
+    """Describe the largest absolute error between two tensors of one shape."""
+    err = (got.detach().to(_float64) - expected.detach().to(_float64)).abs()
+    flat = int(err.reshape(-1).argmax())
+    idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), err.shape)) \
+        if err.dim() else ()
+    g = float(got.detach().reshape(-1)[flat]) if got.dim() else float(got)
+    e = float(expected.detach().reshape(-1)[flat]) if expected.dim() else float(expected)
+    return f"worst at index {idx}: expected {fmt(e)}, got {fmt(g)} (largest error {fmt(float(err.max()))})"
+
+
+def close(a: float, b: float, rtol: float, atol: float) -> bool:
+    """Scalar closeness with the checks' own arithmetic (|a - b| <= atol + rtol |b|)."""
+    return math.isfinite(a) and abs(a - b) <= atol + rtol * abs(b)

@@ -1,0 +1,120 @@
+"""Plots for the notebooks: image grids, t-SNE of codes, loss curves."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _plt():
+    import matplotlib.pyplot as plt  # imported lazily: nothing heavy runs at import time
+    return plt
+
+
+def _as_images(images) -> np.ndarray:
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().float().numpy()
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4:  # (B, 1, 28, 28)
+        images = images[:, 0]
+    if images.ndim == 2:  # (B, 784)
+        images = images.reshape(len(images), 28, 28)
+    return images
+
+
+def plot_images(images, *, ncol: int = 10, title: str | None = None,
+                cmap: str = "gray", symmetric: bool = False, row_titles=None,
+                vmin: float | None = None, vmax: float | None = None):
+    """Show images in a grid.
+
+    Parameters
+    ----------
+    images : Tensor or ndarray, shape (n, 1, 28, 28), (n, 28, 28) or (n, 784)
+    symmetric : bool
+        Use a diverging colormap with a range symmetric around 0, for images that can be
+        negative (varianceMNIST, noise). Otherwise ``cmap`` with the data's range.
+    row_titles : list of str, optional
+        A label for each row, e.g. ["input", "reconstruction"].
+    """
+    plt = _plt()
+    images = _as_images(images)
+    n = len(images)
+    nrow = max(1, int(np.ceil(n / ncol)))
+    if symmetric:
+        cmap = "bwr" if cmap == "gray" else cmap
+        bound = float(np.abs(images).max()) or 1.0
+        vmin, vmax = -bound, bound
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 0.95 + (0.4 if title else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i < n:
+            ax.imshow(images[i], cmap=cmap, vmin=vmin, vmax=vmax)
+        else:
+            ax.axis("off")
+    if row_titles:
+        for r, label in enumerate(row_titles[:nrow]):
+            axes[r, 0].set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
+def plot_rows(rows: dict, *, n: int = 10, symmetric: bool = False, title: str | None = None):
+    """Show several aligned rows of images, e.g. {"input": x, "reconstruction": xrec}."""
+    stacked = np.concatenate([_as_images(v)[:n] for v in rows.values()])
+    return plot_images(stacked, ncol=n, symmetric=symmetric, title=title,
+                       row_titles=list(rows.keys()))
+
+
+def plot_embeddings(codes, labels, *, max_points: int = 1500, seed: int = 0,
+                    title: str = "t-SNE of the codes"):
+    """Scatter a 2-d t-SNE embedding of ``codes``, coloured by digit label.
+
+    At most ``max_points`` codes (a seeded, fixed subset) are embedded, so the plot stays
+    fast on a laptop. Codes that are already 2-d are plotted as they are.
+    """
+    plt = _plt()
+    codes = np.asarray(codes, dtype=np.float64)
+    labels = np.asarray(labels)
+    if len(codes) > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(len(codes), max_points, replace=False))
+        codes, labels = codes[idx], labels[idx]
+    if codes.shape[1] == 2:
+        xy = codes
+        title = title.replace("t-SNE of the codes", "the 2-d codes")
+    else:
+        from sklearn.manifold import TSNE
+        xy = TSNE(n_components=2, init="pca", random_state=seed,
+                  perplexity=min(30.0, (len(codes) - 1) / 3)).fit_transform(codes)
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
+    fig.colorbar(scatter, ax=ax, ticks=range(10), label="digit")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
+def plot_loss(losses, *, title: str = "training loss", ylabel: str = "loss",
+              logy: bool = False):
+    """Plot one value per step or epoch; a dict plots several named curves."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    curves = losses if isinstance(losses, dict) else {ylabel: losses}
+    for name, values in curves.items():
+        ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if len(curves) > 1:
+        ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    plt.show()
+    return fig
