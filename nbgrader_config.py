@@ -11,10 +11,32 @@ c.CourseDirectory.course_id = "autoencoders"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
 c.CourseDirectory.db_assignments = [dict(name="autoencoders")]
-# Weights, caches and plots never belong in the release or in feedback.
-c.CourseDirectory.ignore = [
-    ".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.pth", "*.npz",
-]
+# nbgrader copies these patterns nowhere (not into the release, not from submissions).
+# Weights (*.pth) must travel from submissions into the autograded copy, so they are not
+# listed here; reference weights live in reference/ (make weights), never in solutions/.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+# Never overwrite a student's weights with a file of the same name from solutions/.
+_WEIGHTS = ["ae_encoder.pth", "ae_decoder.pth", "dae.pth", "vae_encoder.pth", "vae_decoder.pth"]
+c.Autograde.exclude_overwriting = {"autoencoders": _WEIGHTS}
+
+
+def _refuse_weights_in_source():
+    """Reference weights in solutions/ would be handed out with the release."""
+    import pathlib
+    import sys
+
+    if "generate_assignment" not in sys.argv[1:2] and "assign" not in sys.argv[1:2]:
+        return
+    here = pathlib.Path(__file__).resolve().parent / "solutions" / "autoencoders"
+    found = sorted(p.name for p in here.glob("*.pth"))
+    if found:
+        raise SystemExit(
+            f"nbgrader_config.py: refusing to release: {', '.join(found)} in {here} would be "
+            f"copied into the student release. Move them to reference/ (make weights keeps "
+            f"reference weights there) and run the command again.")
+
+
+_refuse_weights_in_source()
 
 # Graded runs skip training and load the submitted weights, so cells are short; the
 # timeout still leaves room for a slow laptop loading full MNIST and fitting a probe.

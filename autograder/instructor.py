@@ -61,28 +61,51 @@ def execute_notebook(path: Path, *, timeout: int = 1800, env: dict | None = None
     return nb
 
 
+def reference_dir(course: Path = COURSE_ROOT) -> Path:
+    """Where `make weights` keeps the reference weights and executed notebooks.
+
+    Not inside solutions/: nbgrader copies every non-notebook file of the source folder into
+    the release and over each submission when autograding.
+    """
+    return Path(os.environ.get("AUTOGRADER_REFERENCE_DIR", course / "reference"))
+
+
 def train_weights(names: list[str] | None = None, course: Path = COURSE_ROOT,
                   force: bool = False) -> dict[str, float]:
-    """Execute solution notebooks in training mode; returns the seconds each took."""
+    """Execute solution notebooks in training mode; returns the seconds each took.
+
+    Each notebook runs in a copy inside :func:`reference_dir`, so its weights land there.
+    """
     src = course / "solutions" / ASSIGNMENT
+    out = reference_dir(course)
+    out.mkdir(parents=True, exist_ok=True)
     took = {}
     for name in names or available_notebooks(course):
-        files = [src / w for w in WEIGHTS[name]]
+        files = [out / w for w in WEIGHTS[name]]
         if not force and all(f.exists() for f in files):
             print(f"{name}: weights present ({', '.join(f.name for f in files)}); "
                   f"use --force to retrain")
             continue
         print(f"{name}: training the reference model by executing {name}.ipynb ...", flush=True)
         start = time.perf_counter()
-        execute_notebook(src / f"{name}.ipynb")
+        shutil.copy(src / f"{name}.ipynb", out / f"{name}.ipynb")
+        execute_notebook(out / f"{name}.ipynb", save_to=out / f"{name}.executed.ipynb")
         took[name] = time.perf_counter() - start
         print(f"{name}: trained and saved in {took[name]:.0f} s", flush=True)
     return took
 
 
+def nbgrader_env() -> dict:
+    """The environment for nbgrader commands: the venv's scripts (alembic) on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("nbgrader")
-    return subprocess.run([str(exe), *args], cwd=course, capture_output=True, text=True)
+    return subprocess.run([str(exe), *args], cwd=course, capture_output=True, text=True,
+                          env=nbgrader_env())
 
 
 def demo(workdir: Path) -> None:
@@ -106,6 +129,7 @@ def demo(workdir: Path) -> None:
         sys.exit(f"generate_assignment failed:\n{proc.stdout}{proc.stderr}")
     release = workdir / "assignments" / ASSIGNMENT
     solutions = COURSE_ROOT / "solutions" / ASSIGNMENT
+    weights = reference_dir()
     students = {
         "reference": "the solution notebooks with their trained weights",
         "untouched": "the release notebooks as handed out, no weights",
@@ -120,7 +144,7 @@ def demo(workdir: Path) -> None:
                 continue
             shutil.copy(solutions / f"{name}.ipynb", dest)
             for w in WEIGHTS[name]:
-                shutil.copy(solutions / w, dest)
+                shutil.copy(weights / w, dest)
         if student == "untrained":
             _write_untrained_weights(dest, names)
     start = time.perf_counter()

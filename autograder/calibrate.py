@@ -1,0 +1,105 @@
+"""Calibrate the pass bars of the trained-model checks.
+
+For each seed, the reference solution notebook is executed in training mode (the seed
+changed in its settings cell) and the trained models are evaluated exactly as the grader
+evaluates them; untrained (random-init) models are evaluated over the same seeds. The
+results go to docs/calibration/<notebook>-<source>.json, from which docs/calibration.md
+is written by hand.
+
+    python -m autograder.calibrate ae --seeds 0 1 2 3 4
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import torch
+
+from .instructor import ASSIGNMENT, COURSE_ROOT, WEIGHTS, _class_namespace, execute_notebook
+
+
+def _evaluate(name: str, ns: dict, workdir: Path | None, n_components: int, data) -> dict:
+    """Evaluate trained (weights in workdir) or untrained (workdir None) models."""
+    from data_tools.utils import load_model
+
+    models = []
+    for f in WEIGHTS[name]:
+        cls = {"ae_encoder.pth": "Encoder", "ae_decoder.pth": "Decoder", "dae.pth": "DAE",
+               "vae_encoder.pth": "Encoder", "vae_decoder.pth": "Decoder"}[f]
+        model = ns[cls](n_components)
+        if workdir is not None:
+            with contextlib.redirect_stdout(io.StringIO()):
+                load_model(model, workdir / f)
+        models.append(model.eval())
+    module = __import__(f"autograder.{name}", fromlist=["evaluate"])
+    return getattr(module, f"evaluate_{name}")(*models, *data)
+
+
+def calibrate(name: str, seeds: list[int], n_components: int = 10) -> dict:
+    from data_tools.mnist import MNIST
+
+    src = COURSE_ROOT / "solutions" / ASSIGNMENT / f"{name}.ipynb"
+    ns = _class_namespace(src)
+    data = getattr(__import__(f"autograder.{name}", fromlist=["x"]), "evaluation_data",
+                   lambda: (MNIST(train=True, verbose=False), MNIST(train=False, verbose=False)))()
+    source = data[-1].source
+    runs, untrained = [], []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            nb = nbformat.read(src, as_version=4)
+            settings = next(c for c in nb.cells if c.cell_type == "code"
+                            and re.search(r"^seed = \d+", c.source, re.M))
+            settings.source = re.sub(r"^seed = \d+", f"seed = {seed}", settings.source, flags=re.M)
+            path = Path(tmp) / f"{name}.ipynb"
+            nbformat.write(nb, path)
+            start = time.perf_counter()
+            execute_notebook(path)
+            seconds = time.perf_counter() - start
+            result = _evaluate(name, ns, Path(tmp), n_components, data)
+        result.update(seed=seed, notebook_seconds=round(seconds, 1))
+        runs.append(result)
+        print(f"{name} seed {seed}: {result}", flush=True)
+        torch.manual_seed(seed)
+        u = _evaluate(name, ns, None, n_components, data)
+        u.update(seed=seed)
+        untrained.append(u)
+        print(f"{name} untrained seed {seed}: {u}", flush=True)
+    summary = {"notebook": name, "source": source.threshold_key, "source_location": source.location,
+               "n_components": n_components, "seeds": seeds, "reference": runs,
+               "untrained": untrained, "torch": torch.__version__}
+    for key in runs[0]:
+        if key in ("seed", "notebook_seconds"):
+            continue
+        values = [r[key] for r in runs]
+        summary[f"{key}_reference_min"] = min(values)
+        summary[f"{key}_reference_max"] = max(values)
+        summary[f"{key}_reference_median"] = statistics.median(values)
+        uv = [u[key] for u in untrained]
+        summary[f"{key}_untrained_min"] = min(uv)
+        summary[f"{key}_untrained_max"] = max(uv)
+    out = COURSE_ROOT / "docs" / "calibration" / f"{name}-{source.threshold_key}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {out}")
+    return summary
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m autograder.calibrate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebook", choices=sorted(WEIGHTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    args = parser.parse_args(argv)
+    calibrate(args.notebook, args.seeds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""Student kernels in a bubblewrap sandbox.
+
+nbgrader runs student code in the grader's own account. :class:`SandboxedKernelManager`
+starts each kernel inside `bubblewrap <https://github.com/containers/bubblewrap>`_ instead:
+
+- an empty root file system with read-only views of ``/usr``, ``/etc``, the Python
+  installation, the virtualenv, the course packages and the data directories;
+- the notebook's working copy (the kernel's cwd) as the only writable host directory;
+  the notebook files in it are hidden, because the sanitized copies hold the hidden tests;
+- the course root (gradebook, ``solutions/``, other students' folders) is not mounted;
+- no network (its own network namespace), its own pid, ipc and uts namespaces;
+- resource limits (address space, CPU time, processes, file size) and, when the grader is
+  root, an unprivileged uid (see ``launch.py``);
+- a private ``/tmp`` (also ``HOME``) on a size-limited tmpfs, a clean environment.
+
+The kernel is reached over Jupyter's ``ipc`` transport through a private directory bound
+into the sandbox (a kernel in its own network namespace cannot be reached over TCP), and is
+interrupted by message, because signals sent to the process group would stop bwrap itself.
+
+Settings are traitlets of :class:`Sandbox` (``c.Sandbox.memory_limit = ...``). The
+environment variable ``AUTOGRADER_SANDBOX=off`` switches the sandbox off for developers.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Dict, Integer, List, Unicode
+from traitlets.config import Configurable
+
+ENV_SWITCH = "AUTOGRADER_SANDBOX"
+GiB = 1024 ** 3
+MiB = 1024 ** 2
+LAUNCHER = Path(__file__).resolve().parent / "grading" / "launch.py"
+FIX = ("Install bubblewrap with `make setup` (or `sudo scripts/setup_sandbox.sh`). "
+       "Developers only: AUTOGRADER_SANDBOX=off runs student code without any isolation.")
+OFF_WARNING = (
+    "\n" + "!" * 78 + "\n"
+    "!! AUTOGRADER_SANDBOX=off: student code runs WITHOUT a sandbox, with the grader's\n"
+    "!! rights. It can read the gradebook and the hidden tests and change grades.\n"
+    "!! Use this only on your own notebooks, never to grade submissions.\n"
+    + "!" * 78
+)
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot start, so student code must not run."""
+
+
+def switched_off() -> bool:
+    """Has the developer opt-out ``AUTOGRADER_SANDBOX=off`` been set?"""
+    return os.environ.get(ENV_SWITCH, "").strip().lower() in {"off", "0", "no", "false"}
+
+
+def _within(path: str, tree: str) -> bool:
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+class _MountPlan:
+    """bwrap mount arguments, creating (mode 0755) the directories a mount point needs."""
+
+    def __init__(self) -> None:
+        self.args: list[str] = []
+        self.layers: list[tuple[str, bool]] = []  # (path, shows the host tree at that path)
+        self.made: set[str] = set()
+
+    def shows_host(self, path: str) -> bool:
+        for tree, host in reversed(self.layers):
+            if _within(path, tree):
+                return host
+        return False
+
+    def _parents(self, path: str) -> None:
+        for parent in reversed(Path(path).parents):
+            p = str(parent)
+            if p == "/" or p in self.made or self.shows_host(p):
+                continue
+            self.args += ["--perms", "0755", "--dir", p]
+            self.made.add(p)
+
+    def bind(self, path: str, *, writable: bool = False) -> None:
+        real = os.path.realpath(path)
+        for dest in dict.fromkeys([real, os.path.abspath(path)]):
+            self._parents(dest)
+            self.args += ["--bind" if writable else "--ro-bind", real, dest]
+            self.layers.append((dest, True))
+
+    def tmpfs(self, path: str, *, mode: str = "0755", size: int | None = None) -> None:
+        self._parents(path)
+        self.args += ["--perms", mode] + (["--size", str(size)] if size else []) + ["--tmpfs", path]
+        self.layers.append((path, False))
+        self.made = {p for p in self.made if not _within(p, path)} | {path}
+
+    def special(self, kind: str, path: str) -> None:
+        self.args += [kind, path]
+        self.layers.append((path, False))
+        self.made.add(path)
+
+    def hide_file(self, path: str) -> None:
+        self.args += ["--ro-bind", "/dev/null", path]
+
+    def symlink(self, target: str, path: str) -> None:
+        self.args += ["--symlink", target, path]
+        self.made.add(path)
+
+
+class Sandbox(Configurable):
+    """How student kernels are isolated: bind mounts, namespaces and resource limits."""
+
+    bwrap = Unicode("bwrap", help="The bubblewrap executable (a name on PATH or a path).").tag(config=True)
+    memory_limit = Integer(
+        6 * GiB, help="Address-space limit (RLIMIT_AS) of each sandboxed process, in bytes. "
+        "An allocation beyond it raises MemoryError in the cell.").tag(config=True)
+    cpu_time_limit = Integer(
+        3600, help="CPU-time limit (RLIMIT_CPU) of each sandboxed process, in seconds, summed "
+        "over all cells and threads; the kernel is killed when it is used up.").tag(config=True)
+    max_processes = Integer(
+        256, help="Limit on processes and threads (RLIMIT_NPROC) of the sandbox user. Only "
+        "enforced for an unprivileged uid: when grading as root the kernel runs as `uid`.").tag(config=True)
+    max_file_size = Integer(1 * GiB, help="Largest file the kernel may write (RLIMIT_FSIZE), in bytes.").tag(config=True)
+    tmp_size = Integer(1 * GiB, help="Size of the private tmpfs on /tmp (also HOME) and on /dev/shm, in bytes.").tag(config=True)
+    uid = Integer(65534, help="Unprivileged uid the kernel runs as when the grader is root "
+                  "(65534 is `nobody`; pick one that no other service uses).").tag(config=True)
+    gid = Integer(65534, help="Gid the kernel runs as when the grader is root.").tag(config=True)
+    course_root = Unicode(
+        "", help="The course directory, hidden from the kernel. Default: CourseDirectory.root "
+        "or, failing that, the current directory (nbgrader changes into the course root).").tag(config=True)
+    packages = List(
+        ["data_tools", "autograder"], help="Packages whose directories are bound read-only, "
+        "so that editable installs outside the virtualenv stay importable.").tag(config=True)
+    data_dirs = List(
+        ["/coursedata"], help="Data directories bound read-only when they exist; the "
+        "directory named by $MNIST_ROOT is added automatically.").tag(config=True)
+    read_only_paths = List([], help="More host paths to bind read-only.").tag(config=True)
+    hidden_paths = List([], help="More host paths to hide (e.g. a gradebook kept outside the "
+                        "course root that a read-only path would otherwise expose).").tag(config=True)
+    pass_env = List(
+        ["NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "MNIST_ROOT", "TZ", "OMP_NUM_THREADS"],
+        help="Environment variables copied into the sandbox when set; all others are dropped.").tag(config=True)
+    env = Dict(
+        {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"},
+        help="Environment variables set inside the sandbox.").tag(config=True)
+
+    _probed: dict = {}
+
+    # -- where things are ---------------------------------------------------------------
+
+    def privileged(self) -> bool:
+        """Is the grader root (then the kernel drops to `uid`, else a user namespace is used)?"""
+        return os.geteuid() == 0
+
+    def resolve_bwrap(self) -> str:
+        found = shutil.which(self.bwrap)
+        if found is None:
+            raise SandboxUnavailable(f"the student sandbox cannot start: bubblewrap ({self.bwrap!r}) "
+                                     f"is not installed. {FIX}")
+        return found
+
+    def root(self) -> str:
+        root = self.course_root or self.config.get("CourseDirectory", {}).get("root", "") or os.getcwd()
+        return os.path.realpath(root)
+
+    def _package_dirs(self) -> list[str]:
+        dirs = []
+        for name in self.packages:
+            spec = importlib.util.find_spec(name)
+            if spec is not None and spec.submodule_search_locations:
+                dirs += [d for d in spec.submodule_search_locations if os.path.isdir(d)]
+        return dirs
+
+    def _data_dirs(self, environ) -> list[str]:
+        dirs = list(self.data_dirs)
+        if environ.get("MNIST_ROOT"):
+            dirs.append(environ["MNIST_ROOT"])
+        return [d for d in dirs if os.path.isdir(d)]
+
+    # -- the command --------------------------------------------------------------------
+
+    def command(self, argv: list[str], *, cwd: str, shared_dirs: tuple[str, ...] = (),
+                environ=None) -> list[str]:
+        """The bwrap command that runs `argv` in the sandbox with `cwd` as its writable directory."""
+        environ = os.environ if environ is None else environ
+        cwd = os.path.realpath(cwd)
+        plan = _MountPlan()
+        plan.bind("/usr")
+        for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            host = "/" + name
+            if os.path.islink(host):
+                plan.symlink(os.readlink(host), host)
+            elif os.path.isdir(host):
+                plan.bind(host)
+        plan.bind("/etc")
+        plan.special("--proc", "/proc")
+        plan.special("--dev", "/dev")
+        plan.tmpfs("/dev/shm", mode="1777", size=self.tmp_size)
+        plan.tmpfs("/tmp", mode="1777", size=self.tmp_size)
+
+        for secret in [self.root(), *self.hidden_paths]:
+            secret = os.path.realpath(secret)
+            if secret in ("/", "/usr", "/etc") or not plan.shows_host(secret):
+                continue
+            if os.path.isdir(secret):
+                plan.tmpfs(secret, mode="0755")
+            elif os.path.exists(secret):
+                plan.hide_file(secret)
+
+        readable = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+                    *self._package_dirs(), *self.read_only_paths, *self._data_dirs(environ)]
+        for path in dict.fromkeys(os.path.abspath(p) for p in readable):
+            if os.path.exists(path):
+                plan.bind(path)
+
+        plan.bind(cwd, writable=True)
+        for entry in sorted(os.listdir(cwd)):
+            path = os.path.join(cwd, entry)
+            if entry.endswith(".ipynb") and os.path.isfile(path):
+                plan.hide_file(path)  # the sanitized notebooks hold the hidden tests
+            elif entry == "timestamp.txt" and os.path.isfile(path):
+                plan.bind(path)
+        for shared in shared_dirs:
+            plan.bind(shared, writable=True)
+
+        env = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])}
+        env.update(self.env)
+        env.update({k: environ[k] for k in self.pass_env if k in environ})
+
+        if self.privileged():
+            namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                          "--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+            identity = ["--uid", str(self.uid), "--gid", str(self.gid)]
+        else:
+            namespaces = ["--unshare-all", "--disable-userns"]
+            identity = []
+        launcher = [sys.executable, "-I", "-S", str(LAUNCHER), *identity,
+                    "--memory", str(self.memory_limit), "--cpu", str(self.cpu_time_limit),
+                    "--processes", str(self.max_processes), "--file-size", str(self.max_file_size), "--"]
+        return [self.resolve_bwrap(), *plan.args, *namespaces, "--die-with-parent", "--new-session",
+                "--hostname", "sandbox", "--chdir", cwd, "--clearenv",
+                *[a for k, v in sorted(env.items()) for a in ("--setenv", k, str(v))],
+                "--", *launcher, *argv]
+
+    def check(self) -> None:
+        """Raise SandboxUnavailable, naming the problem and the fix, unless the sandbox starts."""
+        bwrap = self.resolve_bwrap()
+        key = (bwrap, self.privileged())
+        if key not in Sandbox._probed:
+            with tempfile.TemporaryDirectory(prefix="autograder-probe-") as tmp:
+                if self.privileged():
+                    os.chown(tmp, self.uid, self.gid)
+                cmd = self.command([sys.executable, "-I", "-S", "-c", "pass"], cwd=tmp)
+                try:
+                    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+                    problem = None if run.returncode == 0 else (run.stderr.strip() or f"exit status {run.returncode}")
+                except (OSError, subprocess.TimeoutExpired) as e:
+                    problem = str(e)
+            Sandbox._probed[key] = problem
+        problem = Sandbox._probed[key]
+        if problem:
+            raise SandboxUnavailable(f"the student sandbox cannot start: {problem}. {FIX}")
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """An AsyncKernelManager whose kernels run in the bubblewrap sandbox described by `Sandbox`.
+
+    During ``nbgrader validate`` a missing sandbox only warns (it is the student's own code
+    on the student's own machine); everywhere else it raises SandboxUnavailable.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.sandbox = Sandbox(config=self.config)
+        self.sandboxed = False
+        self._shared_dir: str | None = None
+        self._workdir: str | None = None
+        self._workdir_owner: tuple[int, int] | None = None
+        self._log_file = None
+
+    def _use_sandbox(self) -> bool:
+        if switched_off():
+            self.log.warning(OFF_WARNING)
+            warnings.warn("AUTOGRADER_SANDBOX=off: student code is not isolated", stacklevel=2)
+            return False
+        try:
+            self.sandbox.check()
+        except SandboxUnavailable as e:
+            if os.environ.get("NBGRADER_EXECUTION") == "validate":
+                self.log.warning("%s\nValidating WITHOUT a sandbox.", e)
+                return False
+            raise
+        return True
+
+    async def _async_pre_start_kernel(self, **kw):
+        self.sandboxed = self._use_sandbox()
+        if not self.sandboxed:
+            return await super()._async_pre_start_kernel(**kw)
+        sb = self.sandbox
+        self._shared_dir = tempfile.mkdtemp(prefix="autograder-kernel-")
+        self.transport = "ipc"
+        self.ip = os.path.join(self._shared_dir, "kernel")
+        self.connection_file = os.path.join(self._shared_dir, "connection.json")
+        self.kernel_spec.interrupt_mode = "message"
+        cmd, kw = await super()._async_pre_start_kernel(**kw)
+        cwd = os.path.abspath(kw.get("cwd") or os.getcwd())
+        if sb.privileged():
+            for path in (self._shared_dir, self.connection_file):
+                os.chown(path, sb.uid, sb.gid)
+            st = os.stat(cwd)
+            self._workdir_owner = (st.st_uid, st.st_gid)
+            os.chown(cwd, sb.uid, sb.gid)
+        self._workdir = cwd
+        self._log_file = open(os.path.join(self._shared_dir, "kernel.log"), "w+b")
+        kw.update(cwd=cwd, stdout=self._log_file, stderr=self._log_file)
+        return sb.command(cmd, cwd=cwd, shared_dirs=(self._shared_dir,)), kw
+
+    def log_tail(self, n: int = 2000) -> str:
+        """The last characters the sandbox and kernel wrote to stdout/stderr (for diagnosis)."""
+        if self._log_file is None or self._log_file.closed:
+            return ""
+        self._log_file.flush()
+        self._log_file.seek(0)
+        return self._log_file.read().decode("utf-8", "replace")[-n:]
+
+    def exit_description(self) -> str:
+        """How the kernel process ended, e.g. 'killed by SIGKILL', or '' if unknown or alive."""
+        process = getattr(self.provisioner, "process", None)
+        code = process.poll() if process is not None else None
+        if code is None:
+            return ""
+        signum = -code if code < 0 else (code - 128 if self.sandboxed and code > 128 else 0)
+        if signum:
+            try:
+                import signal
+                name = signal.Signals(signum).name
+            except ValueError:
+                name = f"signal {signum}"
+            return f"killed by {name}"
+        return f"exit status {code}"
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if restart or not self.sandboxed:
+            return
+        self._restore_workdir()
+        if self._log_file is not None:
+            self._log_file.close()
+        if self._shared_dir:
+            shutil.rmtree(self._shared_dir, ignore_errors=True)
+            self._shared_dir = None
+
+    cleanup_resources = _async_cleanup_resources
+
+    def _restore_workdir(self) -> None:
+        """Give the working copy back to the grader and remove links and special files.
+
+        nbgrader writes into this directory after the kernel has gone (as the grader), so a
+        symlink left there by student code (say ``other_notebook.ipynb -> ../../gradebook.db``)
+        must not survive.
+        """
+        cwd = self._workdir
+        if not cwd or not os.path.isdir(cwd):
+            return
+        owner = self._workdir_owner
+        for dirpath, dirnames, filenames in os.walk(cwd):
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                mode = os.lstat(path).st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    self.log.warning("Removing %s left by the student's code", path)
+                    os.unlink(path)
+                elif owner:
+                    os.lchown(path, *owner)
+        if owner:
+            os.chown(cwd, *owner)

@@ -1,0 +1,681 @@
+"""Tests of the VAE checks: the reference passes, alternative correct implementations pass,
+and each known-wrong implementation fails with the hint that names its mistake."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from autograder.core import CheckFailure, NotImplementedYet
+from autograder.vae import (MIN_LOGVAR_ALLOWED, check_decoder, check_encoder, check_loss_kl,
+                            check_loss_loglik, check_sample)
+
+# ---------------------------------------------------------------------------------------------
+# Reference implementation (as in the solution notebook)
+# ---------------------------------------------------------------------------------------------
+
+MIN_LOGVAR = math.log(1e-3)
+
+
+class Encoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 5, stride=2), nn.BatchNorm2d(8), nn.ReLU(),  # (B, 8, 12, 12)
+            nn.Conv2d(8, 16, 5, stride=2), nn.ReLU(),                      # (B, 16, 4, 4)
+            nn.Flatten(),                                                  # (B, 256)
+            nn.Linear(256, 64), nn.ReLU(),
+        )
+        self.mean = nn.Linear(64, n_components)
+        self.logvar = nn.Linear(64, n_components)
+
+    def forward(self, x):
+        h = self.features(x)
+        return self.mean(h), self.logvar(h)
+
+    def sample(self, z_mean, z_logvar):
+        return z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
+
+
+class Decoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_components, 64), nn.BatchNorm1d(64), nn.ReLU(),
+                                  nn.Linear(64, 2 * 784))
+
+    def forward(self, z):
+        h = self.body(z).view(-1, 2, 28, 28)
+        y_mean, raw = h[:, :1], h[:, 1:]
+        y_logvar = MIN_LOGVAR + F.softplus(raw - MIN_LOGVAR)
+        return y_mean, y_logvar
+
+
+def loss_kl(z_mean, z_logvar):
+    return 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar).sum(1).mean()
+
+
+def loss_loglik(y_mean, y_logvar, x):
+    return 0.5 * (y_logvar + (x - y_mean) ** 2 / torch.exp(y_logvar)).sum(dim=(1, 2, 3)).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Alternative correct implementations
+# ---------------------------------------------------------------------------------------------
+
+def kl_distributions(z_mean, z_logvar):
+    q = Normal(z_mean, torch.exp(0.5 * z_logvar))
+    p = Normal(torch.zeros_like(z_mean), torch.ones_like(z_mean))
+    return kl_divergence(q, p).sum(-1).mean()
+
+
+def kl_float64(z_mean, z_logvar):
+    return loss_kl(z_mean.double(), z_logvar.double())
+
+
+def loglik_distributions(y_mean, y_logvar, x):
+    return -Normal(y_mean, torch.exp(0.5 * y_logvar)).log_prob(x).flatten(1).sum(1).mean()
+
+
+def loglik_with_constant(y_mean, y_logvar, x):
+    per_pixel = 0.5 * (math.log(2 * math.pi) + y_logvar + (x - y_mean) ** 2 / y_logvar.exp())
+    return per_pixel.sum() / x.shape[0]
+
+
+def sample_rsample(z_mean, z_logvar):
+    return Normal(z_mean, torch.exp(0.5 * z_logvar)).rsample()
+
+
+def sample_sqrt(z_mean, z_logvar):
+    return z_mean + torch.sqrt(torch.exp(z_logvar)) * torch.randn(z_mean.shape)
+
+
+class EncoderMLP(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.Tanh(),
+                                 nn.Linear(128, 2 * n_components))
+
+    def forward(self, x):
+        z_mean, z_logvar = self.net(x).chunk(2, dim=1)
+        return z_mean, z_logvar
+
+    def sample(self, z_mean, z_logvar):
+        return sample_rsample(z_mean, z_logvar)
+
+
+class DecoderConvClamp(nn.Module):
+    """Transposed convolutions and a hard clamp floor at log(1e-4)."""
+
+    def __init__(self, n_components):
+        super().__init__()
+        self.fc = nn.Linear(n_components, 16 * 7 * 7)
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1), nn.ReLU(),  # (B, 8, 14, 14)
+            nn.ConvTranspose2d(8, 2, 4, stride=2, padding=1),             # (B, 2, 28, 28)
+        )
+
+    def forward(self, z):
+        h = self.up(F.relu(self.fc(z)).view(-1, 16, 7, 7))
+        return torch.sigmoid(h[:, :1]), h[:, 1:].clamp(min=math.log(1e-4))
+
+
+class DecoderTanhFloor(nn.Module):
+    """A bounded log-variance, 5 * tanh(.) in [-5, 5], is a floor too."""
+
+    def __init__(self, n_components):
+        super().__init__()
+        self.mean = nn.Linear(n_components, 784)
+        self.logvar = nn.Linear(n_components, 784)
+
+    def forward(self, z):
+        return (self.mean(z).view(-1, 1, 28, 28),
+                5 * torch.tanh(self.logvar(z)).view(-1, 1, 28, 28))
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong implementations: loss_kl
+# ---------------------------------------------------------------------------------------------
+
+def kl_no_half(z_mean, z_logvar):
+    return (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar).sum(1).mean()
+
+
+def kl_batch_sum(z_mean, z_logvar):
+    return 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar).sum()
+
+
+def kl_mean_all(z_mean, z_logvar):
+    return 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar).mean()
+
+
+def kl_flipped(z_mean, z_logvar):
+    return -loss_kl(z_mean, z_logvar)
+
+
+def kl_std_as_var(z_mean, z_logvar):
+    std = torch.exp(0.5 * z_logvar)
+    return 0.5 * (std + z_mean ** 2 - 1 - torch.log(std)).sum(1).mean()
+
+
+def kl_logvar_as_logstd(z_mean, z_logvar):
+    q = Normal(z_mean, torch.exp(z_logvar))   # passes the variance where the std belongs
+    return kl_divergence(q, Normal(0.0, 1.0)).sum(-1).mean()
+
+
+def kl_per_sample(z_mean, z_logvar):
+    return 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar).sum(1)
+
+
+def kl_no_minus_one(z_mean, z_logvar):
+    return 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - z_logvar).sum(1).mean()
+
+
+def kl_mean_not_squared(z_mean, z_logvar):
+    return 0.5 * (torch.exp(z_logvar) + z_mean.abs() * z_mean - 1 - z_logvar).sum(1).mean()
+
+
+def kl_item(z_mean, z_logvar):
+    return loss_kl(z_mean, z_logvar).item()
+
+
+def kl_detached_logvar(z_mean, z_logvar):
+    return 0.5 * (torch.exp(z_logvar.detach()) + z_mean ** 2 - 1 - z_logvar.detach()).sum(1).mean()
+
+
+def kl_numpy(z_mean, z_logvar):
+    return loss_kl(z_mean, z_logvar).detach().numpy()
+
+
+def kl_half_precision(z_mean, z_logvar):
+    return loss_kl(z_mean, z_logvar).half()
+
+
+def kl_no_half_batch_sum(z_mean, z_logvar):
+    return (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar).sum()
+
+
+class AlwaysEqual:
+    def __eq__(self, other):
+        return True
+
+    def __float__(self):
+        return 0.0
+
+
+def kl_always_equal(z_mean, z_logvar):
+    return AlwaysEqual()
+
+
+class SneakyTensor(torch.Tensor):
+    pass
+
+
+def kl_subclass(z_mean, z_logvar):
+    return loss_kl(z_mean, z_logvar).as_subclass(SneakyTensor)
+
+
+def stub(*args):
+    raise NotImplementedError()
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong implementations: loss_loglik
+# ---------------------------------------------------------------------------------------------
+
+def ll_no_half(y_mean, y_logvar, x):
+    return (y_logvar + (x - y_mean) ** 2 / torch.exp(y_logvar)).sum(dim=(1, 2, 3)).mean()
+
+
+def ll_batch_sum(y_mean, y_logvar, x):
+    return 0.5 * (y_logvar + (x - y_mean) ** 2 / torch.exp(y_logvar)).sum()
+
+
+def ll_pixel_mean(y_mean, y_logvar, x):
+    return 0.5 * (y_logvar + (x - y_mean) ** 2 / torch.exp(y_logvar)).mean()
+
+
+def ll_flipped(y_mean, y_logvar, x):
+    return -loss_loglik(y_mean, y_logvar, x)
+
+
+def ll_flipped_with_constant(y_mean, y_logvar, x):
+    return -loglik_with_constant(y_mean, y_logvar, x)
+
+
+def ll_logvar_as_logstd(y_mean, y_logvar, x):
+    return -Normal(y_mean, torch.exp(y_logvar)).log_prob(x).flatten(1).sum(1).mean()
+
+
+def ll_logvar_as_var(y_mean, y_logvar, x):
+    return 0.5 * (torch.log(y_logvar) + (x - y_mean) ** 2 / y_logvar).sum(dim=(1, 2, 3)).mean()
+
+
+def ll_divide_by_logvar(y_mean, y_logvar, x):
+    return 0.5 * (y_logvar + (x - y_mean) ** 2 / y_logvar).sum(dim=(1, 2, 3)).mean()
+
+
+def ll_std_as_var(y_mean, y_logvar, x):
+    return -Normal(y_mean, torch.exp(0.25 * y_logvar)).log_prob(x).flatten(1).sum(1).mean()
+
+
+def ll_per_sample(y_mean, y_logvar, x):
+    return 0.5 * (y_logvar + (x - y_mean) ** 2 / torch.exp(y_logvar)).sum(dim=(1, 2, 3))
+
+
+def ll_no_half_with_constant(y_mean, y_logvar, x):
+    return (math.log(2 * math.pi) + y_logvar + (x - y_mean) ** 2 / y_logvar.exp()).sum() \
+        / x.shape[0]
+
+
+def ll_detached_mean(y_mean, y_logvar, x):
+    return loss_loglik(y_mean.detach(), y_logvar, x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong implementations: sample
+# ---------------------------------------------------------------------------------------------
+
+def sample_torch_normal(z_mean, z_logvar):
+    return torch.normal(z_mean, torch.exp(0.5 * z_logvar))
+
+
+def sample_distribution_sample(z_mean, z_logvar):
+    return Normal(z_mean, torch.exp(0.5 * z_logvar)).sample()
+
+
+def sample_detached(z_mean, z_logvar):
+    return z_mean.detach() + torch.exp(0.5 * z_logvar.detach()) * torch.randn_like(z_mean)
+
+
+def sample_detached_std(z_mean, z_logvar):
+    return z_mean + torch.exp(0.5 * z_logvar).detach() * torch.randn_like(z_mean)
+
+
+def sample_fixed_eps(z_mean, z_logvar):
+    g = torch.Generator().manual_seed(0)
+    return z_mean + torch.exp(0.5 * z_logvar) * torch.randn(z_mean.shape, generator=g)
+
+
+def sample_reseeds_global(z_mean, z_logvar):
+    torch.manual_seed(123)
+    return z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
+
+
+def sample_logvar_as_logstd(z_mean, z_logvar):
+    return z_mean + torch.exp(z_logvar) * torch.randn_like(z_mean)
+
+
+def sample_uniform(z_mean, z_logvar):
+    return z_mean + torch.exp(0.5 * z_logvar) * torch.rand_like(z_mean)
+
+
+def sample_unscaled(z_mean, z_logvar):
+    return z_mean + torch.randn_like(z_mean)
+
+
+def sample_mean_only(z_mean, z_logvar):
+    return z_mean
+
+
+def sample_shared_over_rows(z_mean, z_logvar):
+    return z_mean + torch.exp(0.5 * z_logvar) * torch.randn(z_mean.shape[1])
+
+
+def sample_shared_over_columns(z_mean, z_logvar):
+    return z_mean + torch.exp(0.5 * z_logvar) * torch.randn(z_mean.shape[0], 1)
+
+
+def sample_float64(z_mean, z_logvar):
+    return (z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)).double()
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong implementations: Encoder / Decoder
+# ---------------------------------------------------------------------------------------------
+
+class EncoderHardcoded10(EncoderMLP):
+    def __init__(self, n_components):
+        super().__init__(10)
+
+
+class EncoderSingleTensor(EncoderMLP):
+    def forward(self, x):
+        return self.net(x)
+
+
+class EncoderMeanOnly(Encoder):
+    def forward(self, x):
+        return self.mean(self.features(x))
+
+
+class EncoderSameHead(Encoder):
+    def forward(self, x):
+        h = self.features(x)
+        return self.mean(h), self.mean(h)
+
+
+class EncoderConstantLogvar(Encoder):
+    def forward(self, x):
+        z_mean, _ = super().forward(x)
+        return z_mean, torch.zeros_like(z_mean)
+
+
+class EncoderThreeOutputs(Encoder):
+    def forward(self, x):
+        z_mean, z_logvar = super().forward(x)
+        return z_mean, z_logvar, self.sample(z_mean, z_logvar)
+
+
+class EncoderNotModule:
+    def __init__(self, n_components):
+        self.n_components = n_components
+
+
+class EncoderStub(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+
+    def forward(self, x):
+        raise NotImplementedError()
+
+
+class DecoderNoFloor(Decoder):
+    def forward(self, z):
+        h = self.body(z).view(-1, 2, 28, 28)
+        return h[:, :1], h[:, 1:]
+
+
+class DecoderLowFloor(Decoder):
+    """A floor at log(1e-6) = -13.8 is below the allowed minimum."""
+
+    def forward(self, z):
+        h = self.body(z).view(-1, 2, 28, 28)
+        return h[:, :1], h[:, 1:].clamp(min=math.log(1e-6))
+
+
+class DecoderSwapped(Decoder):
+    def forward(self, z):
+        h = self.body(z).view(-1, 2, 28, 28)
+        return h[:, 1:].clamp(min=MIN_LOGVAR), h[:, :1]
+
+
+class DecoderSingleTensor(Decoder):
+    def forward(self, z):
+        return super().forward(z)[0]
+
+
+class DecoderStacked(Decoder):
+    def forward(self, z):
+        return torch.cat(super().forward(z), dim=1)
+
+
+class DecoderFlat(Decoder):
+    def forward(self, z):
+        y_mean, y_logvar = super().forward(z)
+        return y_mean.flatten(1), y_logvar.flatten(1)
+
+
+class DecoderHardcoded10(Decoder):
+    def __init__(self, n_components):
+        super().__init__(10)
+
+
+class DecoderDetachedLogvar(Decoder):
+    def forward(self, z):
+        y_mean, y_logvar = super().forward(z)
+        return y_mean, y_logvar.detach()
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference and the alternatives pass
+# ---------------------------------------------------------------------------------------------
+
+def test_reference_passes_every_check():
+    """Does the reference implementation pass every VAE check?"""
+    check_loss_kl(loss_kl)
+    check_loss_loglik(loss_loglik)
+    check_sample(Encoder(n_components=10))
+    check_encoder(Encoder)
+    check_decoder(Decoder)
+
+
+@pytest.mark.parametrize("fn", [kl_distributions, kl_float64], ids=lambda f: f.__name__)
+def test_alternative_kl_passes(fn):
+    """Does a correct loss_kl written differently (torch.distributions, float64) pass?"""
+    check_loss_kl(fn)
+
+
+@pytest.mark.parametrize("fn", [loglik_distributions, loglik_with_constant],
+                         ids=lambda f: f.__name__)
+def test_alternative_loglik_passes(fn):
+    """Does a correct loss_loglik pass with and without the constant 0.5*D*log(2*pi)?"""
+    check_loss_loglik(fn)
+
+
+@pytest.mark.parametrize("obj", [sample_rsample, sample_sqrt, EncoderMLP(3)],
+                         ids=["rsample", "sqrt_exp", "encoder_with_rsample"])
+def test_alternative_sample_passes(obj):
+    """Does sample pass when written with Normal(...).rsample() or sqrt(exp(z_logvar))?"""
+    check_sample(obj)
+
+
+def test_alternative_encoder_passes():
+    """Does an MLP encoder with one head split in two pass as well as the conv reference?"""
+    check_encoder(EncoderMLP)
+
+
+@pytest.mark.parametrize("cls", [DecoderConvClamp, DecoderTanhFloor], ids=lambda c: c.__name__)
+def test_alternative_decoder_passes(cls):
+    """Does a decoder with another architecture and a hard clamp or a tanh-bounded floor pass?"""
+    check_decoder(cls)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_sample_check_rarely_rejects_a_correct_sample(seed):
+    """Does a correct sample pass check_sample for 30 seeds (its false-alarm bound is 1e-6)?"""
+    check_sample(sample_rsample if seed % 2 else Encoder(n_components=2), seed=seed)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_other_seeds_pass(seed):
+    """Do the reference loss functions and models pass with other seeds (as hidden tests use)?"""
+    check_loss_kl(loss_kl, seed=seed)
+    check_loss_loglik(loss_loglik, seed=seed)
+    check_encoder(Encoder, seed=seed)
+    check_decoder(Decoder, seed=seed)
+
+
+def test_checks_restore_the_global_random_state():
+    """Does running a check leave the notebook's random state untouched?"""
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    check_sample(sample_rsample)
+    check_encoder(EncoderMLP)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_sample_check_derivation_numbers():
+    """Is the documented false-alarm bound of check_sample below 1e-6?"""
+    from autograder import vae
+    n_elements = vae.SAMPLE_ROWS * vae.SAMPLE_COLS
+    n_stats = 2 * n_elements + n_elements * (n_elements - 1) // 2
+    tail = math.erfc(vae.SAMPLE_Z_BOUND / math.sqrt(2))   # two-sided P(|N(0,1)| > bound)
+    assert n_stats == 90
+    assert n_stats * tail < 1e-6 / 5
+    assert vae.SAMPLE_N_DRAWS >= 20_000
+
+
+def test_min_logvar_allowed_admits_the_reference_floor():
+    """Is the reference floor log(1e-3) inside the allowed range, and log(1e-6) outside?"""
+    assert math.log(1e-6) < MIN_LOGVAR_ALLOWED <= math.log(1e-4) < MIN_LOGVAR
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong implementations fail with the right hint
+# ---------------------------------------------------------------------------------------------
+
+KL_MUTANTS = [
+    (kl_no_half, r"2x too large - did you drop the factor 1/2"),
+    (kl_batch_sum, r"sum over the batch instead of averaging"),
+    (kl_mean_all, r"average over the latent dimensions instead of summing"),
+    (kl_flipped, r"negative value(.|\n)*is the sign flipped"),
+    (kl_std_as_var, r"standard deviation exp\(0\.5\*z_logvar\) where the variance"),
+    (kl_logvar_as_logstd, r"log-variance, not a log standard deviation"),
+    (kl_per_sample, r"per-sample vector instead of a scalar - missing a mean over the batch"),
+    (kl_no_minus_one, r"forget the -1 term"),
+    (kl_mean_not_squared, r"not symmetric in the mean(.|\n)*square z_mean"),
+    (kl_item, r"not \.item\(\)"),
+    (kl_detached_logvar, r"gradient with respect to z_logvar(.|\n)*detached"),
+    (kl_numpy, r"wrong return type(.|\n)*numpy"),
+    (kl_half_precision, r"wrong dtype"),
+    (kl_no_half_batch_sum, r"factor 1/2\? did you sum over the batch"),
+    (kl_always_equal, r"wrong return type(.|\n)*AlwaysEqual"),
+    (kl_subclass, r"wrong return type(.|\n)*Tensor subclass"),
+]
+
+
+@pytest.mark.parametrize("fn, hint", KL_MUTANTS, ids=[f.__name__ for f, _ in KL_MUTANTS])
+def test_wrong_kl_is_named(fn, hint):
+    """Does check_loss_kl reject this wrong loss_kl with a hint naming the mistake?"""
+    with pytest.raises(CheckFailure, match=hint):
+        check_loss_kl(fn)
+
+
+LOGLIK_MUTANTS = [
+    (ll_no_half, r"2x too large - did you drop the factor 1/2"),
+    (ll_batch_sum, r"sum over the batch instead of averaging"),
+    (ll_pixel_mean, r"average over the pixels instead of summing"),
+    (ll_flipped, r"sign flipped\? loss_loglik is the NEGATIVE"),
+    (ll_flipped_with_constant, r"sign flipped\? loss_loglik is the NEGATIVE"),
+    (ll_logvar_as_logstd, r"log-variance, not a log standard deviation"),
+    (ll_logvar_as_var, r"non-finite value(.|\n)*the variance is exp\(y_logvar\)"),
+    (ll_divide_by_logvar, r"non-finite(.|\n)*dividing by y_logvar"),
+    (ll_std_as_var, r"standard deviation exp\(0\.5\*y_logvar\) where the variance"),
+    (ll_per_sample, r"per-sample vector instead of a scalar"),
+    (ll_no_half_with_constant, r"factor 1/2"),
+    (ll_detached_mean, r"no gradient reaches y_mean(.|\n)*detached"),
+]
+
+
+@pytest.mark.parametrize("fn, hint", LOGLIK_MUTANTS, ids=[f.__name__ for f, _ in LOGLIK_MUTANTS])
+def test_wrong_loglik_is_named(fn, hint):
+    """Does check_loss_loglik reject this wrong loss_loglik with a hint naming the mistake?"""
+    with pytest.raises(CheckFailure, match=hint):
+        check_loss_loglik(fn)
+
+
+SAMPLE_MUTANTS = [
+    (sample_torch_normal, r"wrong gradient with respect to z_mean(.|\n)*reparameterization"),
+    (sample_distribution_sample, r"not differentiable(.|\n)*reparameterization trick"),
+    (sample_detached, r"not differentiable(.|\n)*reparameterization trick"),
+    (sample_detached_std, r"gradient with respect to z_logvar(.|\n)*reparameterization"),
+    (sample_fixed_eps, r"identical(.|\n)*fresh noise on every call"),
+    (sample_reseeds_global, r"identical(.|\n)*fresh noise on every call"),
+    (sample_logvar_as_logstd, r"wrong standard deviation(.|\n)*log-variance, not a log standard deviation"),
+    (sample_uniform, r"wrong mean(.|\n)*not uniform"),
+    (sample_unscaled, r"standard deviation of z is 1"),
+    (sample_mean_only, r"z is just z_mean"),
+    (sample_shared_over_rows, r"shared by all rows"),
+    (sample_shared_over_columns, r"correlated(.|\n)*one independent eps per element"),
+    (sample_float64, r"wrong dtype"),
+]
+
+
+@pytest.mark.parametrize("fn, hint", SAMPLE_MUTANTS, ids=[f.__name__ for f, _ in SAMPLE_MUTANTS])
+def test_wrong_sample_is_named(fn, hint):
+    """Does check_sample reject this wrong sample with a hint naming the mistake?"""
+    with pytest.raises(CheckFailure, match=hint):
+        check_sample(fn)
+
+
+ENCODER_MUTANTS = [
+    (EncoderHardcoded10, r"n_components is not honoured: 10 columns for n_components=2"),
+    (EncoderSingleTensor, r"single tensor(.|\n)*tuple \(z_mean, z_logvar\)"),
+    (EncoderMeanOnly, r"single tensor(.|\n)*tuple \(z_mean, z_logvar\)"),
+    (EncoderThreeOutputs, r"tuple of 3 items(.|\n)*exactly two tensors"),
+    (EncoderSameHead, r"z_mean and z_logvar are identical"),
+    (EncoderConstantLogvar, r"z_logvar does not depend on the model's parameters"),
+    (EncoderNotModule, r"not a torch module"),
+]
+
+
+@pytest.mark.parametrize("cls, hint", ENCODER_MUTANTS,
+                         ids=[c.__name__ for c, _ in ENCODER_MUTANTS])
+def test_wrong_encoder_is_named(cls, hint):
+    """Does check_encoder reject this wrong Encoder with a hint naming the mistake?"""
+    with pytest.raises(CheckFailure, match=hint):
+        check_encoder(cls)
+
+
+DECODER_MUTANTS = [
+    (DecoderNoFloor, r"floor does not hold(.|\n)*y_logvar needs a floor"),
+    (DecoderLowFloor, r"floor does not hold(.|\n)*floor at -13.8155 is too low"),
+    (DecoderSwapped, r"the order is \(y_mean, y_logvar\)"),
+    (DecoderSingleTensor, r"single tensor(.|\n)*tuple \(y_mean, y_logvar\)"),
+    (DecoderStacked, r"stacked on the channel axis"),
+    (DecoderFlat, r"reshape to \(batch_size, 1, 28, 28\)"),
+    (DecoderHardcoded10, r"n_components is not honoured"),
+    (DecoderDetachedLogvar, r"y_logvar does not depend on the model's parameters"),
+]
+
+
+@pytest.mark.parametrize("cls, hint", DECODER_MUTANTS,
+                         ids=[c.__name__ for c, _ in DECODER_MUTANTS])
+def test_wrong_decoder_is_named(cls, hint):
+    """Does check_decoder reject this wrong Decoder with a hint naming the mistake?"""
+    with pytest.raises(CheckFailure, match=hint):
+        check_decoder(cls)
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("check, obj", [
+    (check_loss_kl, stub), (check_loss_loglik, stub), (check_sample, stub),
+    (check_encoder, EncoderStub), (check_decoder, EncoderStub),
+], ids=["loss_kl", "loss_loglik", "sample", "encoder", "decoder"])
+def test_stub_reads_not_implemented_yet(check, obj):
+    """Does an untouched stub read as "not implemented yet" rather than a crash?"""
+    with pytest.raises(NotImplementedYet, match="not implemented yet"):
+        check(obj)
+
+
+def test_kl_message_has_four_parts():
+    """Does a wrong KL value say what was tried, expected, got, and a hint, with numbers?"""
+    with pytest.raises(CheckFailure) as info:
+        check_loss_kl(kl_no_half)
+    lines = str(info.value).splitlines()
+    assert lines[0] == ("loss_kl: wrong value for z_mean=0, z_logvar=log 2, shape (3, 2)")
+    assert lines[1].startswith("  expected 0.306853")
+    assert lines[2] == "  got      0.613706"
+    assert lines[3] == "  hint: exactly 2x too large - did you drop the factor 1/2?"
+    assert "{" not in str(info.value)
+
+
+def test_batch_sum_names_the_factor():
+    """Does a sum over the batch report the exact factor (the batch size)?"""
+    with pytest.raises(CheckFailure, match=r"exactly 3x too large - did you sum over the batch"):
+        check_loss_kl(kl_batch_sum)
+
+
+def test_sample_message_names_the_worst_element():
+    """Does a wrong standard deviation report one element, its expected value and the bound?"""
+    with pytest.raises(CheckFailure) as info:
+        check_sample(sample_logvar_as_logstd)
+    text = str(info.value)
+    assert "at element (" in text and "allowed +-" in text and "20000 draws" in text
+
+
+def test_passing_an_instance_or_class_is_explained():
+    """Does passing Encoder(10) to check_encoder, or the class to check_sample, get a hint?"""
+    with pytest.raises(CheckFailure, match="pass the class itself"):
+        check_encoder(Encoder(10))
+    with pytest.raises(CheckFailure, match=r"pass an instance"):
+        check_sample(Encoder)
+    with pytest.raises(CheckFailure, match="not callable"):
+        check_loss_kl(loss_kl(torch.zeros(2, 2), torch.zeros(2, 2)))
