@@ -108,68 +108,100 @@ def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
                           env=nbgrader_env())
 
 
-def demo(workdir: Path) -> None:
-    """Release, train, submit three demo students, autograde, print points per cell."""
-    from nbgrader.api import Gradebook
-
-    names = available_notebooks()
-    train_weights(names)
+def build_course(workdir: Path, course: Path = COURSE_ROOT) -> Path:
+    """A fresh copy of the course (config and solutions) in ``workdir``, release generated."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    for item in ("nbgrader_config.py", "solutions"):
-        src = COURSE_ROOT / item
-        if src.is_dir():
-            shutil.copytree(src, workdir / item, ignore=shutil.ignore_patterns("*.pth", ".ipynb_checkpoints"))
-        else:
-            shutil.copy(src, workdir / item)
-    print(f"demo course in {workdir}")
+    shutil.copy(course / "nbgrader_config.py", workdir)
+    shutil.copytree(course / "solutions", workdir / "solutions",
+                    ignore=shutil.ignore_patterns("*.pth", ".ipynb_checkpoints"))
     proc = _nbgrader(workdir, "generate_assignment", ASSIGNMENT, "--force")
     if proc.returncode:
-        sys.exit(f"generate_assignment failed:\n{proc.stdout}{proc.stderr}")
+        raise RuntimeError(f"nbgrader generate_assignment failed:\n{proc.stdout}{proc.stderr}")
+    return workdir
+
+
+def submit(course: Path, student: str, files: dict[str, Path | bytes | str]) -> Path:
+    """Place a submission: ``files`` maps a file name to a path to copy or to its content."""
+    dest = course / "submitted" / student / ASSIGNMENT
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, what in files.items():
+        if isinstance(what, Path):
+            shutil.copy(what, dest / name)
+        elif isinstance(what, bytes):
+            (dest / name).write_bytes(what)
+        else:
+            (dest / name).write_text(what)
+    return dest
+
+
+def autograde(course: Path, *students: str) -> subprocess.CompletedProcess:
+    """Run the real `nbgrader autograde` on the course (all students, or those named)."""
+    args = ["autograde", ASSIGNMENT, "--force"]
+    for student in students:
+        args += ["--student", student]
+    return _nbgrader(course, *args)
+
+
+def scores(course: Path) -> dict[str, dict[tuple[str, str], tuple[float, float]]]:
+    """Points per student and (notebook, grade cell), from the course's gradebook."""
+    from nbgrader.api import Gradebook
+
+    result: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
+        for sub in gb.assignment_submissions(ASSIGNMENT):
+            cells = result.setdefault(sub.student_id, {})
+            for nb in sub.notebooks:
+                for grade in nb.grades:
+                    cells[(nb.name, grade.name)] = (grade.score, grade.max_score)
+    return result
+
+
+DEMO_STUDENTS = {
+    "reference": "the solution notebooks with their trained weights",
+    "untouched": "the release notebooks as handed out, no weights",
+    "untrained": "the solution code with randomly initialised weights",
+}
+
+
+def demo(workdir: Path) -> None:
+    """Release, train, submit three demo students, autograde, print points per cell."""
+    names = available_notebooks()
+    train_weights(names)
+    build_course(workdir)
+    print(f"demo course in {workdir}")
     release = workdir / "assignments" / ASSIGNMENT
     solutions = COURSE_ROOT / "solutions" / ASSIGNMENT
     weights = reference_dir()
-    students = {
-        "reference": "the solution notebooks with their trained weights",
-        "untouched": "the release notebooks as handed out, no weights",
-        "untrained": "the solution code with randomly initialised weights",
-    }
-    for student in students:
-        dest = workdir / "submitted" / student / ASSIGNMENT
-        dest.mkdir(parents=True)
-        for name in names:
-            if student == "untouched":
-                shutil.copy(release / f"{name}.ipynb", dest)
-                continue
-            shutil.copy(solutions / f"{name}.ipynb", dest)
-            for w in WEIGHTS[name]:
-                shutil.copy(weights / w, dest)
-        if student == "untrained":
-            _write_untrained_weights(dest, names)
+    for name in names:
+        submit(workdir, "untouched", {f"{name}.ipynb": release / f"{name}.ipynb"})
+        ref = {f"{name}.ipynb": solutions / f"{name}.ipynb"}
+        ref.update({w: weights / w for w in WEIGHTS[name]})
+        submit(workdir, "reference", ref)
+        dest = submit(workdir, "untrained", {f"{name}.ipynb": solutions / f"{name}.ipynb"})
+        write_untrained_weights(dest, [name])
     start = time.perf_counter()
-    proc = _nbgrader(workdir, "autograde", ASSIGNMENT, "--force")
-    print(f"nbgrader autograde: {len(students)} submissions in {time.perf_counter() - start:.0f} s")
+    proc = autograde(workdir)
+    print(f"nbgrader autograde: {len(DEMO_STUDENTS)} submissions in "
+          f"{time.perf_counter() - start:.0f} s")
     if proc.returncode:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
-    with Gradebook(f"sqlite:///{workdir / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
-        rows = []
-        for student in students:
-            sub = gb.find_submission(ASSIGNMENT, student)
-            for nb in sub.notebooks:
-                for grade in nb.grades:
-                    rows.append((student, nb.name, grade.name, grade.score, grade.max_score))
-    _print_table(rows, students)
+    rows = [(student, nb, cell, score, max_score)
+            for student, cells in scores(workdir).items() if student in DEMO_STUDENTS
+            for (nb, cell), (score, max_score) in cells.items()]
+    rows.sort(key=lambda r: (list(DEMO_STUDENTS).index(r[0]), NOTEBOOKS.index(r[1])))
+    _print_table(rows, DEMO_STUDENTS)
 
 
-def _write_untrained_weights(dest: Path, names: list[str]) -> None:
-    """Save freshly initialised models under the expected file names."""
+def write_untrained_weights(dest: Path, names: list[str], seed: int = 0) -> None:
+    """Save freshly initialised models of the notebooks in ``dest`` under the weight names."""
     import torch
 
     from data_tools.utils import save_model
     for name in names:
         ns = _class_namespace(dest / f"{name}.ipynb")
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         for f in WEIGHTS[name]:
             save_model(_model_for(ns, f), dest / f)
 

@@ -283,6 +283,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._workdir: str | None = None
         self._workdir_owner: tuple[int, int] | None = None
         self._log_file = None
+        self.last_log = ""
 
     def _use_sandbox(self) -> bool:
         if switched_off():
@@ -350,7 +351,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         if restart or not self.sandboxed:
             return
         self._restore_workdir()
-        if self._log_file is not None:
+        if self._log_file is not None and not self._log_file.closed:
+            self.last_log = self.log_tail()
             self._log_file.close()
         if self._shared_dir:
             shutil.rmtree(self._shared_dir, ignore_errors=True)

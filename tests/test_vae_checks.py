@@ -313,6 +313,10 @@ def sample_uniform(z_mean, z_logvar):
     return z_mean + torch.exp(0.5 * z_logvar) * torch.rand_like(z_mean)
 
 
+def sample_without_mean(z_mean, z_logvar):
+    return torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
+
+
 def sample_unscaled(z_mean, z_logvar):
     return z_mean + torch.randn_like(z_mean)
 
@@ -576,8 +580,9 @@ SAMPLE_MUTANTS = [
     (sample_fixed_eps, r"identical(.|\n)*fresh noise on every call"),
     (sample_reseeds_global, r"identical(.|\n)*fresh noise on every call"),
     (sample_logvar_as_logstd, r"wrong standard deviation(.|\n)*log-variance, not a log standard deviation"),
-    (sample_uniform, r"wrong mean(.|\n)*not uniform"),
+    (sample_uniform, r"wrong standard deviation(.|\n)*not uniform"),
     (sample_unscaled, r"standard deviation of z is 1"),
+    (sample_without_mean, r"wrong mean(.|\n)*the mean of z is 0, not z_mean"),
     (sample_mean_only, r"z is just z_mean"),
     (sample_shared_over_rows, r"shared by all rows"),
     (sample_shared_over_columns, r"correlated(.|\n)*one independent eps per element"),

@@ -1,0 +1,55 @@
+"""Wire the sandbox and the robust grading pipeline into nbgrader.
+
+Call ``configure(c)`` at the end of ``nbgrader_config.py``::
+
+    from autograder.nbgrader_setup import configure
+    configure(c)
+
+It sets, for every nbgrader command that runs notebooks (``autograde``, ``validate``):
+
+- ``Execute.kernel_manager_class``: kernels start in the bubblewrap sandbox
+  (``autograder.sandbox``; settings under ``c.Sandbox``);
+
+and for ``nbgrader autograde``:
+
+- ``Execute`` -> ``GradingExecute``: a kernel that dies or hangs fails only the cells it
+  could not run ("grading failed: <reason>") instead of the whole submission;
+- ``HarmlessStderr`` before ``SaveAutoGrades``: warnings and progress bars on stderr no
+  longer zero a passing test cell;
+- ``FlagGradingFailures`` after ``SaveAutoGrades``: failed grade cells need manual grading;
+- ``RecordingExporter``: every notebook's outcome goes to ``grading_report.json``, and
+  interrupted gradings are graded again on the next run;
+- ``OverwriteCells.add_missing_cells``: a deleted test cell is put back and run.
+
+Values set in ``nbgrader_config.py`` after the call, or on the command line, win.
+"""
+from __future__ import annotations
+
+from nbgrader.converters import Autograde
+from nbgrader.preprocessors import Execute, SaveAutoGrades
+
+from .grading.execute import GradingExecute
+from .grading.preprocessors import FlagGradingFailures, HarmlessStderr
+from .grading.report import RecordingExporter
+from .sandbox import SandboxedKernelManager
+
+
+def autograde_preprocessors() -> list[type]:
+    """nbgrader's autograde pipeline with the grading steps of this module swapped in."""
+    pipeline = []
+    for pp in Autograde.class_traits()["autograde_preprocessors"].default():
+        if pp is Execute:
+            pipeline.append(GradingExecute)
+        elif pp is SaveAutoGrades:
+            pipeline += [HarmlessStderr, SaveAutoGrades, FlagGradingFailures]
+        else:
+            pipeline.append(pp)
+    return pipeline
+
+
+def configure(c) -> None:
+    """Configure nbgrader (the ``c`` of ``nbgrader_config.py``) to grade in the sandbox."""
+    c.Execute.kernel_manager_class = SandboxedKernelManager
+    c.Autograde.autograde_preprocessors = autograde_preprocessors()
+    c.Autograde.exporter_class = RecordingExporter
+    c.OverwriteCells.add_missing_cells = True

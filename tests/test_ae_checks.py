@@ -1,0 +1,192 @@
+"""Do the AE checks accept the reference and every correct architecture, and reject each
+plausible wrong implementation with a hint that names the mistake?"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from autograder import CheckFailure, NotImplementedYet
+from autograder import ae as checks
+
+
+def test_reference_passes(ae_solution):
+    """Does the solution notebook's Encoder/Decoder pass every shape check, hidden ones too?"""
+    checks.check_encoder(ae_solution["Encoder"])
+    checks.check_decoder(ae_solution["Decoder"])
+    checks.check_encoder(ae_solution["Encoder"], seed=1, n_components_list=(3, 5, 32),
+                         batch_sizes=(1, 2, 17))
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.Tanh(),
+                                 nn.Linear(64, n_components))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_components, 64), nn.Tanh(), nn.Linear(64, 784),
+                                 nn.Sigmoid())
+
+    def forward(self, z):
+        return self.net(z).view(-1, 1, 28, 28)
+
+
+class BatchNormEncoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8),
+                                  nn.ReLU())
+        self.fc = nn.Sequential(nn.Linear(8 * 14 * 14, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                                nn.Linear(32, n_components))
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+@pytest.mark.parametrize("encoder", [MLPEncoder, BatchNormEncoder])
+def test_alternative_encoders_pass(encoder):
+    """Does an encoder of another architecture (MLP, BatchNorm) keep full marks?"""
+    checks.check_encoder(encoder)
+    checks.check_encoder(encoder, seed=1, n_components_list=(3, 5, 32), batch_sizes=(1, 2, 17))
+
+
+def test_alternative_decoder_passes():
+    """Does an MLP decoder with a sigmoid output keep full marks?"""
+    checks.check_decoder(MLPDecoder)
+
+
+class Hardcoded10(MLPEncoder):
+    def __init__(self, n_components):
+        super().__init__(10)
+
+
+class FlatDecoder(MLPDecoder):
+    def forward(self, z):
+        return self.net(z)
+
+
+class DetachedEncoder(MLPEncoder):
+    def forward(self, x):
+        return self.net(x).detach()
+
+
+class ConstantEncoder(MLPEncoder):
+    def forward(self, x):
+        return self.net(torch.zeros_like(x))
+
+
+class TupleEncoder(MLPEncoder):
+    def forward(self, x):
+        z = self.net(x)
+        return z, z
+
+
+class DoubleEncoder(MLPEncoder):
+    def forward(self, x):
+        return self.net(x).double()
+
+
+class NanEncoder(MLPEncoder):
+    def forward(self, x):
+        return self.net(x) * float("nan")
+
+
+class StubEncoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        raise NotImplementedError()
+
+
+class NoParamsEncoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        self.n = n_components
+
+    def forward(self, x):
+        return x.flatten(1)[:, : self.n] * 1.0
+
+
+class WrongLinearEncoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 5)
+        self.fc = nn.Linear(6 * 28 * 28, n_components)  # forgot that the conv shrinks the image
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+@pytest.mark.parametrize("broken, hint", [
+    (Hardcoded10, "n_components=2: use n_components in the last layer"),
+    (DetachedEncoder, "cut off from the parameters"),
+    (ConstantEncoder, "same output for two different inputs"),
+    (TupleEncoder, "return a single tensor, not a tuple"),
+    (DoubleEncoder, "wrong dtype"),
+    (NanEncoder, "non-finite values"),
+    (NoParamsEncoder, "no trainable parameters"),
+    (WrongLinearEncoder, "in_features does not match the flattened size"),
+])
+def test_broken_encoder_is_caught(broken, hint):
+    """Is each wrong encoder rejected with a hint that names its mistake?"""
+    with pytest.raises(CheckFailure, match=hint):
+        checks.check_encoder(broken)
+
+
+def test_flat_decoder_is_caught():
+    """Does a decoder that forgets to reshape get told to reshape to (B, 1, 28, 28)?"""
+    with pytest.raises(CheckFailure, match=r"reshape the flat output to \(batch_size, 1, 28, 28\)"):
+        checks.check_decoder(FlatDecoder)
+
+
+def test_stub_reads_not_implemented():
+    """Does an untouched stub read as 'not implemented yet', not as a crash?"""
+    with pytest.raises(NotImplementedYet, match="not implemented yet"):
+        checks.check_encoder(StubEncoder)
+
+
+def test_failure_message_has_four_parts():
+    """Does a failure say what was tried, what was expected, what came out, and a hint?"""
+    with pytest.raises(CheckFailure) as info:
+        checks.check_encoder(Hardcoded10)
+    text = str(info.value)
+    assert text.startswith("Encoder(2) on x of shape (1, 1, 28, 28): wrong shape")
+    assert "expected shape (1, 2)" in text
+    assert "got      shape (1, 10)" in text
+    assert "hint:" in text
+
+
+def test_untrained_weights_fail_trained_check(ae_solution, tmp_path, monkeypatch):
+    """Do freshly initialised weights fail the trained-model bars (with the probe hint)?"""
+    from data_tools.utils import save_model
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    save_model(ae_solution["Encoder"](10), "ae_encoder.pth")
+    save_model(ae_solution["Decoder"](10), "ae_decoder.pth")
+    with pytest.raises(CheckFailure, match="accuracy too low|reconstruction error"):
+        checks.check_trained_ae(ae_solution["Encoder"], ae_solution["Decoder"], 10)
+
+
+def test_missing_weights_say_train_first(ae_solution, tmp_path, monkeypatch):
+    """Does a missing .pth tell the student to train and save first?"""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckFailure, match="train the model and save it first"):
+        checks.load_trained(ae_solution["Encoder"], ae_solution["Decoder"], 10)
+
+
+def test_weights_of_other_architecture_list_keys(ae_solution, tmp_path, monkeypatch):
+    """Does a .pth of another architecture list missing and unexpected keys?"""
+    from data_tools.utils import save_model
+
+    monkeypatch.chdir(tmp_path)
+    save_model(MLPEncoder(10), "ae_encoder.pth")
+    save_model(MLPDecoder(10), "ae_decoder.pth")
+    with pytest.raises(CheckFailure, match=r"missing keys: conv\.0\.weight.*\n.*unexpected keys: net"):
+        checks.load_trained(ae_solution["Encoder"], ae_solution["Decoder"], 10)
