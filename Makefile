@@ -24,8 +24,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# nbgrader runs alembic from PATH, hence the venv's bin first.
 release: $(STAMP)
-	$(VENV)/bin/nbgrader generate_assignment autoencoders --force --no-db
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment autoencoders --force
 
 weights: $(STAMP)
 	$(PY) -m autograder.instructor weights

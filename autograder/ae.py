@@ -17,7 +17,7 @@ import torch
 from .core import CheckFailure, call, failure, fmt
 from .models import (build, check_gradients, check_tensor_output, codes, image_hint, images,
                      n_components_hint)
-from .thresholds import threshold
+from .thresholds import required, threshold
 
 BATCH_SIZES = (1, 3, 64)
 N_COMPONENTS = (2, 10)
@@ -128,14 +128,14 @@ def check_trained_ae(Encoder, Decoder, n_components: int, *, encoder_path: str =
     if acc < bars["probe_accuracy"]:
         raise failure(
             "linear probe on the trained encoder's test codes: accuracy too low",
-            f">= {bars['probe_accuracy']:.3f} (reference about {bars['reference_accuracy']:.3f})",
+            required(bars["probe_accuracy"], bars["reference_accuracy"]),
             f"{acc:.3f}",
             "train longer or with a larger learning rate, check that the training loop "
             "updates the encoder, and save the weights after training")
     if mse > bars["recon_mse"]:
         raise failure(
             "reconstruction error of the trained autoencoder on the test set (mean over pixels)",
-            f"<= {fmt(bars['recon_mse'])} (reference about {fmt(bars['reference_mse'])})",
+            required(bars["recon_mse"], bars["reference_mse"], ".4f", "<="),
             fmt(mse),
             "train longer; check that the loss compares the decoder output with the input x")
     print(f"probe accuracy {acc:.3f} (required >= {bars['probe_accuracy']:.3f}), "

@@ -7,20 +7,28 @@ Full MNIST keeps the course's historical probe bars. Keys of the outer dict are
 """
 from __future__ import annotations
 
-THRESHOLDS: dict[str, dict[str, dict[str, float]]] = {
+THRESHOLDS: dict[str, dict[str, dict[str, float | None]]] = {
     "embedded": {
-        # filled in from docs/calibration.md
-        "ae": {"probe_accuracy": 0.0, "reference_accuracy": 0.0,
-               "recon_mse": 1.0, "reference_mse": 0.0},
+        "ae": {"probe_accuracy": 0.75, "reference_accuracy": 0.886,
+               "recon_mse": 0.035, "reference_mse": 0.017},
     },
     "mnist": {
-        "ae": {"probe_accuracy": 0.85, "reference_accuracy": 0.0,
-               "recon_mse": 1.0, "reference_mse": 0.0},
+        # The course's historical probe bar. No full-MNIST reference run was made here (no
+        # network), so no reference value is quoted; the embedded MSE bar carries over, as
+        # full MNIST gives the same model more data per epoch.
+        "ae": {"probe_accuracy": 0.85, "reference_accuracy": None,
+               "recon_mse": 0.035, "reference_mse": None},
     },
 }
 
 
-def threshold(source_key: str, notebook: str) -> dict[str, float]:
+def required(bar: float, reference: float | None, fmt: str = ".3f", op: str = ">=") -> str:
+    """'>= 0.750 (reference about 0.886)', leaving out an unknown reference."""
+    text = f"{op} {bar:{fmt}}"
+    return text if reference is None else f"{text} (reference about {reference:{fmt}})"
+
+
+def threshold(source_key: str, notebook: str) -> dict[str, float | None]:
     """The bars for one notebook on one data source."""
     try:
         return THRESHOLDS[source_key][notebook]

@@ -1,0 +1,313 @@
+"""Re-run a notebook's test cells on the submitted definitions, in a fresh process.
+
+A student's notebook runs in the same kernel as the test cells, so code in it can patch
+what the tests rely on (``torch.allclose``, the check functions, ``builtins``). The points
+must not depend on that state. :func:`build_plan` assembles a program from two sources:
+
+- from the **source** notebook (trusted, read from ``solutions/``): the read-only cells
+  (imports, data, loading of the weights) and the test cells with their hidden tests;
+- from the **submission**: only the *definitions* of its solution cells (imports of known
+  packages, classes and functions, constant assignments) and the constants of the settings
+  cell. Every other top-level statement (training loops, patches of other modules, calls) is
+  dropped, so nothing the student's cells do at top level runs before the checks.
+
+:func:`run_plan` executes the program in a new Python interpreter (in the grading sandbox
+when one is configured) that imports the checks before any student code, and returns one
+verdict per test cell. The ``ReplayChecks`` preprocessor (``autograder.grading``) then makes
+those verdicts the ones nbgrader scores.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+# Top-level packages a solution cell may import. Importing runs the imported module's code,
+# so a module shipped with the submission must not be importable this way.
+ALLOWED_IMPORTS = frozenset({
+    "torch", "numpy", "math", "collections", "functools", "itertools", "typing",
+    "dataclasses", "data_tools", "tqdm", "sklearn", "scipy", "matplotlib", "random",
+    "statistics", "operator", "abc", "enum", "copy", "warnings",
+})
+# Decorators that only mark methods.
+ALLOWED_DECORATORS = frozenset({"staticmethod", "classmethod", "property"})
+# Names a settings constant may take (the settings cell of every notebook).
+SETTINGS_NAMES = frozenset({"skip_training", "n_components", "n_epochs", "batch_size",
+                            "learning_rate", "seed", "sigma_n", "n_samples"})
+# Replay cells: read-only cells of the source that test cells depend on, by grade_id suffix.
+REPLAY_SUFFIXES = ("_setup", "_data")
+DEFAULT_TIMEOUT = 600
+
+
+class ReplayError(RuntimeError):
+    """The replay could not run (not: a check failed)."""
+
+
+def _has_call(node: ast.AST) -> bool:
+    return any(isinstance(n, (ast.Call, ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield,
+                              ast.YieldFrom, ast.ListComp, ast.SetComp, ast.DictComp,
+                              ast.GeneratorExp, ast.Subscript))
+               for n in ast.walk(node))
+
+
+def _dotted(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _safe_assign(node: ast.stmt) -> bool:
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign):
+        targets, value = [node.target], node.value
+        if value is None:
+            return True
+    else:
+        return False
+    return all(isinstance(t, ast.Name) for t in targets) and not _has_call(value)
+
+
+def _safe_function(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    args = node.args
+    defaults = [*args.defaults, *[d for d in args.kw_defaults if d is not None]]
+    annotations = [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]
+                   if a.annotation is not None]
+    if node.returns is not None:
+        annotations.append(node.returns)
+    return (all(_dotted(d) in ALLOWED_DECORATORS for d in node.decorator_list)
+            and not any(_has_call(d) for d in [*defaults, *annotations]))
+
+
+def _sanitize_body(body: list[ast.stmt], in_class: bool) -> tuple[list[ast.stmt], list[int]]:
+    kept, dropped = [], []
+    for node in body:
+        ok = False
+        if isinstance(node, ast.Import) and not in_class:
+            allowed = [a for a in node.names if a.name.split(".")[0] in ALLOWED_IMPORTS]
+            ok = len(allowed) == len(node.names)
+            if allowed and not ok:  # keep the allowed part of `import torch, evil`
+                kept.append(ast.Import(names=allowed, lineno=node.lineno, col_offset=0))
+        elif isinstance(node, ast.ImportFrom) and not in_class:
+            ok = node.level == 0 and (node.module or "").split(".")[0] in ALLOWED_IMPORTS
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            ok = _safe_function(node)
+        elif isinstance(node, ast.ClassDef):
+            ok = (not node.decorator_list and not node.keywords
+                  and all(_dotted(b) is not None for b in node.bases))
+            if ok:
+                node.body, inner = _sanitize_body(node.body, in_class=True)
+                dropped += inner
+                if not node.body:
+                    node.body = [ast.Pass()]
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            ok = True  # a docstring
+        elif isinstance(node, ast.Pass):
+            ok = True
+        else:
+            ok = _safe_assign(node)
+        if ok:
+            kept.append(node)
+        else:
+            dropped.append(node.lineno)
+    return kept, dropped
+
+
+def definitions(source: str) -> tuple[str, list[int]]:
+    """The definitions of a solution cell, and the line numbers of the dropped statements.
+
+    A cell that does not parse gives no definitions (the kernel run shows the syntax error).
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "", []
+    tree.body, dropped = _sanitize_body(tree.body, in_class=False)
+    return ast.unparse(tree), dropped
+
+
+def settings(source: str) -> str:
+    """The known settings (literal constants) assigned in the student's settings cell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ""
+    lines = []
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id in SETTINGS_NAMES):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            if isinstance(value, (bool, int, float)):
+                lines.append(f"{node.targets[0].id} = {value!r}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Step:
+    kind: str          # "trusted", "student" or "test"
+    code: str
+    grade_id: str = ""
+
+
+def _is_settings_cell(cell) -> bool:
+    return (cell.cell_type == "code" and "nbgrader" not in cell.metadata
+            and "skip_training" in cell.source)
+
+
+def build_plan(source_nb, submitted_nb) -> list[Step]:
+    """The program to replay: trusted cells from the source, definitions from the submission."""
+    submitted = {}
+    student_settings = ""
+    for cell in submitted_nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
+            submitted.setdefault(meta.get("grade_id"), cell.source)
+        elif _is_settings_cell(cell) and not student_settings:
+            student_settings = settings(cell.source)
+    steps = []
+    for cell in source_nb.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        grade_id = meta.get("grade_id", "")
+        if _is_settings_cell(cell):
+            steps.append(Step("trusted", settings(cell.source)))
+            if student_settings:
+                steps.append(Step("student", student_settings))
+        elif meta.get("grade"):
+            steps.append(Step("test", cell.source, grade_id))
+        elif meta.get("solution"):
+            code, _ = definitions(submitted.get(grade_id, ""))
+            steps.append(Step("student", code, grade_id))
+        elif meta.get("locked") and grade_id.endswith(REPLAY_SUFFIXES):
+            steps.append(Step("trusted", cell.source, grade_id))
+    return steps
+
+
+def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEOUT,
+             wrap=None) -> dict[str, dict]:
+    """Execute the plan in a fresh interpreter with ``workdir`` as working directory.
+
+    ``wrap(argv, cwd, shared_dir) -> argv`` puts the command into the sandbox. Returns
+    ``{grade_id: {"passed": bool, "error": str}}`` for every test step that ran.
+    """
+    with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
+        tmp = Path(tmp)
+        os.chmod(tmp, 0o777)
+        plan = tmp / "plan.json"
+        plan.write_text(json.dumps([step.__dict__ for step in steps]))
+        os.chmod(plan, 0o644)
+        result = tmp / "result.json"
+        argv = [sys.executable, "-m", "autograder.replay_child", str(plan), str(result)]
+        if wrap is not None:
+            argv = wrap(argv, str(workdir), str(tmp))
+        env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+        env.pop("NBGRADER_EXECUTION", None)
+        env["NBGRADER_EXECUTION"] = "autograde"
+        try:
+            proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ReplayError(f"the re-run of the tests took longer than {timeout:.0f} s") from None
+        if not result.exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise ReplayError(f"the re-run of the tests ended without a result "
+                              f"(exit code {proc.returncode}): {' | '.join(tail)[:500]}")
+        verdicts = json.loads(result.read_text())
+    return verdicts
+
+
+def replay(source_path: Path, submitted_path: Path, workdir: Path, **kwargs) -> dict[str, dict]:
+    """Build and run the replay of one submitted notebook."""
+    source_nb = nbformat.read(source_path, as_version=4)
+    submitted_nb = nbformat.read(submitted_path, as_version=4)
+    return run_plan(build_plan(source_nb, submitted_nb), workdir, **kwargs)
+
+
+# -- the nbgrader step ---------------------------------------------------------------------
+
+def _preprocessor_base():
+    from nbgrader.preprocessors import NbGraderPreprocessor
+    return NbGraderPreprocessor
+
+
+class ReplayChecks(_preprocessor_base()):
+    """After the kernel run, score every test cell by its replay in a fresh process.
+
+    A test cell's error output is replaced by the replay's verdict, so a submission that
+    patched the checks in its kernel gains nothing, and one whose kernel state was merely
+    broken loses nothing that its definitions deserve. When the replay cannot run, the
+    cells are marked "grading failed" (never silently scored from the kernel run).
+    """
+
+    from traitlets import Bool as _Bool, Float as _Float
+
+    enabled = _Bool(True, help="Score test cells by a replay in a fresh process.").tag(config=True)
+    timeout = _Float(DEFAULT_TIMEOUT, help="Seconds the replay of one notebook may take.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        from nbformat.v4 import new_output
+        from nbgrader.coursedir import CourseDirectory
+
+        ids = resources["nbgrader"]
+        coursedir = CourseDirectory(config=self.config)
+        source = Path(coursedir.format_path(coursedir.source_directory, ".", ids["assignment"])) \
+            / f"{ids['notebook']}.ipynb"
+        workdir = Path(resources.get("metadata", {}).get("path") or ".")
+        grade_cells = [c for c in nb.cells if c.cell_type == "code"
+                       and c.metadata.get("nbgrader", {}).get("grade")]
+        try:
+            verdicts = run_plan(build_plan(nbformat.read(source, as_version=4), nb), workdir,
+                                timeout=self.timeout, wrap=self._wrap())
+            problem = None
+        except Exception as exc:  # noqa: BLE001 - any failure here is a grading failure
+            verdicts, problem = {}, f"{type(exc).__name__}: {exc}"
+        failures = resources.setdefault("autograder", {}).setdefault("failures", [])
+        for cell in grade_cells:
+            grade_id = cell.metadata.nbgrader["grade_id"]
+            verdict = verdicts.get(grade_id)
+            kernel_failed = any(o.output_type == "error" for o in cell.outputs)
+            if verdict is None:
+                reason = problem or "the re-run of the tests stopped before this cell"
+                if not any(f.get("grade_id") == grade_id for f in failures):
+                    failures.append({"cell": None, "grade_id": grade_id, "reason": reason})
+                if not kernel_failed:
+                    cell.outputs.append(new_output(
+                        "error", ename="GradingFailed", evalue=f"grading failed: {reason}",
+                        traceback=[f"GradingFailed: grading failed: {reason}"]))
+                continue
+            cell.outputs = [o for o in cell.outputs if o.output_type != "error"]
+            if verdict["passed"]:
+                if kernel_failed:
+                    cell.outputs.append(new_output(
+                        "stream", name="stdout",
+                        text="[grader] this test passes when re-run on your definitions in a "
+                             "fresh process; the error above came from the notebook's state\n"))
+            else:
+                ename, _, evalue = verdict["error"].partition(": ")
+                cell.outputs.append(new_output("error", ename=ename, evalue=evalue,
+                                               traceback=[verdict["error"]]))
+        return nb, resources
+
+    def _wrap(self):
+        from .sandbox import Sandbox, switched_off
+
+        if switched_off():
+            return None
+        sandbox = Sandbox(config=self.config)
+        sandbox.check()
+        return lambda argv, cwd, shared: sandbox.command(argv, cwd=cwd, shared_dirs=(shared,))
