@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from traitlets import Bool, Float
 
 # Top-level packages a solution cell may import. Importing runs the imported module's code,
 # so a module shipped with the submission must not be importable this way.
@@ -50,11 +52,27 @@ class ReplayError(RuntimeError):
     """The replay could not run (not: a check failed)."""
 
 
+# Calls allowed in a constant assignment: constructors of layers and plain builtins, which
+# change no global state (``act = nn.ReLU()``, ``sizes = list(range(3))``).
+# Layer classes are allowed only one level down (``nn.Linear``), so that module-level
+# functions with global effects (``nn.modules.module.register_module_forward_hook``) are not.
+_LAYER = re.compile(r"^(nn|torch\.nn)\.[A-Z]\w*$|^(F|math)\.\w+$")
+ALLOWED_CALLS = frozenset({"int", "float", "bool", "str", "tuple", "list", "dict", "range",
+                           "len", "min", "max", "abs", "round", "sum", "zip", "enumerate"})
+_UNSAFE = (ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom, ast.ListComp,
+           ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Subscript, ast.Starred)
+
+
 def _has_call(node: ast.AST) -> bool:
-    return any(isinstance(n, (ast.Call, ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield,
-                              ast.YieldFrom, ast.ListComp, ast.SetComp, ast.DictComp,
-                              ast.GeneratorExp, ast.Subscript))
-               for n in ast.walk(node))
+    """Does evaluating ``node`` call anything beyond layer constructors and plain builtins?"""
+    for n in ast.walk(node):
+        if isinstance(n, _UNSAFE):
+            return True
+        if isinstance(n, ast.Call):
+            name = _dotted(n.func) or ""
+            if not (name in ALLOWED_CALLS or _LAYER.match(name)):
+                return True
+    return False
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -161,6 +179,7 @@ class Step:
     kind: str          # "trusted", "student" or "test"
     code: str
     grade_id: str = ""
+    dropped: tuple = ()  # line numbers of student statements that were left out
 
 
 def _is_settings_cell(cell) -> bool:
@@ -191,8 +210,8 @@ def build_plan(source_nb, submitted_nb) -> list[Step]:
         elif meta.get("grade"):
             steps.append(Step("test", cell.source, grade_id))
         elif meta.get("solution"):
-            code, _ = definitions(submitted.get(grade_id, ""))
-            steps.append(Step("student", code, grade_id))
+            code, dropped = definitions(submitted.get(grade_id, ""))
+            steps.append(Step("student", code, grade_id, tuple(dropped)))
         elif meta.get("locked") and grade_id.endswith(REPLAY_SUFFIXES):
             steps.append(Step("trusted", cell.source, grade_id))
     return steps
@@ -209,7 +228,8 @@ def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEO
         tmp = Path(tmp)
         os.chmod(tmp, 0o777)
         plan = tmp / "plan.json"
-        plan.write_text(json.dumps([step.__dict__ for step in steps]))
+        plan.write_text(json.dumps([{"kind": s.kind, "code": s.code, "grade_id": s.grade_id}
+                                    for s in steps]))
         os.chmod(plan, 0o644)
         result = tmp / "result.json"
         argv = [sys.executable, "-m", "autograder.replay_child", str(plan), str(result)]
@@ -254,10 +274,8 @@ class ReplayChecks(_preprocessor_base()):
     cells are marked "grading failed" (never silently scored from the kernel run).
     """
 
-    from traitlets import Bool as _Bool, Float as _Float
-
-    enabled = _Bool(True, help="Score test cells by a replay in a fresh process.").tag(config=True)
-    timeout = _Float(DEFAULT_TIMEOUT, help="Seconds the replay of one notebook may take.").tag(config=True)
+    enabled = Bool(True, help="Score test cells by a replay in a fresh process.").tag(config=True)
+    timeout = Float(DEFAULT_TIMEOUT, help="Seconds the replay of one notebook may take.").tag(config=True)
 
     def preprocess(self, nb, resources):
         from nbformat.v4 import new_output
@@ -271,16 +289,21 @@ class ReplayChecks(_preprocessor_base()):
         grade_cells = [c for c in nb.cells if c.cell_type == "code"
                        and c.metadata.get("nbgrader", {}).get("grade")]
         try:
-            verdicts = run_plan(build_plan(nbformat.read(source, as_version=4), nb), workdir,
-                                timeout=self.timeout, wrap=self._wrap())
+            plan = build_plan(nbformat.read(source, as_version=4), nb)
+            verdicts = run_plan(plan, workdir, timeout=self.timeout, wrap=self._wrap())
             problem = None
         except Exception as exc:  # noqa: BLE001 - any failure here is a grading failure
-            verdicts, problem = {}, f"{type(exc).__name__}: {exc}"
+            plan, verdicts, problem = [], {}, f"{type(exc).__name__}: {exc}"
+        dropped = "; ".join(f"cell {s.grade_id}, line{'s' if len(s.dropped) > 1 else ''} "
+                            f"{', '.join(map(str, s.dropped))}" for s in plan
+                            if s.dropped and not s.grade_id.endswith("_training"))
         failures = resources.setdefault("autograder", {}).setdefault("failures", [])
         for cell in grade_cells:
             grade_id = cell.metadata.nbgrader["grade_id"]
             verdict = verdicts.get(grade_id)
             kernel_failed = any(o.output_type == "error" for o in cell.outputs)
+            if any(o.get("ename") == "GradingFailed" for o in cell.outputs):
+                continue  # the kernel could not run this cell: it stays failed, and flagged
             if verdict is None:
                 reason = problem or "the re-run of the tests stopped before this cell"
                 if not any(f.get("grade_id") == grade_id for f in failures):
@@ -299,8 +322,12 @@ class ReplayChecks(_preprocessor_base()):
                              "fresh process; the error above came from the notebook's state\n"))
             else:
                 ename, _, evalue = verdict["error"].partition(": ")
+                if not kernel_failed and dropped:
+                    evalue += ("\n  note: the grader re-runs the tests on the definitions of "
+                               "your solution cells only (classes, functions, imports, "
+                               f"constants); these statements were not run: {dropped}")
                 cell.outputs.append(new_output("error", ename=ename, evalue=evalue,
-                                               traceback=[verdict["error"]]))
+                                               traceback=[f"{ename}: {evalue}"]))
         return nb, resources
 
     def _wrap(self):
