@@ -10,7 +10,6 @@ c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
 c.CourseDirectory.course_id = "autoencoders"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
-c.CourseDirectory.db_assignments = [dict(name="autoencoders")]
 # nbgrader copies these patterns nowhere (not into the release, not from submissions).
 # Weights (*.pth) must travel from submissions into the autograded copy, so they are not
 # listed here; reference weights live in reference/ (make weights), never in solutions/.
@@ -46,3 +45,10 @@ c.Execute.startup_timeout = 120
 # Keep feedback readable when a submission prints a lot.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60
+
+# Student kernels run in a bubblewrap sandbox with resource limits; a crash or hang fails only
+# the cells it prevented; stderr noise costs no points (docs/security.md, docs/reliability.md).
+# Sandbox settings: c.Sandbox.memory_limit, cpu_time_limit, max_processes, ... (see there).
+from autograder.nbgrader_setup import configure  # noqa: E402
+
+configure(c)

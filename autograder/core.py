@@ -11,19 +11,13 @@ import traceback
 
 import torch
 
+from .errors import CheckFailure, NotImplementedYet  # noqa: F401  (re-exported)
+
 # Own references, taken at import time, so that a notebook that later replaces
 # these attributes cannot change what the checks compute.
 _Tensor = torch.Tensor
 _isfinite = torch.isfinite
 _float64 = torch.float64
-
-
-class CheckFailure(AssertionError):
-    """A check found a problem; the message says what, and how to fix it."""
-
-
-class NotImplementedYet(CheckFailure):
-    """The student's function still raises NotImplementedError."""
 
 
 def failure(tried: str, expected: str | None = None, got: str | None = None,
