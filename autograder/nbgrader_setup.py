@@ -14,11 +14,17 @@ and for ``nbgrader autograde``:
 
 - ``Execute`` -> ``GradingExecute``: a kernel that dies or hangs fails only the cells it
   could not run ("grading failed: <reason>") instead of the whole submission;
+- ``ReplayChecks`` after it: in notebooks whose source opts in (metadata
+  ``autograder.replay``), test cells are scored by a re-run on the submitted definitions in a
+  fresh sandboxed process, which the notebook's kernel state cannot reach
+  (``autograder.replay``);
 - ``HarmlessStderr`` before ``SaveAutoGrades``: warnings and progress bars on stderr no
   longer zero a passing test cell;
 - ``FlagGradingFailures`` after ``SaveAutoGrades``: failed grade cells need manual grading;
 - ``RecordingExporter``: every notebook's outcome goes to ``grading_report.json``, and
   interrupted gradings are graded again on the next run;
+- ``RestoreCellMetadata`` before ``OverwriteCells``: tampered nbgrader cell metadata is reset
+  to the source's instead of failing the whole notebook;
 - ``OverwriteCells.add_missing_cells``: a deleted test cell is put back and run.
 
 Values set in ``nbgrader_config.py`` after the call, or on the command line, win.
@@ -26,12 +32,21 @@ Values set in ``nbgrader_config.py`` after the call, or on the command line, win
 from __future__ import annotations
 
 from nbgrader.converters import Autograde
-from nbgrader.preprocessors import Execute, SaveAutoGrades
+from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
 from .grading.execute import GradingExecute
-from .grading.preprocessors import FlagGradingFailures, HarmlessStderr
+from .grading.preprocessors import FlagGradingFailures, HarmlessStderr, RestoreCellMetadata
 from .grading.report import RecordingExporter
+from .replay import ReplayChecks
 from .sandbox import SandboxedKernelManager
+
+
+def sanitize_preprocessors() -> list[type]:
+    """nbgrader's sanitizing steps with RestoreCellMetadata before OverwriteCells."""
+    pipeline = []
+    for pp in Autograde.class_traits()["sanitize_preprocessors"].default():
+        pipeline += [RestoreCellMetadata, pp] if pp is OverwriteCells else [pp]
+    return pipeline
 
 
 def autograde_preprocessors() -> list[type]:
@@ -39,7 +54,7 @@ def autograde_preprocessors() -> list[type]:
     pipeline = []
     for pp in Autograde.class_traits()["autograde_preprocessors"].default():
         if pp is Execute:
-            pipeline.append(GradingExecute)
+            pipeline += [GradingExecute, ReplayChecks]
         elif pp is SaveAutoGrades:
             pipeline += [HarmlessStderr, SaveAutoGrades, FlagGradingFailures]
         else:
@@ -50,6 +65,7 @@ def autograde_preprocessors() -> list[type]:
 def configure(c) -> None:
     """Configure nbgrader (the ``c`` of ``nbgrader_config.py``) to grade in the sandbox."""
     c.Execute.kernel_manager_class = SandboxedKernelManager
+    c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
     c.Autograde.autograde_preprocessors = autograde_preprocessors()
     c.Autograde.exporter_class = RecordingExporter
     c.OverwriteCells.add_missing_cells = True

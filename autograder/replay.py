@@ -285,12 +285,20 @@ class ReplayChecks(_preprocessor_base()):
         coursedir = CourseDirectory(config=self.config)
         source = Path(coursedir.format_path(coursedir.source_directory, ".", ids["assignment"])) \
             / f"{ids['notebook']}.ipynb"
+        try:
+            source_nb = nbformat.read(source, as_version=4)
+        except (OSError, ValueError) as exc:
+            self.log.warning("Replay skipped: cannot read the source notebook %s: %s", source, exc)
+            return nb, resources
+        if not source_nb.metadata.get("autograder", {}).get("replay"):
+            return nb, resources  # this notebook does not opt in
         workdir = Path(resources.get("metadata", {}).get("path") or ".")
         grade_cells = [c for c in nb.cells if c.cell_type == "code"
                        and c.metadata.get("nbgrader", {}).get("grade")]
         try:
-            plan = build_plan(nbformat.read(source, as_version=4), nb)
-            verdicts = run_plan(plan, workdir, timeout=self.timeout, wrap=self._wrap())
+            plan = build_plan(source_nb, nb)
+            with self._sandbox(workdir) as wrap:
+                verdicts = run_plan(plan, workdir, timeout=self.timeout, wrap=wrap)
             problem = None
         except Exception as exc:  # noqa: BLE001 - any failure here is a grading failure
             plan, verdicts, problem = [], {}, f"{type(exc).__name__}: {exc}"
@@ -330,11 +338,12 @@ class ReplayChecks(_preprocessor_base()):
                                                traceback=[f"{ename}: {evalue}"]))
         return nb, resources
 
-    def _wrap(self):
-        from .sandbox import Sandbox, switched_off
+    def _sandbox(self, workdir: Path):
+        """The sandbox the replay runs in: the same as the student kernels'."""
+        import contextlib
+
+        from .sandbox import Sandbox, sandboxed_run, switched_off
 
         if switched_off():
-            return None
-        sandbox = Sandbox(config=self.config)
-        sandbox.check()
-        return lambda argv, cwd, shared: sandbox.command(argv, cwd=cwd, shared_dirs=(shared,))
+            return contextlib.nullcontext(None)
+        return sandboxed_run(Sandbox(config=self.config), str(workdir))

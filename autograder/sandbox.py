@@ -10,7 +10,7 @@ starts each kernel inside `bubblewrap <https://github.com/containers/bubblewrap>
 - the course root (gradebook, ``solutions/``, other students' folders) is not mounted;
 - no network (its own network namespace), its own pid, ipc and uts namespaces;
 - resource limits (address space, CPU time, processes, file size) and, when the grader is
-  root, an unprivileged uid (see ``launch.py``);
+  root, an unprivileged uid of its own (see ``grading/launch.py``);
 - a private ``/tmp`` (also ``HOME``) on a size-limited tmpfs, a clean environment.
 
 The kernel is reached over Jupyter's ``ipc`` transport through a private directory bound
@@ -22,13 +22,18 @@ environment variable ``AUTOGRADER_SANDBOX=off`` switches the sandbox off for dev
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
+import json
 import os
+import select
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -123,13 +128,16 @@ class Sandbox(Configurable):
         3600, help="CPU-time limit (RLIMIT_CPU) of each sandboxed process, in seconds, summed "
         "over all cells and threads; the kernel is killed when it is used up.").tag(config=True)
     max_processes = Integer(
-        256, help="Limit on processes and threads (RLIMIT_NPROC) of the sandbox user. Only "
-        "enforced for an unprivileged uid: when grading as root the kernel runs as `uid`.").tag(config=True)
+        256, help="Limit on processes and threads (RLIMIT_NPROC) of the sandbox's user (Linux "
+        "never enforces it for root, hence the sandbox uids).").tag(config=True)
     max_file_size = Integer(1 * GiB, help="Largest file the kernel may write (RLIMIT_FSIZE), in bytes.").tag(config=True)
     tmp_size = Integer(1 * GiB, help="Size of the private tmpfs on /tmp (also HOME) and on /dev/shm, in bytes.").tag(config=True)
-    uid = Integer(65534, help="Unprivileged uid the kernel runs as when the grader is root "
-                  "(65534 is `nobody`; pick one that no other service uses).").tag(config=True)
-    gid = Integer(65534, help="Gid the kernel runs as when the grader is root.").tag(config=True)
+    uid = Integer(
+        2_000_000_000, help="When the grader is root, each kernel runs as its own unprivileged "
+        "uid (and gid of the same number) from `uid` to `uid + uid_count - 1`, so that the process "
+        "limit and file permissions of two sandboxes (say, of two graders running at the same "
+        "time) never mix. Pick a range that no account or service uses.").tag(config=True)
+    uid_count = Integer(10_000, help="How many uids, from `uid` on, sandboxes may use.").tag(config=True)
     course_root = Unicode(
         "", help="The course directory, hidden from the kernel. Default: CourseDirectory.root "
         "or, failing that, the current directory (nbgrader changes into the course root).").tag(config=True)
@@ -146,7 +154,9 @@ class Sandbox(Configurable):
         ["NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "MNIST_ROOT", "TZ", "OMP_NUM_THREADS"],
         help="Environment variables copied into the sandbox when set; all others are dropped.").tag(config=True)
     env = Dict(
-        {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"},
+        {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+         # joblib (scikit-learn) cannot count physical cores without /sys, and says so on stderr
+         "LOKY_MAX_CPU_COUNT": str(os.cpu_count() or 1)},
         help="Environment variables set inside the sandbox.").tag(config=True)
 
     _probed: dict = {}
@@ -185,8 +195,13 @@ class Sandbox(Configurable):
     # -- the command --------------------------------------------------------------------
 
     def command(self, argv: list[str], *, cwd: str, shared_dirs: tuple[str, ...] = (),
-                environ=None) -> list[str]:
-        """The bwrap command that runs `argv` in the sandbox with `cwd` as its writable directory."""
+                environ=None, info_fd: int | None = None, uid: int | None = None) -> list[str]:
+        """The bwrap command that runs `argv` in the sandbox with `cwd` as its writable directory.
+
+        With `info_fd`, bwrap writes ``{"child-pid": N}`` to that descriptor: N is the host pid
+        of the sandbox's init, whose end means that every process of the sandbox has ended.
+        `uid` (default: the first of the range) is the uid and gid used when the grader is root.
+        """
         environ = os.environ if environ is None else environ
         cwd = os.path.realpath(cwd)
         plan = _MountPlan()
@@ -203,6 +218,14 @@ class Sandbox(Configurable):
         plan.tmpfs("/dev/shm", mode="1777", size=self.tmp_size)
         plan.tmpfs("/tmp", mode="1777", size=self.tmp_size)
 
+        readable = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+                    *self._package_dirs(), *self.read_only_paths, *self._data_dirs(environ)]
+        readable = [p for p in dict.fromkeys(os.path.abspath(p) for p in readable) if os.path.exists(p)]
+        for path in readable:
+            plan.bind(path)
+        # Hide the course (gradebook, sources, other students) wherever a read-only path
+        # exposes it, then show again what must stay visible inside it (e.g. a virtualenv).
+        masked = []
         for secret in [self.root(), *self.hidden_paths]:
             secret = os.path.realpath(secret)
             if secret in ("/", "/usr", "/etc") or not plan.shows_host(secret):
@@ -211,11 +234,9 @@ class Sandbox(Configurable):
                 plan.tmpfs(secret, mode="0755")
             elif os.path.exists(secret):
                 plan.hide_file(secret)
-
-        readable = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
-                    *self._package_dirs(), *self.read_only_paths, *self._data_dirs(environ)]
-        for path in dict.fromkeys(os.path.abspath(p) for p in readable):
-            if os.path.exists(path):
+            masked.append(secret)
+        for path in readable:
+            if any(_within(os.path.realpath(path), m) for m in masked):
                 plan.bind(path)
 
         plan.bind(cwd, writable=True)
@@ -236,14 +257,16 @@ class Sandbox(Configurable):
         if self.privileged():
             namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                           "--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-            identity = ["--uid", str(self.uid), "--gid", str(self.gid)]
+            uid = self.uid if uid is None else uid
+            identity = ["--uid", str(uid), "--gid", str(uid)]
         else:
-            namespaces = ["--unshare-all", "--disable-userns"]
+            namespaces = ["--unshare-all", "--unshare-user", "--disable-userns"]
             identity = []
         launcher = [sys.executable, "-I", "-S", str(LAUNCHER), *identity,
                     "--memory", str(self.memory_limit), "--cpu", str(self.cpu_time_limit),
                     "--processes", str(self.max_processes), "--file-size", str(self.max_file_size), "--"]
-        return [self.resolve_bwrap(), *plan.args, *namespaces, "--die-with-parent", "--new-session",
+        info = ["--info-fd", str(info_fd)] if info_fd is not None else []
+        return [self.resolve_bwrap(), *plan.args, *namespaces, *info, "--die-with-parent", "--new-session",
                 "--hostname", "sandbox", "--chdir", cwd, "--clearenv",
                 *[a for k, v in sorted(env.items()) for a in ("--setenv", k, str(v))],
                 "--", *launcher, *argv]
@@ -255,7 +278,7 @@ class Sandbox(Configurable):
         if key not in Sandbox._probed:
             with tempfile.TemporaryDirectory(prefix="autograder-probe-") as tmp:
                 if self.privileged():
-                    os.chown(tmp, self.uid, self.gid)
+                    os.chown(tmp, self.uid, self.uid)
                 cmd = self.command([sys.executable, "-I", "-S", "-c", "pass"], cwd=tmp)
                 try:
                     run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -266,6 +289,74 @@ class Sandbox(Configurable):
         problem = Sandbox._probed[key]
         if problem:
             raise SandboxUnavailable(f"the student sandbox cannot start: {problem}. {FIX}")
+
+
+def claim_uid(sb: Sandbox) -> tuple[int, int]:
+    """A uid of the configured range that no other sandbox on this machine holds.
+
+    Held with a lock file in a root-only directory until the returned descriptor is closed.
+    """
+    locks = "/run/autograder-sandbox" if os.access("/run", os.W_OK) else \
+        os.path.join(tempfile.gettempdir(), "autograder-sandbox-uids")
+    os.makedirs(locks, mode=0o700, exist_ok=True)
+    st = os.lstat(locks)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise SandboxUnavailable(f"{locks} must be a directory of the grader's own with mode 0700")
+    start = os.getpid() % max(1, sb.uid_count)
+    for i in range(sb.uid_count):
+        uid = sb.uid + (start + i) % sb.uid_count
+        fd = os.open(os.path.join(locks, str(uid)), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return uid, fd
+    raise SandboxUnavailable(f"all {sb.uid_count} sandbox uids from {sb.uid} are in use")
+
+
+def hand_over(cwd: str, uid: int) -> list[tuple[str, int, int]]:
+    """Give `cwd` and the regular files directly in it to `uid`, so that the sandbox can read
+    the submission (weights saved with mode 0600, say); returns what to give back."""
+    owners = []
+    for path in [cwd, *(os.path.join(cwd, e) for e in os.listdir(cwd))]:
+        st = os.lstat(path)
+        if path == cwd or stat.S_ISREG(st.st_mode):
+            owners.append((path, st.st_uid, st.st_gid))
+            os.lchown(path, uid, uid)
+    return owners
+
+
+def give_back(owners: list[tuple[str, int, int]]) -> None:
+    """Undo :func:`hand_over` for the paths that still exist."""
+    for path, uid, gid in owners:
+        if os.path.lexists(path):
+            os.lchown(path, uid, gid)
+
+
+@contextlib.contextmanager
+def sandboxed_run(sb: Sandbox, cwd: str):
+    """Prepare `cwd` for one sandboxed command; yields ``wrap(argv, cwd, shared) -> argv``.
+
+    As root, a free uid is claimed and the working directory handed to it for the duration.
+    """
+    sb.check()
+    uid, lock, owners = None, None, []
+    try:
+        if sb.privileged():
+            uid, lock = claim_uid(sb)
+            owners = hand_over(os.path.realpath(cwd), uid)
+
+        def wrap(argv, cwd, shared):
+            if uid is not None:
+                os.chown(shared, uid, uid)
+            return sb.command(argv, cwd=cwd, shared_dirs=(shared,), uid=uid)
+
+        yield wrap
+    finally:
+        give_back(owners)
+        if lock is not None:
+            os.close(lock)
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -283,6 +374,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._workdir: str | None = None
         self._workdir_owner: tuple[int, int] | None = None
         self._log_file = None
+        self._info_read: int | None = None
+        self._sandbox_init: int | None = None
+        self._uid_lock = None
         self.last_log = ""
 
     def _use_sandbox(self) -> bool:
@@ -311,16 +405,80 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.kernel_spec.interrupt_mode = "message"
         cmd, kw = await super()._async_pre_start_kernel(**kw)
         cwd = os.path.abspath(kw.get("cwd") or os.getcwd())
+        uid = None
         if sb.privileged():
+            uid = self._claim_uid()
             for path in (self._shared_dir, self.connection_file):
-                os.chown(path, sb.uid, sb.gid)
+                os.chown(path, uid, uid)
             st = os.stat(cwd)
             self._workdir_owner = (st.st_uid, st.st_gid)
-            os.chown(cwd, sb.uid, sb.gid)
+            if os.environ.get("NBGRADER_EXECUTION") == "autograde":
+                hand_over(cwd, uid)  # nbgrader's copy: the submitted files must be readable
+            else:
+                os.chown(cwd, uid, uid)
         self._workdir = cwd
         self._log_file = open(os.path.join(self._shared_dir, "kernel.log"), "w+b")
-        kw.update(cwd=cwd, stdout=self._log_file, stderr=self._log_file)
-        return sb.command(cmd, cwd=cwd, shared_dirs=(self._shared_dir,)), kw
+        self._info_read, info_write = os.pipe()
+        kw.update(cwd=cwd, stdout=self._log_file, stderr=self._log_file, pass_fds=(info_write,))
+        return sb.command(cmd, cwd=cwd, shared_dirs=(self._shared_dir,), info_fd=info_write, uid=uid), kw
+
+    def _claim_uid(self) -> int:
+        """A uid of the configured range that no other sandbox on this machine holds."""
+        uid, self._uid_lock = claim_uid(self.sandbox)
+        return uid
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        info_write = kw.get("pass_fds", (None,))[0]
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        finally:
+            if self.sandboxed and info_write is not None:
+                os.close(info_write)
+        if self.sandboxed:
+            self._sandbox_init = self._read_init_pid()
+
+    _launch_kernel = _async_launch_kernel
+
+    def _read_init_pid(self) -> int | None:
+        """The host pid of the sandbox's init, from bwrap's --info-fd (None if bwrap failed)."""
+        data = b""
+        try:
+            while select.select([self._info_read], [], [], 30)[0]:
+                chunk = os.read(self._info_read, 4096)
+                if not chunk:
+                    break
+                data += chunk
+                if data.rstrip().endswith(b"}"):
+                    break
+        finally:
+            os.close(self._info_read)
+        try:
+            return int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _wait_for_sandbox_end(self, timeout: float = 30) -> None:
+        """Wait until every process of the sandbox has ended.
+
+        The end of the sandbox's init (it becomes a zombie or disappears) means that the
+        kernel has killed and reaped every other process in its pid namespace. Without this
+        wait, the processes of a fork bomb still count against the next kernel's process limit.
+        """
+        pid = self._sandbox_init
+        deadline = time.monotonic() + timeout
+        while pid and time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                break
+            if state in ("Z", "X"):
+                break
+            time.sleep(0.05)
+        else:
+            if pid:
+                self.log.warning("The sandbox of the kernel (init pid %d) has not ended after %d s", pid, timeout)
+        self._sandbox_init = None
 
     def log_tail(self, n: int = 2000) -> str:
         """The last characters the sandbox and kernel wrote to stdout/stderr (for diagnosis)."""
@@ -350,7 +508,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
         if restart or not self.sandboxed:
             return
+        self._wait_for_sandbox_end()
         self._restore_workdir()
+        if self._uid_lock is not None:
+            os.close(self._uid_lock)
+            self._uid_lock = None
         if self._log_file is not None and not self._log_file.closed:
             self.last_log = self.log_tail()
             self._log_file.close()
@@ -361,24 +523,26 @@ class SandboxedKernelManager(AsyncKernelManager):
     cleanup_resources = _async_cleanup_resources
 
     def _restore_workdir(self) -> None:
-        """Give the working copy back to the grader and remove links and special files.
+        """Give the working directory back to its owner; after autograding, also clean it.
 
-        nbgrader writes into this directory after the kernel has gone (as the grader), so a
-        symlink left there by student code (say ``other_notebook.ipynb -> ../../gradebook.db``)
-        must not survive.
+        nbgrader writes into the autograded copy after the kernel has gone (as the grader),
+        so a symlink left there by student code (say ``next_notebook.ipynb ->
+        ../../../gradebook.db``) must not survive. Only nbgrader's own copy is walked: during
+        ``validate`` the working directory is wherever the notebook lives.
         """
         cwd = self._workdir
         if not cwd or not os.path.isdir(cwd):
             return
         owner = self._workdir_owner
-        for dirpath, dirnames, filenames in os.walk(cwd):
-            for name in dirnames + filenames:
-                path = os.path.join(dirpath, name)
-                mode = os.lstat(path).st_mode
-                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    self.log.warning("Removing %s left by the student's code", path)
-                    os.unlink(path)
-                elif owner:
-                    os.lchown(path, *owner)
+        if os.environ.get("NBGRADER_EXECUTION") == "autograde":
+            for dirpath, dirnames, filenames in os.walk(cwd):
+                for name in dirnames + filenames:
+                    path = os.path.join(dirpath, name)
+                    mode = os.lstat(path).st_mode
+                    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                        self.log.warning("Removing %s left by the student's code", path)
+                        os.unlink(path)
+                    elif owner:
+                        os.lchown(path, *owner)
         if owner:
             os.chown(cwd, *owner)

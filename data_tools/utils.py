@@ -45,6 +45,9 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; weights are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

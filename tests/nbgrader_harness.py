@@ -5,15 +5,24 @@
     submit(course, "alice", {"toy.ipynb": nb})
     run = autograde(course, timeout=10)                          # all submitted students, one call
     scores(course, "alice")   # {("toy", "test_square"): (1.0, 1.0), ...}
+    report(course)[("alice", "toy")]["status"]                    # "ok" | "failed" | "running"
     graded(course, "alice", "toy")                               # the autograded notebook
+    outputs(graded(course, "alice", "toy"), "test_square")       # a cell's output text
+    flagged(course, "alice")                                     # grade cells needing review
+
+For the course's own notebooks: ``make_course(tmp_path, {"ae": nbformat.read(path, 4)},
+assignment="autoencoders")`` and submit the weights next to the notebook,
+``submit(course, "bob", {"ae.ipynb": nb, "ae_encoder.pth": weights_bytes, ...})``.
 
 The course's ``nbgrader_config.py`` is the repository's (so tests see what instructors get),
 followed by ``configure(c)`` from ``autograder.nbgrader_setup`` when the repository's file
-does not call it yet, and any ``config`` lines given.
+does not call it yet, and any ``config`` lines given. nbgrader runs ``alembic`` from PATH,
+so commands run with the virtualenv's ``bin`` first on PATH (``nbgrader_env``).
 """
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -74,10 +83,8 @@ def add_cell(nb: NotebookNode, after: str, source: str) -> NotebookNode:
 # -- the course ------------------------------------------------------------------------
 
 def _nbgrader(course: Path, *args: str, timeout: float = 600, env: dict | None = None):
-    # nbgrader runs `alembic` from PATH, so the virtualenv's bin directory goes first.
-    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PATH": path, **(env or {})})
+                          text=True, timeout=timeout, env=nbgrader_env(env))
 
 
 def assignment_of(course: Path) -> str:
@@ -134,13 +141,10 @@ class AutogradeRun:
     seconds: float
 
 
-def autograde(course: Path, *students: str, timeout: float | None = None, force: bool = False,
-              args: tuple[str, ...] = (), env: dict | None = None, wall_timeout: float = 900) -> AutogradeRun:
-    """Run ``nbgrader autograde`` once for `students` (default: every submitted student).
-
-    `timeout` is the per-cell limit (``Execute.timeout``); `args` are extra command-line options.
-    """
-    cmd = ["autograde", assignment_of(course), *args]
+def autograde_command(course: Path, *students: str, timeout: float | None = None, force: bool = False,
+                      args: tuple[str, ...] = ()) -> list[str]:
+    """The ``nbgrader autograde`` command line used by `autograde` (for running it yourself)."""
+    cmd = [sys.executable, "-m", "nbgrader", "autograde", assignment_of(course), *args]
     if students:
         others = sorted({p.name for p in (course / "submitted").iterdir()} - set(students))
         if others:
@@ -149,8 +153,25 @@ def autograde(course: Path, *students: str, timeout: float | None = None, force:
         cmd.append(f"--Execute.timeout={timeout}")
     if force:
         cmd.append("--force")
+    return cmd
+
+
+def nbgrader_env(env: dict | None = None) -> dict:
+    """The environment nbgrader runs in: ours, with the virtualenv's bin first on PATH."""
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, **(env or {})}
+
+
+def autograde(course: Path, *students: str, timeout: float | None = None, force: bool = False,
+              args: tuple[str, ...] = (), env: dict | None = None, wall_timeout: float = 900) -> AutogradeRun:
+    """Run ``nbgrader autograde`` once for `students` (default: every submitted student).
+
+    `timeout` is the per-cell limit (``Execute.timeout``); `args` are extra command-line options.
+    """
+    cmd = autograde_command(course, *students, timeout=timeout, force=force, args=args)
     start = time.monotonic()
-    run = _nbgrader(course, *cmd, timeout=wall_timeout, env=env)
+    run = subprocess.run(cmd, cwd=course, capture_output=True, text=True, timeout=wall_timeout,
+                         env=nbgrader_env(env))
     return AutogradeRun(run.returncode, run.stdout + run.stderr, time.monotonic() - start)
 
 
@@ -204,3 +225,33 @@ def report(course: Path) -> dict:
     """The grading report's entries, keyed ``(student, notebook)``."""
     from autograder.grading.report import load
     return {(e["student"], e["notebook"]): e for e in load(course)["notebooks"].values()}
+
+
+# -- checks around the sandbox -------------------------------------------------------------
+
+def sandbox_processes(under: Path, wait: float = 10) -> list[str]:
+    """Command lines of processes whose working directory is inside `under` (e.g. a course),
+    after waiting up to `wait` seconds for them to end. Needs root to see other users' processes."""
+    under = os.path.realpath(under)
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and os.path.realpath(entry / "cwd").startswith(under + "/"):
+                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def host_address() -> str:
+    """This machine's address on its default route (no packet is sent), else its hostname's."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+            return s.getsockname()[0]
+        except OSError:
+            return socket.gethostbyname(socket.gethostname())

@@ -118,7 +118,7 @@ class GradingExecute(Execute):
             if output.ename == TIMEOUT_ENAME:
                 self._fail(index, cell, f"this cell did not finish within the time limit of {self.timeout} s")
                 return
-            if output.ename == "MemoryError":
+            if output.ename.endswith("MemoryError"):  # numpy raises a subclass
                 limit = getattr(getattr(self.km, "sandbox", None), "memory_limit", None)
                 self._fail(index, cell, "this cell ran out of memory" +
                            (f" (the limit is {_size(limit)} per process)" if limit else ""))

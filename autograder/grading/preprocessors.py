@@ -1,4 +1,11 @@
-"""Two small steps of the autograde pipeline, around nbgrader's ``SaveAutoGrades``.
+"""Small steps added to nbgrader's autograde pipeline.
+
+``RestoreCellMetadata`` (sanitizing, before ``OverwriteCells``) resets the nbgrader metadata
+of every cell whose ``grade_id`` the gradebook knows to the source's, and strips it from cells
+with unknown ids. Without it a test cell whose "grade" flag a student switched off, or which
+was turned into a solution cell, makes nbgrader fail the whole notebook ("Inconsistent
+checksums"), and a renamed grade_id crashes it (KeyError); with it the test cell is restored
+and run, so the student gets what the code deserves, no more and no less.
 
 nbgrader scores a grade cell 0 when it has *any* stderr output (``utils.determine_grade``
 treats a stderr stream like an error), so a PyTorch warning or a tqdm progress bar in a
@@ -17,6 +24,48 @@ from traitlets import Bool
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
+
+
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Reset nbgrader cell metadata to the source's; drop it from cells with unknown ids."""
+
+    def preprocess(self, nb, resources):
+        ids = resources["nbgrader"]
+        with Gradebook(ids["db_url"]) as gb:
+            source = gb.find_notebook(ids["notebook"], ids["assignment"])
+            self.grade_cells = {c.name: c.max_score for c in source.grade_cells}
+            self.solution_cells = {c.name for c in source.solution_cells}
+            self.task_cells = {c.name: c.max_score for c in source.task_cells}
+            self.source_cells = {c.name: (c.locked, c.cell_type) for c in source.source_cells}
+            return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        meta = cell.metadata.get("nbgrader")
+        if meta is None:
+            return cell, resources
+        grade_id = meta.get("grade_id")
+        if grade_id not in self.source_cells:
+            if any(meta.get(flag) for flag in ("grade", "solution", "locked", "task")):
+                self.log.warning("Cell %d has nbgrader metadata for unknown id %r; treating it as a "
+                                 "plain cell", cell_index, grade_id)
+            del cell.metadata["nbgrader"]
+            return cell, resources
+        locked, cell_type = self.source_cells[grade_id]
+        restored = {"grade_id": grade_id, "grade": grade_id in self.grade_cells,
+                    "solution": grade_id in self.solution_cells, "locked": locked,
+                    "cell_type": cell_type, "schema_version": meta.get("schema_version", 3)}
+        if grade_id in self.grade_cells:
+            restored["points"] = self.grade_cells[grade_id]
+        if grade_id in self.task_cells:
+            restored["task"] = True
+            restored["points"] = self.task_cells[grade_id]
+        if "checksum" in meta:
+            restored["checksum"] = meta["checksum"]
+        changed = sorted(k for k in set(meta) | set(restored) if meta.get(k) != restored.get(k))
+        if changed:
+            self.log.warning("Cell %r: restoring nbgrader metadata %s from the source", grade_id, changed)
+        cell.metadata["nbgrader"] = restored
+        return cell, resources
 
 
 class HarmlessStderr(NbGraderPreprocessor):
