@@ -1,0 +1,150 @@
+"""Do hostile or broken submissions of the course notebooks earn no points they should not,
+under real `nbgrader autograde` with the sandbox and the replay?"""
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from autograder.instructor import (ASSIGNMENT, WEIGHTS, autograde, build_course, scores, submit,
+                                   write_untrained_weights)
+
+from conftest import SOLUTIONS, grade_cell_errors, reference_weights
+
+pytestmark = pytest.mark.slow
+
+MARKER = f"pwned-{uuid.uuid4().hex}"
+HOST_MARKER = Path("/tmp") / MARKER
+
+PATCHES = """
+import torch, builtins, sklearn.linear_model, autograder.ae, autograder.core, data_tools.probe
+torch.allclose = lambda *a, **k: True
+builtins.abs = lambda x: 0
+sklearn.linear_model.LogisticRegression.score = lambda self, X, y: 1.0
+autograder.ae.check_encoder = lambda *a, **k: None
+autograder.ae.check_trained_ae = lambda *a, **k: None
+autograder.core.require_shape = lambda *a, **k: None
+data_tools.probe.probe_accuracy = lambda *a, **k: 1.0
+"""
+
+
+class _Payload:
+    """Unpickling this runs a shell command (what a malicious .pth would do)."""
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {MARKER} {HOST_MARKER}",))
+
+
+def _malicious_pth() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"weight": _Payload()}, buffer)
+    return buffer.getvalue()
+
+
+def _edit_cell(text: str, grade_id: str, edit) -> str:
+    """The notebook JSON with the source of one cell passed through ``edit``."""
+    import nbformat
+
+    nb = nbformat.reads(text, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    cell.source = edit(cell.source)
+    return nbformat.writes(nb)
+
+
+def _replace_solution(text: str, grade_id: str, new_body: str) -> str:
+    """The notebook JSON with the solution region of one cell replaced."""
+    return _edit_cell(text, grade_id, lambda source: re.sub(
+        r"### BEGIN SOLUTION\n.*?### END SOLUTION", new_body, source, count=1, flags=re.S))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    ae_weights = reference_weights("ae")
+    vae_weights = reference_weights("vae")
+    course = build_course(tmp_path_factory.mktemp("hostile") / "course")
+    ae = (SOLUTIONS / "ae.ipynb").read_text()
+    trained = {w: ae_weights / w for w in WEIGHTS["ae"]}
+
+    patched = _edit_cell(ae.replace("nn.Linear(250, n_components),", "nn.Linear(250, 10),"),
+                         "ae_encoder", lambda source: PATCHES + source)
+    assert patched.count("torch.allclose = lambda") == 1
+    dest = submit(course, "patcher", {"ae.ipynb": patched})
+    write_untrained_weights(dest, ["ae"])
+
+    submit(course, "no_weights", {"ae.ipynb": ae})
+    submit(course, "wrong_arch", {"ae.ipynb": ae, "ae_encoder.pth": ae_weights / "ae_decoder.pth",
+                                  "ae_decoder.pth": ae_weights / "ae_decoder.pth"})
+    whole = (ae_weights / "ae_encoder.pth").read_bytes()
+    submit(course, "truncated", {"ae.ipynb": ae, "ae_encoder.pth": whole[: len(whole) // 2],
+                                 "ae_decoder.pth": ae_weights / "ae_decoder.pth"})
+    submit(course, "pickle_bomb", {"ae.ipynb": ae, "ae_encoder.pth": _malicious_pth(),
+                                   "ae_decoder.pth": ae_weights / "ae_decoder.pth"})
+
+    always_equal = _replace_solution(
+        (SOLUTIONS / "vae.ipynb").read_text(), "vae_loss_kl",
+        "class AlwaysEqual(float):\n"
+        "        def __eq__(self, other): return True\n"
+        "        def __ne__(self, other): return False\n"
+        "        def __ge__(self, other): return True\n"
+        "        def __le__(self, other): return True\n"
+        "    return AlwaysEqual(0.0)")
+    submit(course, "always_equal", {"vae.ipynb": always_equal,
+                                    **{w: vae_weights / w for w in WEIGHTS["vae"]}})
+    proc = autograde(course)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return course, scores(course)
+
+
+def _points(result, student, notebook):
+    return {cell: score for (nb, cell), (score, _) in result[student].items() if nb == notebook}
+
+
+def _errors(course, student, notebook):
+    return grade_cell_errors(course / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb")
+
+
+def test_patched_checks_earn_nothing(graded):
+    """Do top-level patches of torch.allclose, builtins, sklearn and the checks gain no point?"""
+    course, result = graded
+    assert _points(result, "patcher", "ae") == {
+        "test_ae_encoder": 0.0, "test_ae_decoder": 2.0, "test_ae_trained": 0.0}
+    errors = _errors(course, "patcher", "ae")
+    assert "use n_components in the last layer" in errors["test_ae_encoder"]
+    assert "accuracy too low" in errors["test_ae_trained"]
+
+
+@pytest.mark.parametrize("student, message", [
+    ("no_weights", "train the model and save it first"),
+    ("wrong_arch", "missing keys"),
+    ("truncated", "corrupt, truncated"),
+    ("pickle_bomb", "corrupt, truncated, or not a state_dict"),
+])
+def test_bad_weights_lose_only_trained_points(graded, student, message):
+    """Does a missing, foreign, truncated or malicious .pth cost exactly the trained points,
+    with a message naming the problem?"""
+    course, result = graded
+    assert _points(result, student, "ae") == {
+        "test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_trained": 0.0}
+    assert message in _errors(course, student, "ae")["test_ae_trained"]
+
+
+def test_malicious_pickle_never_runs(graded):
+    """Does the payload of a malicious .pth never run, neither in the sandbox nor outside?"""
+    course, _ = graded
+    assert not HOST_MARKER.exists()
+    assert not list(course.rglob(MARKER))
+
+
+def test_always_equal_object_from_loss_kl_fails(graded):
+    """Does an object whose == is always True lose the KL points, and only those?"""
+    course, result = graded
+    points = _points(result, "always_equal", "vae")
+    assert points["test_vae_loss_kl"] == 0.0
+    assert all(score == max_score for (nb, cell), (score, max_score) in result["always_equal"].items()
+               if nb == "vae" and cell != "test_vae_loss_kl"), result["always_equal"]
+    assert "wrong return type" in _errors(course, "always_equal", "vae")["test_vae_loss_kl"]
