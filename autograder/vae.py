@@ -2,9 +2,10 @@
 
 Every check is ``check_<property>(obj, *, seed=0)``: it builds its own seeded inputs, returns
 None on success and raises :class:`~autograder.core.CheckFailure` on the first problem it finds,
-going coarse to fine (callable -> real tensor -> dtype -> shape -> finite -> value). The global
-torch random state is saved and restored around each check, so running a check does not change
-what a notebook draws afterwards.
+going coarse to fine (callable -> real tensor -> dtype -> shape -> finite -> value). Each check
+seeds torch's global generator itself and restores the caller's random state (and thread count)
+afterwards, so its verdict does not depend on what the notebook ran before, and running it does
+not change what the notebook draws afterwards.
 
 What each check guarantees
 --------------------------
@@ -43,10 +44,21 @@ check_decoder(Decoder)
     The same for ``Decoder(n_components).forward(z)`` returning ``(y_mean, y_logvar)``, each
     (B, 1, 28, 28); in addition the log-variance floor holds: y_logvar >= ``MIN_LOGVAR_ALLOWED``
     everywhere, even for z scaled by 100 and 1000.
+check_encoder_sample(Encoder)
+    ``check_sample`` on ``Encoder(n_components=2)``, built by the check itself, so that a test
+    cell can pass the class and an unfinished ``__init__`` reads as "not implemented yet".
+check_trained_vae(Encoder, Decoder, n_components, trainset=..., testset=...)
+    The saved weights load into freshly built models; on the seeded varianceMNIST evaluation sets
+    (``EVAL_SEED_TRAIN``, ``EVAL_SEED_TEST``), a logistic-regression probe on z_mean passes the
+    calibrated accuracy bar, and the negative ELBO per test image (KL + NLL without the constant
+    0.5*784*log(2*pi)), computed by :func:`evaluate_vae` in float64 with torch.distributions and
+    one z per image drawn with the fixed seed ``EVAL_Z_SEED`` (never with the student's loss
+    functions or ``sample``), passes the calibrated loss bar (``autograder.thresholds``).
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import math
 
@@ -59,7 +71,8 @@ from .core import (CheckFailure, NotImplementedYet, call, failure, fmt, require_
 
 __all__ = [
     "check_loss_kl", "check_loss_loglik", "check_sample", "check_encoder", "check_decoder",
-    "MIN_LOGVAR_ALLOWED",
+    "check_encoder_sample", "check_trained_vae", "evaluate_vae", "evaluation_data",
+    "load_trained", "MIN_LOGVAR_ALLOWED",
 ]
 
 # Own references, taken at import time (a notebook may rebind the public names later).
@@ -69,6 +82,8 @@ _float64 = torch.float64
 _grad = torch.autograd.grad
 _Normal = Normal
 _kl_divergence = kl_divergence
+_isfinite = torch.isfinite
+_randn = torch.randn
 
 # ---------------------------------------------------------------------------------------------
 # Tolerances and constants
@@ -135,10 +150,20 @@ GRAD_BATCH_SIZE = 8
 
 @contextlib.contextmanager
 def _isolated_rng(seed: int):
-    """Seed torch's global generator inside, restore the caller's random state afterwards."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+    """Seed torch's global generator inside, restore the caller's random state afterwards.
+
+    The checks work on small tensors, for which one thread is fastest; more threads only
+    compete with each other (and with other processes) for the cores. The caller's thread
+    count is restored afterwards.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _f64(t: torch.Tensor) -> torch.Tensor:
@@ -166,7 +191,9 @@ def _ratio_words(f: float) -> str:
         return "exactly the negative of the expected value"
     sign = "" if f > 0 else " and of the opposite sign"
     a = abs(f)
-    return f"exactly {fmt(a)}x too large{sign}" if a > 1 else f"exactly {fmt(1 / a)}x too small{sign}"
+    if a > 1:
+        return f"exactly {fmt(a)}x too large{sign}"
+    return f"exactly {fmt(1 / a)}x too small{sign}"
 
 
 def _name_mistake(got: float, bases, factors, scale: float, atol: float):
@@ -549,7 +576,9 @@ def _sample_fn(obj):
 
 
 def _sample_draw(fn, what, z_mean, z_logvar, desc):
-    z = call(fn, z_mean, z_logvar, what=f"{what} for {desc}")
+    """Call sample and check its result coarse to fine: real tensor, float32, shape, finite."""
+    what = f"{what} for {desc}"
+    z = call(fn, z_mean, z_logvar, what=what)
     require_tensor(z, what)
     require_dtype(z, _float32, what)
     require_shape(z, z_mean.shape, what, "z has the shape of z_mean: one draw per element")
@@ -676,8 +705,8 @@ def _check_sample_stats(what, draws, mu, lv, sigma, n, shape) -> None:
                       "(torch.randn_like(z_mean)), not one eps per row or per column")
 
 
-def _all_close_rel(a: torch.Tensor, b: torch.Tensor, atol: float = 0.0) -> bool:
-    return bool(((a - b).abs() <= atol + SAMPLE_DIAG_RTOL * b.abs()).all())
+def _all_close_rel(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(((a - b).abs() <= SAMPLE_DIAG_RTOL * b.abs()).all())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -709,7 +738,7 @@ def _require_pair(out, what: str, names, shape, pair_hint, shape_hint):
     if isinstance(out, _Tensor):
         raise failure(f"{what}: wrong return type", f"a tuple ({first}, {second})",
                       f"a single tensor of shape {_shape_str(out.shape)}",
-                      pair_hint(tuple(out.shape)))
+                      pair_hint(tuple(out.shape), tuple(shape)))
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         got = (f"a {type(out).__name__} of {len(out)} items"
                if isinstance(out, (tuple, list)) else
@@ -720,7 +749,7 @@ def _require_pair(out, what: str, names, shape, pair_hint, shape_hint):
         w = f"{what}: {name}"
         require_tensor(t, w)
         require_dtype(t, _float32, w)
-        require_shape(t, shape, w, shape_hint(tuple(t.shape)))
+        require_shape(t, shape, w, shape_hint(tuple(t.shape), tuple(shape)))
         require_finite(t, w)
     return out
 
@@ -764,30 +793,42 @@ def _encoder_input(gen, batch_size):
     return clean * torch.randn(shape, generator=gen)
 
 
+def _check_depends_on_input(out, what: str, out_name: str, in_name: str) -> None:
+    """The first three rows (different inputs) do not all give the same output."""
+    o = _f64(out)
+    if bool(_Tensor.equal(o[0], o[1])) and bool(_Tensor.equal(o[1], o[2])):
+        raise failure(f"{what}: {out_name} does not depend on {in_name}",
+                      f"different outputs for different {in_name}", f"the same {out_name}",
+                      f"compute {out_name} from {in_name} through the layers")
+
+
 def check_encoder(Encoder, *, seed: int = 0) -> None:
     """Encoder(n_components)(x) returns (z_mean, z_logvar), each (B, n_components), trainable."""
     _require_class(Encoder, "Encoder")
     names = ("z_mean", "z_logvar")
+
+    def pair_hint(got, expected):
+        if got == (expected[0], 2 * expected[1]):
+            return ("this looks like z_mean and z_logvar side by side: return a tuple "
+                    "(z_mean, z_logvar), e.g. z_mean, z_logvar = h.chunk(2, dim=1)")
+        return "forward must return a tuple (z_mean, z_logvar) of two tensors"
+
+    def shape_hint(got, expected):
+        if len(got) == 2 and got[0] == expected[0] and got[1] != expected[1]:
+            return (f"n_components is not honoured: {got[1]} columns for "
+                    f"n_components={expected[1]}; size the output layer(s) with n_components, "
+                    f"not with a fixed number")
+        if len(got) >= 1 and got[0] != expected[0]:
+            return ("the batch dimension was lost: flatten with x.flatten(1) (or "
+                    "x.view(x.shape[0], -1)), not x.view(-1, k) with a fixed k")
+        return "z_mean and z_logvar each have shape (batch_size, n_components)"
+
     gen = torch.Generator().manual_seed(seed)
     with _isolated_rng(seed):
         for n in N_COMPONENTS:
             enc = _build(Encoder, n, "Encoder")
-
-            def pair_hint(shape, n=n):
-                if len(shape) == 2 and shape[1] == 2 * n:
-                    return ("this looks like z_mean and z_logvar side by side: return a tuple "
-                            "(z_mean, z_logvar), e.g. z_mean, z_logvar = h.chunk(2, dim=1)")
-                return "forward must return a tuple (z_mean, z_logvar) of two tensors"
-
-            def shape_hint(shape, n=n):
-                if len(shape) == 2 and shape[1] != n:
-                    return (f"n_components is not honoured: {shape[1]} columns for "
-                            f"n_components={n}; size the output layer(s) with n_components, "
-                            f"not with a fixed number")
-                return "z_mean and z_logvar each have shape (batch_size, n_components)"
-
+            # Shapes in eval mode (BatchNorm works at batch size 1, dropout is off).
             enc.eval()
-            outs = {}
             for batch_size in BATCH_SIZES:
                 x = _encoder_input(gen, batch_size)
                 what = (f"Encoder(n_components={n}).forward(x), x of shape "
@@ -796,14 +837,8 @@ def check_encoder(Encoder, *, seed: int = 0) -> None:
                     out = call(enc, x.clone(), what=what)
                 z_mean, z_logvar = _require_pair(out, what, names, (batch_size, n),
                                                  pair_hint, shape_hint)
-                outs[batch_size] = (x, z_mean, z_logvar, what)
-            x, z_mean, z_logvar, what = outs[BATCH_SIZES[-1]]
             _check_distinct(z_mean, z_logvar, names, what)
-            if bool(_Tensor.equal(_f64(z_mean)[0], _f64(z_mean)[1])) and \
-                    bool(_Tensor.equal(_f64(z_mean)[1], _f64(z_mean)[2])):
-                raise failure(f"{what}: z_mean does not depend on x",
-                              "different codes for different images", "the same z_mean",
-                              "compute z_mean from x through the layers")
+            _check_depends_on_input(z_mean, what, "z_mean", "x")
             # Gradients, in train mode (BatchNorm needs more than one sample).
             enc.train()
             x = _encoder_input(gen, GRAD_BATCH_SIZE)
@@ -834,21 +869,24 @@ def _decoder_forward(dec, z, n, what):
 
 
 def check_decoder(Decoder, *, seed: int = 0) -> None:
-    """Decoder(n_components)(z) returns (y_mean, y_logvar), each (B, 1, 28, 28), y_logvar floored."""
+    """Decoder(n_components)(z) returns (y_mean, y_logvar), each (B, 1, 28, 28), with a floor."""
     _require_class(Decoder, "Decoder")
     names = ("y_mean", "y_logvar")
 
-    def pair_hint(shape):
-        if len(shape) == 4 and shape[1] == 2:
+    def pair_hint(got, expected):
+        if got == (expected[0], 2, 28, 28):
             return ("this looks like y_mean and y_logvar stacked on the channel axis: return a "
                     "tuple (y_mean, y_logvar), e.g. y_mean, y_logvar = h.chunk(2, dim=1)")
         return "forward must return a tuple (y_mean, y_logvar) of two tensors"
 
-    def shape_hint(shape):
-        if len(shape) == 2 and shape[1] == N_PIXELS:
+    def shape_hint(got, expected):
+        if len(got) == 2 and got[1] == N_PIXELS:
             return "reshape to (batch_size, 1, 28, 28), e.g. h.view(-1, 1, 28, 28)"
-        if len(shape) == 3 and shape[1:] == (28, 28):
+        if len(got) == 3 and got[1:] == (28, 28):
             return "add the channel dimension: (batch_size, 1, 28, 28)"
+        if len(got) >= 1 and got[0] != expected[0]:
+            return ("keep the batch dimension first and reshape with -1 for it: "
+                    "h.view(-1, 1, 28, 28)")
         return "y_mean and y_logvar each have shape (batch_size, 1, 28, 28)"
 
     gen = torch.Generator().manual_seed(seed)
@@ -865,11 +903,7 @@ def check_decoder(Decoder, *, seed: int = 0) -> None:
                 y_mean, y_logvar = _require_pair(out, what, names, (batch_size, 1, 28, 28),
                                                  pair_hint, shape_hint)
             _check_distinct(y_mean, y_logvar, names, what)
-            if bool(_Tensor.equal(_f64(y_mean)[0], _f64(y_mean)[1])) and \
-                    bool(_Tensor.equal(_f64(y_mean)[1], _f64(y_mean)[2])):
-                raise failure(f"{what}: y_mean does not depend on z",
-                              "different images for different codes", "the same y_mean",
-                              "compute y_mean from z through the layers")
+            _check_depends_on_input(y_mean, what, "y_mean", "z")
             _check_floor(dec, n, gen)
             # Gradients, in train mode.
             dec.train()
@@ -921,3 +955,265 @@ def _check_floor(dec, n, gen) -> None:
                           f"y_logvar >= {fmt(MIN_LOGVAR_ALLOWED)} everywhere "
                           f"(variance >= {fmt(math.exp(MIN_LOGVAR_ALLOWED))})",
                           f"minimum {fmt(low)} at index {idx}", hint)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sample method of an Encoder class (safe on an untouched stub)
+# ---------------------------------------------------------------------------------------------
+
+#: check_encoder_sample: the Encoder is built with this many latent dimensions.
+SAMPLE_N_COMPONENTS = 2
+
+
+def check_encoder_sample(Encoder, *, seed: int = 0) -> None:
+    """Encoder(n_components).sample(z_mean, z_logvar) passes :func:`check_sample`.
+
+    Takes the class, so that an unfinished ``__init__`` reads as "not implemented yet" instead
+    of crashing the test cell that would build the instance.
+    """
+    _require_class(Encoder, "Encoder")
+    with _isolated_rng(seed):
+        encoder = _build(Encoder, SAMPLE_N_COMPONENTS, "Encoder")
+    check_sample(encoder, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trained models
+# ---------------------------------------------------------------------------------------------
+
+ENCODER_PATH = "vae_encoder.pth"
+DECODER_PATH = "vae_decoder.pth"
+#: Seeds of the evaluation sets: the varianceMNIST noise of train and test item i is fixed by
+#: (seed, i). The same seeds as the DAE notebook, so both show the same test samples.
+EVAL_SEED_TRAIN = 1001
+EVAL_SEED_TEST = 1002
+#: Seed of the generator of eps in z = z_mean + exp(0.5*z_logvar) * eps, one draw per test
+#: image in the order of the test set, for the graded loss.
+EVAL_Z_SEED = 0
+#: Batch size of the evaluation passes.
+EVAL_BATCH = 500
+#: Below this KL per test image (in nats) the codes carry almost no information about x:
+#: the hint of a failed probe then names posterior collapse.
+COLLAPSE_KL = 1.0
+#: If the decoder's smallest y_logvar on the test set is above this (a variance of 1e-2),
+#: the hint of a failed loss bar names the floor: the zero background pixels then cost
+#: at least 0.5 * log(1e-2) = -2.3 each instead of about -3.45 with the reference floor.
+HIGH_FLOOR = math.log(1e-2)
+
+
+def evaluation_data(root=None):
+    """The seeded varianceMNIST train and test sets of the graded evaluation."""
+    from data_tools.mnist import MNIST
+    from data_tools.variance import VarianceMNIST
+
+    return (VarianceMNIST(MNIST(train=True, root=root, verbose=False), eval_seed=EVAL_SEED_TRAIN),
+            VarianceMNIST(MNIST(train=False, root=root, verbose=False), eval_seed=EVAL_SEED_TEST))
+
+
+def _seeded(dataset, eval_seed: int, which: str):
+    """``dataset`` as a seeded VarianceMNIST: a seeded one is kept, an unseeded one (or a plain
+    MNIST dataset) is wrapped, so that the evaluation never depends on fresh noise."""
+    from data_tools.variance import VarianceMNIST
+
+    if isinstance(dataset, VarianceMNIST):
+        return dataset if dataset.eval_seed is not None else VarianceMNIST(
+            dataset.base, eval_seed=eval_seed)
+    try:
+        return VarianceMNIST(dataset, eval_seed=eval_seed)
+    except Exception as exc:
+        raise failure(f"evaluating the trained VAE: {which} is not a dataset of images",
+                      "a VarianceMNIST or MNIST dataset", f"{type(dataset).__name__} ({exc})",
+                      f"do not reassign `{which}` in your own cells; run the notebook from the "
+                      "top") from None
+
+
+_DIVERGED = ("the training diverged: lower the learning rate and train again (a floor on "
+             "y_logvar keeps 1/exp(y_logvar) bounded)")
+
+
+def _trained_pair(out, what: str, names, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """A trained model's output: a tuple of two float32 tensors of the shape, finite."""
+    def pair_hint(got, expected):
+        return f"forward must return a tuple ({names[0]}, {names[1]}) of two tensors"
+
+    def shape_hint(got, expected):
+        return f"{names[0]} and {names[1]} each have shape {_shape_str(expected)}"
+
+    first, second = out if isinstance(out, (tuple, list)) and len(out) == 2 else (None, None)
+    for t, name in ((first, names[0]), (second, names[1])):
+        if isinstance(t, _Tensor) and t.dtype == _float32 and tuple(t.shape) == tuple(shape) \
+                and not bool(_isfinite(t).all()):
+            raise failure(f"{what}: {name} has non-finite values", "finite values", "nan or inf",
+                          _DIVERGED)
+    return _require_pair(out, what, names, shape, pair_hint, shape_hint)
+
+
+def _encode_trained(encoder, x: torch.Tensor, n_components: int | None):
+    """(z_mean, z_logvar) of a trained encoder; n_components None: the width of z_mean."""
+    what = "trained Encoder on seeded varianceMNIST images"
+    out = call(encoder, x, what=what)
+    if n_components is None:
+        first = out[0] if isinstance(out, (tuple, list)) and out else out
+        shape = getattr(first, "shape", ())
+        n_components = int(shape[1]) if len(shape) == 2 else None
+    if n_components is None:
+        raise failure(f"{what}: wrong return type", "a tuple (z_mean, z_logvar) of two tensors "
+                      "of shape (batch_size, n_components)", type(out).__qualname__,
+                      "return z_mean, z_logvar")
+    return _trained_pair(out, what, ("z_mean", "z_logvar"), (x.shape[0], n_components))
+
+
+def _kl_per_image(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) of each row, float64, via torch.distributions."""
+    std = (0.5 * logvar).exp()   # may underflow to 0: no validation, a non-finite KL is reported
+    prior = _Normal(torch.zeros_like(mu), torch.ones_like(std), validate_args=False)
+    return _kl_divergence(_Normal(mu, std, validate_args=False), prior).sum(-1)
+
+
+def _nll_per_image(y_mean: torch.Tensor, y_logvar: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log N(x | y_mean, exp(y_logvar)) of each image without the constant 0.5*D*log(2*pi),
+    float64, via torch.distributions."""
+    std = (0.5 * y_logvar).exp()  # may underflow to 0: no validation, a non-finite NLL is reported
+    log_prob = _Normal(y_mean, std, validate_args=False).log_prob(x).flatten(1).sum(1)
+    return -log_prob - HALF_LOG_2PI * x[0].numel()
+
+
+@torch.no_grad()
+def evaluate_vae(encoder, decoder, trainset, testset, *,
+                 n_components: int | None = None) -> dict[str, float]:
+    """Probe accuracy of z_mean and the negative ELBO of the trained VAE on the test set.
+
+    Both sets are made seeded varianceMNIST sets (``_seeded``), and both models are put in eval
+    mode. The probe is fitted on z_mean of the training samples and scored on z_mean of the test
+    samples. The loss uses none of the student's loss functions and not their ``sample``: for
+    each test image, z = z_mean + exp(0.5*z_logvar) * eps with eps from a generator seeded with
+    ``EVAL_Z_SEED`` (one draw per image, in test-set order), then, in float64 with
+    torch.distributions, KL(q(z | x) || N(0, I)) and -log N(x | y_mean, exp(y_logvar)) of the
+    decoder's output for that z (without the constant 0.5*784*log(2*pi), as in the notebook).
+    ``n_components`` (optional) is the expected width of z_mean; by default, whatever it is.
+
+    Returns
+    -------
+    dict with ``probe_accuracy``; ``kl``, ``nll`` and ``loss`` = kl + nll, means per test image;
+    ``min_y_logvar``, the smallest y_logvar the decoder output on the test set.
+    """
+    from data_tools.probe import encode, probe_accuracy
+
+    trainset = _seeded(trainset, EVAL_SEED_TRAIN, "trainset")
+    testset = _seeded(testset, EVAL_SEED_TEST, "testset")
+    encoder.eval()
+    decoder.eval()
+    z_mean_of = lambda x: _encode_trained(encoder, x, n_components)[0]  # noqa: E731
+    z_train, y_train = encode(z_mean_of, trainset, batch_size=EVAL_BATCH)
+    z_test, y_test = encode(z_mean_of, testset, batch_size=EVAL_BATCH)
+    accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
+
+    gen = torch.Generator().manual_seed(EVAL_Z_SEED)
+    kl_sum = nll_sum = 0.0
+    min_y_logvar = math.inf
+    for start in range(0, len(testset), EVAL_BATCH):
+        x, _ = testset.batch(list(range(start, min(start + EVAL_BATCH, len(testset)))))
+        z_mean, z_logvar = _encode_trained(encoder, x, n_components)
+        mu, lv = _f64(z_mean), _f64(z_logvar)
+        eps = _randn(mu.shape, generator=gen, dtype=_float64)
+        z = _Tensor.to(mu + (0.5 * lv).exp() * eps, _float32)
+        what = "trained Decoder on z drawn from the encoder's q(z | x)"
+        if not bool(_isfinite(z).all()):
+            raise failure(f"{what}: non-finite z", "finite z", "nan or inf (z_logvar too large)",
+                          _DIVERGED)
+        out = call(decoder, z, what=what)
+        y_mean, y_logvar = _trained_pair(out, what, ("y_mean", "y_logvar"), tuple(x.shape))
+        ym, ylv = _f64(y_mean), _f64(y_logvar)
+        kl_sum += float(_kl_per_image(mu, lv).sum())
+        nll_sum += float(_nll_per_image(ym, ylv, _f64(x)).sum())
+        min_y_logvar = min(min_y_logvar, float(ylv.min()))
+    kl, nll = kl_sum / len(testset), nll_sum / len(testset)
+    if not (math.isfinite(kl) and math.isfinite(nll)):
+        raise failure("negative ELBO of the trained VAE on the test set: non-finite value",
+                      "a finite number", f"KL {fmt(kl)}, NLL {fmt(nll)}",
+                      "a variance exp(z_logvar) or exp(y_logvar) underflows to 0 or overflows: "
+                      "bound y_logvar from below with a floor (see check_decoder); if the "
+                      "training diverged, lower the learning rate and train again")
+    return {"probe_accuracy": accuracy, "kl": kl, "nll": nll, "loss": kl + nll,
+            "min_y_logvar": min_y_logvar}
+
+
+def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
+                 decoder_path: str = DECODER_PATH):
+    """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
+    from data_tools.utils import WeightsError, load_model
+
+    encoder = _build(Encoder, n_components, "Encoder")
+    decoder = _build(Decoder, n_components, "Decoder")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            load_model(encoder, encoder_path)
+            load_model(decoder, decoder_path)
+    except WeightsError as exc:
+        raise CheckFailure(f"loading the trained VAE: {exc}") from None
+    except OSError as exc:  # e.g. a file the grader may not read
+        raise failure(f"loading the trained VAE: could not read {exc.filename or 'the weights'}",
+                      "a readable file", f"{type(exc).__name__}: {exc.strerror or exc}",
+                      "save the weights again with save_model and submit both .pth files with "
+                      "the notebook") from None
+    return encoder, decoder
+
+
+def _probe_hint(result: dict) -> str:
+    if result["kl"] < COLLAPSE_KL:
+        return (f"the codes carry almost no information about x: KL(q(z | x) || N(0, I)) is only "
+                f"{result['kl']:.2f} nats per test image (posterior collapse); check that "
+                f"loss_kl and loss_loglik are both averaged over the batch (the KL must not "
+                f"outweigh the likelihood), that the decoder gets the sampled z, and train again")
+    return ("train longer (more epochs), check that the training loop updates the encoder and "
+            "that z_mean is the FIRST output of Encoder.forward, and save the weights after "
+            "training")
+
+
+def _loss_hint(result: dict) -> str:
+    low = result["min_y_logvar"]
+    if low > HIGH_FLOOR:
+        return (f"your decoder's smallest y_logvar on the test set is {low:.2f}: the background "
+                f"pixels, exactly 0 in every sample, cannot get a variance below "
+                f"exp({low:.2f}) = {math.exp(low):.3g}; lower the floor on y_logvar (the "
+                f"reference uses log(1e-3) = -6.9, anything >= {fmt(MIN_LOGVAR_ALLOWED)} is "
+                f"allowed) and train again")
+    return ("train longer; check that the training loss is loss_kl(z_mean, z_logvar) + "
+            "loss_loglik(y_mean, y_logvar, x) with the decoder applied to the sampled z and x "
+            "the input batch, that the optimizer updates both networks, and that both are "
+            "saved after training")
+
+
+def check_trained_vae(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
+                      encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> None:
+    """The saved VAE's z_mean passes the probe bar and its test-set negative ELBO the loss bar."""
+    from .thresholds import required, threshold
+
+    encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
+    if trainset is None or testset is None:
+        default_train, default_test = evaluation_data()
+        trainset = default_train if trainset is None else trainset
+        testset = default_test if testset is None else testset
+    trainset = _seeded(trainset, EVAL_SEED_TRAIN, "trainset")
+    testset = _seeded(testset, EVAL_SEED_TEST, "testset")
+    source = getattr(testset, "source", None)
+    bars = threshold(getattr(source, "threshold_key", "embedded"), "vae")
+    result = evaluate_vae(encoder, decoder, trainset, testset, n_components=n_components)
+    acc, loss = result["probe_accuracy"], result["loss"]
+    if acc < bars["probe_accuracy"]:
+        raise failure(
+            "linear probe on z_mean of the trained encoder, seeded varianceMNIST test set: "
+            "accuracy too low",
+            required(bars["probe_accuracy"], bars.get("reference_accuracy")),
+            f"{acc:.3f}", _probe_hint(result))
+    if loss > bars["loss"]:
+        raise failure(
+            "negative ELBO of the trained VAE on the seeded varianceMNIST test set (KL + NLL "
+            "per image, NLL without the constant 0.5*784*log(2*pi), one z per image drawn with "
+            "a fixed seed): too high",
+            required(bars["loss"], bars.get("reference_loss"), fmt=".1f", op="<="),
+            f"{loss:.1f} (KL {result['kl']:.1f} + NLL {result['nll']:.1f})",
+            _loss_hint(result))
+    print(f"probe accuracy on z_mean {acc:.3f} (required >= {bars['probe_accuracy']:.3f}); "
+          f"test loss {loss:.1f} = KL {result['kl']:.1f} + NLL {result['nll']:.1f} "
+          f"(required <= {bars['loss']:.1f})")

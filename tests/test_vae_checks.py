@@ -15,7 +15,8 @@ from autograder.vae import (MIN_LOGVAR_ALLOWED, check_decoder, check_encoder, ch
                             check_loss_loglik, check_sample)
 
 # ---------------------------------------------------------------------------------------------
-# Reference implementation (as in the solution notebook)
+# Reference implementation (a compact one; the solution notebook's own definitions are
+# checked further below)
 # ---------------------------------------------------------------------------------------------
 
 MIN_LOGVAR = math.log(1e-3)
@@ -486,20 +487,29 @@ def test_sample_check_rarely_rejects_a_correct_sample(seed):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_other_seeds_pass(seed):
-    """Do the reference loss functions and models pass with other seeds (as hidden tests use)?"""
+    """Do the reference loss functions pass with other seeds (as hidden tests use them)?"""
     check_loss_kl(loss_kl, seed=seed)
+    check_loss_kl(kl_distributions, seed=seed)
     check_loss_loglik(loss_loglik, seed=seed)
-    check_encoder(Encoder, seed=seed)
-    check_decoder(Decoder, seed=seed)
+    check_loss_loglik(loglik_with_constant, seed=seed)
 
 
-def test_checks_restore_the_global_random_state():
-    """Does running a check leave the notebook's random state untouched?"""
+def test_models_pass_with_another_seed():
+    """Do the reference Encoder and Decoder pass with another seed?"""
+    check_encoder(Encoder, seed=1)
+    check_decoder(Decoder, seed=1)
+
+
+def test_checks_restore_the_global_state():
+    """Does running a check leave the notebook's random state and thread count untouched?"""
     torch.manual_seed(7)
-    before = torch.get_rng_state()
+    before, threads = torch.get_rng_state(), torch.get_num_threads()
     check_sample(sample_rsample)
     check_encoder(EncoderMLP)
+    with pytest.raises(CheckFailure):
+        check_decoder(DecoderNoFloor)
     assert torch.equal(torch.get_rng_state(), before)
+    assert torch.get_num_threads() == threads
 
 
 def test_sample_check_derivation_numbers():
@@ -579,7 +589,7 @@ SAMPLE_MUTANTS = [
     (sample_detached_std, r"gradient with respect to z_logvar(.|\n)*reparameterization"),
     (sample_fixed_eps, r"identical(.|\n)*fresh noise on every call"),
     (sample_reseeds_global, r"identical(.|\n)*fresh noise on every call"),
-    (sample_logvar_as_logstd, r"wrong standard deviation(.|\n)*log-variance, not a log standard deviation"),
+    (sample_logvar_as_logstd, r"wrong standard deviation(.|\n)*not a log standard deviation"),
     (sample_uniform, r"wrong standard deviation(.|\n)*not uniform"),
     (sample_unscaled, r"standard deviation of z is 1"),
     (sample_without_mean, r"wrong mean(.|\n)*the mean of z is 0, not z_mean"),
@@ -684,3 +694,352 @@ def test_passing_an_instance_or_class_is_explained():
         check_sample(Encoder)
     with pytest.raises(CheckFailure, match="not callable"):
         check_loss_kl(loss_kl(torch.zeros(2, 2), torch.zeros(2, 2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The solution notebook's own definitions
+# ---------------------------------------------------------------------------------------------
+
+from autograder import vae  # noqa: E402
+from autograder.thresholds import THRESHOLDS  # noqa: E402
+from conftest import solution_namespace  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def solution():
+    return solution_namespace("vae")
+
+
+def test_solution_notebook_passes_every_check(solution):
+    """Do the solution notebook's definitions pass every check, with the hidden tests' seeds?"""
+    for seed in (0, 1, 2):
+        check_loss_kl(solution["loss_kl"], seed=seed)
+        check_loss_loglik(solution["loss_loglik"], seed=seed)
+        vae.check_encoder_sample(solution["Encoder"], seed=seed)
+    for seed in (0, 1):
+        check_encoder(solution["Encoder"], seed=seed)
+        check_decoder(solution["Decoder"], seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# check_encoder_sample: check_sample on a class
+# ---------------------------------------------------------------------------------------------
+
+class EncoderInitStub(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        raise NotImplementedError()
+
+
+class EncoderSampleStub(Encoder):
+    def sample(self, z_mean, z_logvar):
+        raise NotImplementedError()
+
+
+class EncoderSampleLogstd(Encoder):
+    def sample(self, z_mean, z_logvar):
+        return z_mean + torch.exp(z_logvar) * torch.randn_like(z_mean)
+
+
+def test_encoder_sample_takes_the_class():
+    """Does check_encoder_sample build the Encoder itself and pass a correct sample method?"""
+    vae.check_encoder_sample(Encoder)
+    vae.check_encoder_sample(EncoderMLP, seed=3)
+
+
+@pytest.mark.parametrize("cls", [EncoderInitStub, EncoderSampleStub],
+                         ids=["init_stub", "sample_stub"])
+def test_encoder_sample_stub_reads_not_implemented_yet(cls):
+    """Does an unfinished __init__ or sample read as "not implemented yet", not a crash?"""
+    with pytest.raises(NotImplementedYet, match="not implemented yet"):
+        vae.check_encoder_sample(cls)
+
+
+def test_encoder_sample_names_the_mistake():
+    """Does a sample method with exp(z_logvar) as the standard deviation get check_sample's hint?"""
+    with pytest.raises(CheckFailure, match="not a log standard deviation"):
+        vae.check_encoder_sample(EncoderSampleLogstd)
+
+
+def test_encoder_sample_explains_an_instance():
+    """Does passing Encoder(2) instead of the class get a hint?"""
+    with pytest.raises(CheckFailure, match="pass the class itself"):
+        vae.check_encoder_sample(Encoder(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# The trained-model checks, on a small data set with a known answer
+# ---------------------------------------------------------------------------------------------
+
+class BlockMNIST(torch.utils.data.Dataset):
+    """An MNIST look-alike: image i is a bright 7x7 block in the cell of its label (cells of a
+    4x4 grid, row-major), values in [0.5, 1], zero elsewhere."""
+
+    def __init__(self, n: int, seed: int = 0):
+        gen = torch.Generator().manual_seed(seed)
+        self.targets = torch.arange(n) % 10
+        self.x = torch.zeros(n, 1, 28, 28)
+        for i, k in enumerate(self.targets.tolist()):
+            r, c = divmod(k, 4)
+            self.x[i, 0, 7 * r:7 * r + 7, 7 * c:7 * c + 7] = 0.5 + 0.5 * torch.rand(7, 7,
+                                                                                   generator=gen)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.targets[i])
+
+
+#: E[s^2] for s ~ U(0.5, 1): the variance of a block pixel of BlockMNIST in varianceMNIST.
+BLOCK_VAR = (1.0 - 0.125) / 3 / 0.5
+
+
+class BlockEncoder(nn.Module):
+    """z_mean: the mean of x**2 in each of the ten cells (a code that names the label), with
+    a small variance, so that a sampled z keeps the label."""
+
+    def __init__(self, n_components=10):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.logvar = -12.0
+
+    def forward(self, x):
+        cells = F.avg_pool2d(x ** 2, 7).flatten(1)[:, :10]        # (B, 10)
+        z_mean = self.scale * cells
+        return z_mean, torch.full_like(z_mean, self.logvar)
+
+    def sample(self, z_mean, z_logvar):
+        raise AssertionError("the evaluation must not call the student's sample")
+
+
+class ZeroEncoder(BlockEncoder):
+    """q(z | x) = N(0, exp(logvar)) whatever x: the codes carry nothing."""
+
+    def __init__(self, n_components=10, logvar=0.0):
+        super().__init__(n_components)
+        self.logvar = logvar
+
+    def forward(self, x):
+        z_mean = self.scale * torch.zeros(x.shape[0], 10)
+        return z_mean, torch.full_like(z_mean, self.logvar)
+
+
+class NoiseEncoder(BlockEncoder):
+    """z_mean is random, unrelated to x."""
+
+    def forward(self, x):
+        z_mean = 3.0 * torch.randn(x.shape[0], 10) * self.scale
+        return z_mean, torch.zeros_like(z_mean)
+
+
+class NanEncoder(BlockEncoder):
+    def forward(self, x):
+        z_mean, z_logvar = super().forward(x)
+        return z_mean * float("nan"), z_logvar
+
+
+class ConstantDecoder(nn.Module):
+    """y_mean = 0 and y_logvar = a constant, whatever z."""
+
+    def __init__(self, n_components=10, logvar=0.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.logvar = logvar
+
+    def forward(self, z):
+        y_mean = self.scale * torch.zeros(z.shape[0], 1, 28, 28)
+        return y_mean, torch.full_like(y_mean, self.logvar)
+
+
+class ZDecoder(ConstantDecoder):
+    """y_logvar of every pixel is the first coordinate of z: the loss depends on the draw of z."""
+
+    def forward(self, z):
+        y_mean = self.scale * torch.zeros(z.shape[0], 1, 28, 28)
+        return y_mean, z[:, :1, None, None].expand(-1, 1, 28, 28).clone()
+
+
+class FloorDecoder(ConstantDecoder):
+    """y_logvar at the floor log(1e-3) everywhere: right on the background only."""
+
+    def __init__(self, n_components=10):
+        super().__init__(n_components, logvar=math.log(1e-3))
+
+
+class BlockDecoder(ConstantDecoder):
+    """The right variance in the cell with the largest code, the floor log(1e-3) elsewhere."""
+
+    def forward(self, z):
+        k = z.argmax(1)                                            # (B,)
+        mask = torch.zeros(z.shape[0], 1, 4, 4)
+        mask.view(z.shape[0], 16)[torch.arange(z.shape[0]), k] = 1.0
+        mask = F.interpolate(mask, scale_factor=7, mode="nearest")  # (B, 1, 28, 28)
+        y_logvar = torch.where(mask > 0, math.log(BLOCK_VAR), math.log(1e-3))
+        return self.scale * torch.zeros_like(y_logvar), y_logvar
+
+
+@pytest.fixture(scope="module")
+def block_data():
+    from data_tools.variance import VarianceMNIST
+
+    train, test = BlockMNIST(200, seed=0), BlockMNIST(100, seed=1)
+    return (VarianceMNIST(train, eval_seed=vae.EVAL_SEED_TRAIN),
+            VarianceMNIST(test, eval_seed=vae.EVAL_SEED_TEST))
+
+
+def _test_images(testset):
+    x, _ = testset.batch(range(len(testset)))
+    return x.double()
+
+
+def test_evaluate_loss_matches_closed_form(block_data):
+    """With q = N(0, 2 I) and p(x | z) = N(0, I), is the loss n/2 (1 - log 2) + sum x^2 / 2?"""
+    trainset, testset = block_data
+    result = vae.evaluate_vae(ZeroEncoder(logvar=math.log(2.0)), ConstantDecoder(logvar=0.0),
+                              trainset, testset)
+    x = _test_images(testset)
+    lv = float(torch.tensor(math.log(2.0)))                 # log 2 as the float32 encoder has it
+    kl = 10 * 0.5 * (math.exp(lv) - 1.0 - lv)
+    nll = float(0.5 * (x ** 2).flatten(1).sum(1).mean())
+    assert result["kl"] == pytest.approx(kl, rel=1e-9)
+    assert result["nll"] == pytest.approx(nll, rel=1e-9)
+    assert result["loss"] == pytest.approx(kl + nll, rel=1e-9)
+    assert result["min_y_logvar"] == 0.0
+
+
+def test_evaluate_draws_z_with_its_own_seed(block_data):
+    """Is z = z_mean + exp(0.5 z_logvar) eps with eps from EVAL_Z_SEED, one row per test image,
+    without calling the student's sample?"""
+    trainset, testset = block_data
+    result = vae.evaluate_vae(ZeroEncoder(logvar=0.0), ZDecoder(), trainset, testset)
+    eps = torch.randn(len(testset), 10, generator=torch.Generator().manual_seed(vae.EVAL_Z_SEED),
+                      dtype=torch.float64)
+    lv = eps[:, :1].float().double()                                  # y_logvar per image
+    x2 = (_test_images(testset) ** 2).flatten(1).sum(1, keepdim=True)
+    nll = float((0.5 * (784 * lv + x2 * torch.exp(-lv))).mean())
+    assert result["nll"] == pytest.approx(nll, rel=1e-6)
+
+
+def test_evaluate_is_repeatable_and_seeds_the_data(block_data):
+    """Does the evaluation give the same numbers twice, and for unseeded or plain data sets?"""
+    from data_tools.variance import VarianceMNIST
+
+    trainset, testset = block_data
+    first = vae.evaluate_vae(BlockEncoder(), BlockDecoder(), trainset, testset)
+    again = vae.evaluate_vae(BlockEncoder(), BlockDecoder(), trainset, testset)
+    unseeded = vae.evaluate_vae(BlockEncoder(), BlockDecoder(), VarianceMNIST(trainset.base),
+                                testset.base)
+    assert first == again == unseeded
+
+
+def test_trained_check_passes_a_good_model(block_data, tmp_path, capsys):
+    """Does a model that knows the data pass, with a one-line report of got and required?"""
+    from data_tools.utils import save_model
+
+    save_model(BlockEncoder(), tmp_path / "enc.pth")
+    save_model(BlockDecoder(), tmp_path / "dec.pth")
+    capsys.readouterr()
+    vae.check_trained_vae(BlockEncoder, BlockDecoder, 10, trainset=block_data[0],
+                          testset=block_data[1], encoder_path=tmp_path / "enc.pth",
+                          decoder_path=tmp_path / "dec.pth")
+    out = capsys.readouterr().out
+    assert out.startswith("probe accuracy on z_mean 1.000 (required >= ") and "test loss" in out
+
+
+def _check(tmp_path, Encoder_, Decoder_, data):
+    from data_tools.utils import save_model
+
+    save_model(Encoder_(), tmp_path / "enc.pth")
+    save_model(Decoder_(), tmp_path / "dec.pth")
+    vae.check_trained_vae(Encoder_, Decoder_, 10, trainset=data[0], testset=data[1],
+                          encoder_path=tmp_path / "enc.pth", decoder_path=tmp_path / "dec.pth")
+
+
+TRAINED_FAILURES = [
+    (ZeroEncoder, BlockDecoder, r"accuracy too low\n  expected >= 0\.\d+ \(reference about "
+                                r"0\.\d+\)\n  got      0\.\d+\n  hint: .*posterior collapse"),
+    (NoiseEncoder, BlockDecoder, r"accuracy too low(.|\n)*hint: train longer"),
+    (BlockEncoder, ConstantDecoder, r"negative ELBO(.|\n)*too high\n  expected <= -\d+\.0 "
+                                    r"\(reference about -\d+\.\d\)\n  got      \d+\.\d \(KL "
+                                    r"(.|\n)*smallest y_logvar on the test set is 0\.00(.|\n)*"
+                                    r"lower the floor"),
+    (BlockEncoder, FloorDecoder,
+     r"negative ELBO(.|\n)*hint: train longer; check that the training loss is loss_kl"),
+    (NanEncoder, BlockDecoder, r"z_mean has non-finite values(.|\n)*training diverged"),
+]
+
+
+@pytest.mark.parametrize("enc, dec, message", TRAINED_FAILURES,
+                         ids=["collapse", "noise_codes", "high_floor", "untrained_decoder",
+                              "diverged"])
+def test_trained_check_names_the_problem(block_data, tmp_path, enc, dec, message):
+    """Does check_trained_vae fail a bad model with got / required / reference and a hint
+    that fits the numbers?"""
+    with pytest.raises(CheckFailure, match=message):
+        _check(tmp_path, enc, dec, block_data)
+
+
+def test_trained_check_without_weights(tmp_path, block_data):
+    """Does a missing weights file read as a loading problem with a hint, not a crash?"""
+    with pytest.raises(CheckFailure, match="loading the trained VAE: no saved weights"):
+        vae.check_trained_vae(BlockEncoder, BlockDecoder, 10, trainset=block_data[0],
+                              testset=block_data[1], encoder_path=tmp_path / "missing.pth")
+
+
+def test_trained_check_stub_reads_not_implemented_yet(block_data):
+    """Does an untouched Encoder stub read as "not implemented yet" in the trained check?"""
+    with pytest.raises(NotImplementedYet, match="not implemented yet"):
+        vae.check_trained_vae(EncoderInitStub, BlockDecoder, 10, trainset=block_data[0],
+                              testset=block_data[1])
+
+
+def test_thresholds_cover_both_sources():
+    """Are there VAE bars for both data sources, with the course's probe bar on full MNIST, and
+    does each embedded bar lie on the safe side of its reference value?"""
+    assert THRESHOLDS["mnist"]["vae"]["probe_accuracy"] == 0.80
+    embedded = THRESHOLDS["embedded"]["vae"]
+    assert embedded["probe_accuracy"] < embedded["reference_accuracy"]
+    assert embedded["loss"] > embedded["reference_loss"]
+
+
+def test_evaluation_data_is_seeded():
+    """Are the default evaluation sets varianceMNIST with the documented seeds?"""
+    trainset, testset = vae.evaluation_data()
+    assert (trainset.eval_seed, testset.eval_seed) == (vae.EVAL_SEED_TRAIN, vae.EVAL_SEED_TEST)
+    assert testset.source is not None and len(trainset) > len(testset)
+
+
+def test_trained_check_unreadable_weights(tmp_path, block_data):
+    """Does a weights path that cannot be read (here a directory) read as a loading problem?"""
+    with pytest.raises(CheckFailure, match="loading the trained VAE: could not read"):
+        vae.check_trained_vae(BlockEncoder, BlockDecoder, 10, trainset=block_data[0],
+                              testset=block_data[1], encoder_path=tmp_path)
+
+
+def test_notebook_states_the_current_bars():
+    """Does the notebook tell students the bars that autograder/thresholds.py holds?"""
+    import nbformat
+
+    from conftest import SOLUTIONS
+
+    nb = nbformat.read(SOLUTIONS / "vae.ipynb", as_version=4)
+    text = " ".join(" ".join(c.source for c in nb.cells if c.cell_type == "markdown").split())
+    emb, full = THRESHOLDS["embedded"]["vae"], THRESHOLDS["mnist"]["vae"]
+    assert (f"probe accuracy of at least {emb['probe_accuracy']:.2f} and a test loss of at most "
+            f"{emb['loss']:,.0f} on the embedded data") in text
+    assert f"at least {full['probe_accuracy']:.2f} and at most {full['loss']:,.0f})" in text
+
+
+class HugeNegativeDecoder(ConstantDecoder):
+    """y_logvar = -5000 everywhere: exp(0.5 * y_logvar) underflows to 0 (no floor)."""
+
+    def __init__(self, n_components=10):
+        super().__init__(n_components, logvar=-5000.0)
+
+
+def test_trained_check_extreme_logvar_is_a_message(block_data, tmp_path):
+    """Does a decoder whose y_logvar underflows exp() fail with a message, not a crash in
+    torch.distributions?"""
+    with pytest.raises(CheckFailure, match=r"non-finite value(.|\n)*underflows"):
+        _check(tmp_path, BlockEncoder, HugeNegativeDecoder, block_data)

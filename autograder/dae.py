@@ -1,0 +1,295 @@
+"""Checks for the denoising autoencoder notebook (dae.ipynb).
+
+- :func:`check_dae`: ``DAE(n_components)`` is an nn.Module whose ``forward(x)`` returns the
+  tuple ``(z, denoised_x)`` of float32, finite tensors of shapes (B, n_components) and
+  (B, 1, 28, 28), for several batch sizes (eval mode) and code sizes; both outputs depend on
+  the input; the denoised output is not the input itself; gradients reach the parameters, and
+  those of the denoised output reach the encoder (the parameters that z depends on).
+- :func:`check_trained_dae`: on the trained, loaded model and the seeded varianceMNIST
+  evaluation sets, the denoised output is clearly closer to the clean varianceMNIST sample than
+  the corrupted input is, and a linear probe on the codes passes a calibrated bar.
+
+"Clean" means the varianceMNIST sample x = image * eps *before* the corruption
+x_tilde = x + SIGMA_N * eps'; the denoiser can at best recover x, never the MNIST image.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import torch
+
+from .core import CheckFailure, call, failure, fmt
+from .models import build, check_gradients, check_tensor_output, image_hint, n_components_hint
+from .thresholds import required, threshold
+
+__all__ = ["check_dae", "check_trained_dae", "evaluate_dae", "evaluation_data", "load_trained"]
+
+# Own references, taken at import time (a notebook may rebind the public names later).
+_rand = torch.rand
+_randn = torch.randn
+_Tensor = torch.Tensor
+
+BATCH_SIZES = (1, 3, 64)
+N_COMPONENTS = (2, 10)
+GRAD_BATCH = 4
+DAE_PATH = "dae.pth"
+#: Standard deviation of the corruption noise in the graded evaluation (the notebook's default).
+SIGMA_N = 0.2
+#: Seeds of the evaluation sets: the varianceMNIST noise of train and test item i, and the
+#: corruption noise of test item i, are fixed by (seed, i).
+EVAL_SEED_TRAIN = 1001
+EVAL_SEED_TEST = 1002
+#: Batch size of the evaluation passes.
+EVAL_BATCH = 500
+
+
+def noisy_images(batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Corrupted varianceMNIST-like inputs: u * eps + SIGMA_N * eps', u ~ U(0, 1), (B, 1, 28, 28)."""
+    shape = (batch_size, 1, 28, 28)
+    return (_rand(shape, generator=generator) * _randn(shape, generator=generator)
+            + SIGMA_N * _randn(shape, generator=generator))
+
+
+def _shape(value) -> tuple:
+    shape = getattr(value, "shape", None)
+    return tuple(shape) if shape is not None else ()
+
+
+def _split_output(out, batch_size: int, n_components: int | None, what: str):
+    """The pair (z, denoised_x) of a forward pass, checked coarse to fine."""
+    if isinstance(out, _Tensor):
+        raise failure(f"{what}: wrong return type", "a tuple (z, denoised_x) of two tensors",
+                      f"a single tensor of shape {_shape(out)}",
+                      "forward must return both the code and the denoised images: "
+                      "`return z, denoised_x`")
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        got = (f"a {type(out).__name__} of {len(out)} items" if isinstance(out, (tuple, list))
+               else f"{type(out).__module__}.{type(out).__qualname__}")
+        raise failure(f"{what}: wrong return type", "a tuple (z, denoised_x) of two tensors", got,
+                      "end forward with `return z, denoised_x`")
+    z, denoised = out
+    z_shape, d_shape = _shape(z), _shape(denoised)
+    if len(z_shape) == 4 and len(d_shape) == 2:
+        raise failure(f"{what}: the two outputs are in the wrong order",
+                      f"(z, denoised_x) with shapes ({batch_size}, n_components) and "
+                      f"({batch_size}, 1, 28, 28)",
+                      f"shapes {z_shape} and {d_shape}",
+                      "the order is swapped: return the code first and the denoised images "
+                      "second, `return z, denoised_x`")
+    width = n_components if n_components is not None else (z_shape[1] if len(z_shape) == 2 else -1)
+    check_tensor_output(z, (batch_size, width), f"{what}, output z",
+                        n_components_hint(width, z_shape))
+    check_tensor_output(denoised, (batch_size, 1, 28, 28), f"{what}, output denoised_x",
+                        _denoised_hint(d_shape, batch_size))
+    return z, denoised
+
+
+def _denoised_hint(got_shape: tuple, batch_size: int) -> str:
+    if got_shape == (batch_size, batch_size, 28, 28) and batch_size > 1:
+        return ("a (B, 28, 28) tensor times a (B, 1, 28, 28) tensor broadcasts to (B, B, 28, 28): "
+                "give the gate the channel dimension, e.g. .reshape(-1, 1, 28, 28), before "
+                "multiplying it with x")
+    return image_hint(got_shape)
+
+
+def check_dae(DAE, *, seed: int = 0, batch_sizes=BATCH_SIZES,
+              n_components_list=N_COMPONENTS) -> None:
+    """DAE(n_components) maps (B, 1, 28, 28) inputs to (z, denoised_x), float32 tensors of shapes
+    (B, n_components) and (B, 1, 28, 28), both depending on the input, trainable end to end."""
+    gen = torch.Generator().manual_seed(seed)
+    # Building models draws from the global random state: restore it afterwards, so that a
+    # check does not change what the notebook draws next.
+    with torch.random.fork_rng(devices=[]):
+        for n in n_components_list:
+            model = build(DAE, n, "DAE")
+            model.eval()
+            for b in batch_sizes:
+                x = noisy_images(b, gen)
+                what = f"DAE({n}) on x of shape {tuple(x.shape)}"
+                with torch.no_grad():
+                    out = call(model, x, what=what)
+                _split_output(out, b, n, what)
+            _check_depends_on_input(model, n, gen)
+            _check_trainable(model, n, gen)
+
+
+def _check_depends_on_input(model, n: int, gen: torch.Generator) -> None:
+    x1, x2 = noisy_images(2, gen), noisy_images(2, gen)
+    what = f"DAE({n}) on two different batches x of shape {tuple(x1.shape)}"
+    with torch.no_grad():
+        z1, d1 = _split_output(call(model, x1, what=what), 2, n, what)
+        z2, d2 = _split_output(call(model, x2, what=what), 2, n, what)
+    for name, a, b in (("z", z1, z2), ("denoised_x", d1, d2)):
+        if float((a - b).abs().max()) == 0.0:
+            raise failure(f"{what}: the same {name} for both",
+                          f"a {name} that depends on the input x", f"identical {name}",
+                          "forward must compute from its argument x, not from a stored or "
+                          "constant tensor")
+    if torch.equal(d1, x1):
+        raise failure(f"{what}: denoised_x is the input x itself",
+                      "the output of the decoder", "denoised_x equal to x",
+                      "compute denoised_x from the code z, e.g. x * sigmoid(decoder(z))")
+
+
+def _check_trainable(model, n: int, gen: torch.Generator) -> None:
+    """Gradients reach the parameters, and those of denoised_x reach the encoder."""
+    model.train()
+    what = f"DAE({n}) in train mode on x of shape ({GRAD_BATCH}, 1, 28, 28)"
+    z, denoised = _split_output(call(model, noisy_images(GRAD_BATCH, gen), what=what),
+                                GRAD_BATCH, n, what)
+    check_gradients(model, (z ** 2).sum() + (denoised ** 2).sum(), f"DAE({n})")
+    # The encoder: the parameters that the code z depends on.
+    z, denoised = call(model, noisy_images(GRAD_BATCH, gen), what=what)
+    params = [p for p in model.parameters() if p.requires_grad]
+    z_grads = torch.autograd.grad((z ** 2).sum(), params, retain_graph=True, allow_unused=True)
+    encoder = [p for p, g in zip(params, z_grads) if g is not None and float(g.abs().sum()) > 0]
+    if not encoder or not denoised.requires_grad:
+        return  # check_gradients has reported a detached output already
+    d_grads = torch.autograd.grad((denoised ** 2).sum(), encoder, allow_unused=True)
+    if all(g is None or float(g.abs().sum()) == 0.0 for g in d_grads):
+        raise failure(f"DAE({n}): denoised_x does not depend on the code z",
+                      "gradients of denoised_x that reach the encoder (the layers computing z)",
+                      "all zero or None",
+                      "compute denoised_x from z (decoder(z)), and do not .detach() z: "
+                      "otherwise training never shapes the codes")
+    model.zero_grad()
+
+
+# --------------------------------------------------------------------------- trained model
+
+
+def evaluation_data(root=None):
+    """The seeded varianceMNIST train and test sets of the graded evaluation."""
+    from data_tools.mnist import MNIST
+    from data_tools.variance import VarianceMNIST
+
+    return (VarianceMNIST(MNIST(train=True, root=root, verbose=False), eval_seed=EVAL_SEED_TRAIN),
+            VarianceMNIST(MNIST(train=False, root=root, verbose=False), eval_seed=EVAL_SEED_TEST))
+
+
+def _seeded(dataset, eval_seed: int, which: str):
+    """``dataset`` as a seeded VarianceMNIST: a seeded one is kept, an unseeded one or a plain
+    MNIST dataset is wrapped, so that the evaluation never depends on fresh noise."""
+    from data_tools.variance import VarianceMNIST
+
+    if isinstance(dataset, VarianceMNIST):
+        return dataset if dataset.eval_seed is not None else VarianceMNIST(
+            dataset.base, eval_seed=eval_seed)
+    try:
+        return VarianceMNIST(dataset, eval_seed=eval_seed)
+    except Exception as exc:
+        raise failure(f"evaluating the trained DAE: {which} is not a dataset of images",
+                      "a VarianceMNIST or MNIST dataset", f"{type(dataset).__name__} ({exc})",
+                      f"do not reassign `{which}` in your own cells; run the notebook from the "
+                      "top") from None
+
+
+def _forward(model, x: torch.Tensor, what: str):
+    return _split_output(call(model, x, what=what), len(x), None, what)
+
+
+@torch.no_grad()
+def evaluate_dae(model, trainset, testset) -> dict[str, float]:
+    """Probe accuracy of the codes and denoising errors of a trained DAE.
+
+    Both sets are made seeded varianceMNIST sets (see ``_seeded``). The codes are those of the
+    varianceMNIST samples x; the denoising errors compare, on the test set, the output for
+    x_tilde = x + SIGMA_N * eps' and x_tilde itself with the clean sample x.
+
+    Returns
+    -------
+    dict with ``probe_accuracy``, ``mse_denoised`` and ``mse_noisy`` (means over pixels), and
+    ``denoise_ratio`` = mse_denoised / mse_noisy (1: no better than the input, 0: perfect).
+    """
+    from data_tools.probe import encode, probe_accuracy
+    from data_tools.variance import CORRUPTION_STREAM, seeded_normal
+
+    trainset = _seeded(trainset, EVAL_SEED_TRAIN, "trainset")
+    testset = _seeded(testset, EVAL_SEED_TEST, "testset")
+    model.eval()
+    enc = lambda x: _forward(model, x, "trained DAE on varianceMNIST images")[0]  # noqa: E731
+    z_train, y_train = encode(enc, trainset, batch_size=EVAL_BATCH)
+    z_test, y_test = encode(enc, testset, batch_size=EVAL_BATCH)
+    if not (np.isfinite(z_train).all() and np.isfinite(z_test).all()):
+        raise failure("trained DAE on the varianceMNIST images: non-finite codes",
+                      "finite codes", "nan or inf",
+                      "the training diverged: lower the learning rate and train again")
+    accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
+    err_denoised = err_noisy = 0.0
+    count = 0
+    for start in range(0, len(testset), EVAL_BATCH):
+        idx = list(range(start, min(start + EVAL_BATCH, len(testset))))
+        x, _ = testset.batch(idx)
+        x_tilde = x + SIGMA_N * seeded_normal(testset.eval_seed, idx, stream=CORRUPTION_STREAM)
+        _, denoised = _forward(model, x_tilde, "trained DAE on corrupted varianceMNIST images")
+        err_denoised += float(((denoised.double() - x.double()) ** 2).sum())
+        err_noisy += float(((x_tilde.double() - x.double()) ** 2).sum())
+        count += x.numel()
+    mse_denoised, mse_noisy = err_denoised / count, err_noisy / count
+    return {"probe_accuracy": accuracy, "mse_denoised": mse_denoised, "mse_noisy": mse_noisy,
+            "denoise_ratio": mse_denoised / mse_noisy}
+
+
+def load_trained(DAE, n_components: int, path: str = DAE_PATH):
+    """Build DAE(n_components) and load the saved weights; a problem becomes a CheckFailure."""
+    from data_tools.utils import WeightsError, load_model
+
+    model = build(DAE, n_components, "DAE")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            load_model(model, path)
+    except WeightsError as exc:
+        raise CheckFailure(f"loading the trained DAE: {exc}") from None
+    return model
+
+
+def _denoise_hint(ratio: float) -> str:
+    if 0.9 <= ratio <= 1.1:
+        return ("the output is about as noisy as the input: train on corrupted inputs, "
+                "z, denoised_x = dae(corrupt(x, sigma_n)), with the loss MSE(denoised_x, x) "
+                "against the clean x (not against the corrupted input)")
+    if ratio > 1.1:
+        return ("the output is farther from the clean sample than the noisy input: check that "
+                "the loss compares denoised_x with the clean x, and train longer; the output "
+                "layer x_tilde * sigmoid(...) starts close to the input")
+    return "train longer (more epochs), and save the weights after training"
+
+
+def check_trained_dae(DAE, n_components: int, *, trainset=None, testset=None,
+                      path: str = DAE_PATH) -> None:
+    """The saved DAE denoises the seeded varianceMNIST test set and its codes pass the probe bar."""
+    model = load_trained(DAE, n_components, path)
+    if trainset is None or testset is None:
+        default_train, default_test = evaluation_data()
+        trainset = default_train if trainset is None else trainset
+        testset = default_test if testset is None else testset
+    trainset = _seeded(trainset, EVAL_SEED_TRAIN, "trainset")
+    testset = _seeded(testset, EVAL_SEED_TEST, "testset")
+    source = getattr(testset, "source", None)
+    bars = threshold(getattr(source, "threshold_key", "embedded"), "dae")
+    result = evaluate_dae(model, trainset, testset)
+    ratio, acc = result["denoise_ratio"], result["probe_accuracy"]
+    if ratio > bars["denoise_ratio"]:
+        raise failure(
+            f"denoising the seeded varianceMNIST test set corrupted with sigma_n = {SIGMA_N}: "
+            f"MSE(denoised_x, clean x) / MSE(x_tilde, clean x) too high",
+            required(bars["denoise_ratio"], bars.get("reference_ratio"), op="<="),
+            f"{ratio:.3f} (MSE {fmt(result['mse_denoised'])} vs {fmt(result['mse_noisy'])} "
+            f"for the noisy input)",
+            _denoise_hint(ratio))
+    if acc < bars["probe_accuracy"]:
+        no_noise = bars.get("no_noise_accuracy")
+        without = (f" (the same network trained without corruption scores about {no_noise:.2f})"
+                   if no_noise else "")
+        raise failure(
+            "linear probe on the trained DAE's codes of the seeded varianceMNIST test set: "
+            "accuracy too low",
+            required(bars["probe_accuracy"], bars.get("reference_accuracy")),
+            f"{acc:.3f}",
+            "train longer, check that the model is trained on corrupt(x, sigma_n) with "
+            f"sigma_n > 0{without}, and save the weights after training; on varianceMNIST a "
+            "convolutional encoder (as suggested) learns much better codes than an MLP")
+    print(f"denoising: MSE ratio {ratio:.3f} (required <= {bars['denoise_ratio']:.3f}); "
+          f"probe accuracy {acc:.3f} (required >= {bars['probe_accuracy']:.3f})")

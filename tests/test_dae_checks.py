@@ -1,0 +1,463 @@
+"""Does varianceMNIST behave as specified, and do the DAE checks accept the reference and every
+correct architecture while rejecting each plausible wrong implementation with a hint that names
+the mistake?"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from autograder import CheckFailure, NotImplementedYet
+from autograder import dae as checks
+from data_tools.variance import (CORRUPTION_STREAM, DATA_STREAM, VarianceMNIST, corrupt,
+                                 seeded_normal)
+
+from conftest import solution_namespace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def DAE():
+    return solution_namespace("dae")["DAE"]
+
+
+def fake_mnist(n: int = 20, seed: int = 0) -> TensorDataset:
+    """A small MNIST look-alike without .x or .targets: images in [0, 1] with a zero border."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 1, 28, 28)
+    x[:, :, 6:22, 6:22] = torch.rand(n, 1, 16, 16, generator=gen)
+    return TensorDataset(x, torch.arange(n) % 10)
+
+
+# --------------------------------------------------------------------------- varianceMNIST
+
+
+def test_fresh_noise_at_every_access():
+    """Does a training-mode VarianceMNIST draw new noise each time an item is read?"""
+    data = VarianceMNIST(fake_mnist())
+    (a, la), (b, lb) = data[3], data[3]
+    assert a.shape == (1, 28, 28) and a.dtype == torch.float32
+    assert la == lb == 3 and isinstance(la, int)
+    assert not torch.equal(a, b)
+    background = data.std[3] == 0
+    assert background.any() and (a[background] == 0).all() and (b[background] == 0).all()
+
+
+def test_samples_are_the_image_times_noise():
+    """Is a sample exactly std * eps, with seed_everything-style global seeding repeatable?"""
+    data = VarianceMNIST(fake_mnist())
+    torch.manual_seed(5)
+    x, _ = data.batch([0, 1])
+    torch.manual_seed(5)
+    eps = torch.randn(2, 1, 28, 28)
+    assert torch.equal(x, data.std[:2] * eps)
+
+
+def test_pixel_statistics_mean_zero_variance_x_squared():
+    """Over many draws of one image, is each pixel's mean about 0 and its variance about x^2?"""
+    data = VarianceMNIST(fake_mnist(n=2))
+    torch.manual_seed(0)
+    n = 4000
+    x, _ = data.batch([1] * n)
+    std = data.std[1]
+    stroke = std > 0.05
+    mean, var = x.mean(0), x.var(0)
+    # mean of n draws of N(0, s^2): standard error s / sqrt(n); 6 standard errors
+    assert (mean[stroke].abs() <= 6 * std[stroke] / n ** 0.5).all()
+    # sample variance / s^2 has standard error sqrt(2 / n) ~ 0.022
+    ratio = var[stroke] / std[stroke] ** 2
+    assert (ratio - 1).abs().max() < 0.15
+    assert (x[:, ~stroke & (std == 0)] == 0).all()
+
+
+def test_seeded_set_is_fixed_and_independent_of_access_order():
+    """With eval_seed, are items identical across accesses, instances, batch and item paths?"""
+    base = fake_mnist()
+    a = VarianceMNIST(base, eval_seed=7)
+    b = VarianceMNIST(base, eval_seed=7)
+    c = VarianceMNIST(base, eval_seed=8)
+    torch.manual_seed(0)
+    first = a[4][0]
+    torch.manual_seed(1)
+    assert torch.equal(first, a[4][0]) and torch.equal(first, b[4][0])
+    assert torch.equal(a.batch([9, 4, 2])[0][1], first)
+    assert torch.equal(a[-16][0], first)  # 20 items: -16 is item 4
+    assert not torch.equal(first, c[4][0])
+    assert not torch.equal(first, a[5][0] * a.std[4] / a.std[5].clamp_min(1e-9))
+
+
+def test_seeded_set_is_identical_in_another_process():
+    """Does a fresh Python process draw the very same seeded samples (grading on another machine)?"""
+    code = ("import torch, sys; sys.path.insert(0, %r)\n"
+            "from data_tools.variance import seeded_normal\n"
+            "print(repr(seeded_normal(1002, [0, 17, 999])[:, 0, 10, 10:14].tolist()))" % str(REPO))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    here = seeded_normal(1002, [0, 17, 999])[:, 0, 10, 10:14].tolist()
+    assert out.stdout.strip() == repr(here)
+
+
+def test_seeded_noise_is_standard_normal_and_streams_differ():
+    """Is the per-index seeded noise N(0, 1), and are the data and corruption streams different?"""
+    eps = seeded_normal(3, range(200), stream=DATA_STREAM)
+    assert eps.shape == (200, 1, 28, 28) and eps.dtype == torch.float32
+    assert abs(float(eps.mean())) < 0.01 and abs(float(eps.std()) - 1) < 0.01
+    other = seeded_normal(3, range(200), stream=CORRUPTION_STREAM)
+    assert abs(float((eps * other).mean())) < 0.01
+
+
+def test_dataloader_over_variance_mnist():
+    """Does a DataLoader batch a VarianceMNIST (shuffled, fresh noise; seeded, reproducible)?"""
+    data = VarianceMNIST(fake_mnist(n=10))
+    batches = list(DataLoader(data, batch_size=4, shuffle=True))
+    assert [tuple(x.shape) for x, _ in batches] == [(4, 1, 28, 28), (4, 1, 28, 28), (2, 1, 28, 28)]
+    assert all(y.dtype == torch.int64 for _, y in batches)
+    seeded = VarianceMNIST(fake_mnist(n=10), eval_seed=0)
+    x, y = next(iter(DataLoader(seeded, batch_size=10)))
+    assert torch.equal(x, seeded.batch(range(10))[0]) and y.tolist() == list(range(10))
+
+
+def test_wraps_the_embedded_mnist():
+    """Does VarianceMNIST work over the course's MNIST and keep its source (for the bars)?"""
+    from data_tools.mnist import MNIST
+
+    base = MNIST(train=False, verbose=False)
+    data = VarianceMNIST(base, eval_seed=checks.EVAL_SEED_TEST)
+    assert len(data) == len(base) and data.source is base.source
+    assert torch.equal(data.std, base.x) and torch.equal(data.targets, base.targets)
+    assert "seeded noise" in repr(data)
+
+
+def test_rejects_bad_arguments():
+    """Are a negative eval_seed, an out-of-range index and non-image data refused clearly?"""
+    with pytest.raises(ValueError, match="non-negative"):
+        VarianceMNIST(fake_mnist(), eval_seed=-1)
+    with pytest.raises(IndexError, match="out of range"):
+        VarianceMNIST(fake_mnist(n=5))[5]
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        VarianceMNIST(TensorDataset(torch.zeros(3, 1, 14, 14), torch.zeros(3)))
+
+
+def test_corrupt_adds_gaussian_noise_of_std_sigma_n():
+    """Does corrupt(x, sigma_n) add N(0, sigma_n^2) noise, reproducibly with a generator?"""
+    x = torch.rand(200, 1, 28, 28)
+    x_tilde = corrupt(x, 0.3, generator=torch.Generator().manual_seed(0))
+    assert x_tilde.shape == x.shape and x_tilde.dtype == x.dtype
+    noise = x_tilde - x
+    assert abs(float(noise.mean())) < 0.01 and abs(float(noise.std()) - 0.3) < 0.01
+    again = corrupt(x, 0.3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x_tilde, again)
+    assert torch.equal(corrupt(x, 0.0), x)
+    assert abs(float((corrupt(x) - x).std()) - 0.2) < 0.01  # default sigma_n = 0.2
+    with pytest.raises(ValueError, match="standard deviation"):
+        corrupt(x, -0.1)
+
+
+# --------------------------------------------------------------------------- check_dae: correct
+
+
+def test_reference_passes(DAE):
+    """Does the solution notebook's DAE pass every check, hidden ones too?"""
+    checks.check_dae(DAE)
+    checks.check_dae(DAE, seed=1, n_components_list=(3, 5, 32), batch_sizes=(1, 2, 17))
+
+
+class MLPDAE(nn.Module):
+    def __init__(self, n_components=10):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.Tanh(),
+                                     nn.Linear(64, n_components))
+        self.decoder = nn.Sequential(nn.Linear(n_components, 64), nn.Tanh(), nn.Linear(64, 784))
+
+    def forward(self, x):
+        z = self.encoder(x)
+        gate = torch.sigmoid(self.decoder(z)).view(-1, 1, 28, 28)
+        return z, x * gate
+
+
+class BatchNormConvDAE(nn.Module):
+    """Conv encoder with BatchNorm, ungated decoder output, returns a list."""
+
+    def __init__(self, n_components=10):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8),
+                                  nn.ReLU())
+        self.code = nn.Sequential(nn.Flatten(), nn.Linear(8 * 14 * 14, 32), nn.BatchNorm1d(32),
+                                  nn.ReLU(), nn.Linear(32, n_components))
+        self.decode = nn.Sequential(nn.Linear(n_components, 8 * 14 * 14), nn.ReLU(),
+                                    nn.Unflatten(1, (8, 14, 14)),
+                                    nn.ConvTranspose2d(8, 1, 4, stride=2, padding=1))
+
+    def forward(self, x):
+        z = self.code(self.conv(x))
+        return [z, self.decode(z)]
+
+
+class SkipDAE(nn.Module):
+    """Gate computed from the code and the input together (a skip connection)."""
+
+    def __init__(self, n_components=10):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(),
+                                     nn.Linear(32, n_components))
+        self.decoder = nn.Linear(n_components, 784)
+        self.mix = nn.Conv2d(2, 1, 3, padding=1)
+
+    def forward(self, x):
+        z = self.encoder(x)
+        f = self.decoder(z).reshape(x.shape)
+        return z, x * torch.sigmoid(self.mix(torch.cat([f, x ** 2], dim=1)))
+
+
+@pytest.mark.parametrize("model", [MLPDAE, BatchNormConvDAE, SkipDAE])
+def test_alternative_architectures_pass(model):
+    """Does a DAE of another architecture (MLP, BatchNorm conv, skip connection) keep full marks?"""
+    checks.check_dae(model)
+    checks.check_dae(model, seed=1, n_components_list=(3, 5, 32), batch_sizes=(1, 2, 17))
+
+
+# --------------------------------------------------------------------------- check_dae: mistakes
+
+
+def mutant(DAE, forward=None, init=None):
+    """A subclass of the reference DAE with another forward and/or __init__."""
+    namespace = {}
+    if forward is not None:
+        namespace["forward"] = forward
+    if init is not None:
+        namespace["__init__"] = init
+    return type("DAE", (DAE,), namespace)
+
+
+def _swapped(self, x):
+    z = self.encoder(x)
+    return x * torch.sigmoid(self.decoder(z)), z
+
+
+def _single_tensor(self, x):
+    return x * torch.sigmoid(self.decoder(self.encoder(x)))
+
+
+def _constant_input(self, x):
+    x = torch.zeros_like(x)
+    z = self.encoder(x)
+    return z, torch.sigmoid(self.decoder(z))
+
+
+def _non_finite(self, x):
+    z = self.encoder(x)
+    return z, x * torch.sigmoid(self.decoder(z)) / 0.0
+
+
+def _identity(self, x):
+    return self.encoder(x), x
+
+
+def _broadcast(self, x):
+    z = self.encoder(x)
+    gate = torch.sigmoid(self.decoder(z)).reshape(-1, 28, 28)
+    return z, x * gate
+
+
+def _detached_code(self, x):
+    z = self.encoder(x)
+    return z, x * torch.sigmoid(self.decoder(z.detach()))
+
+
+def _stub(self, x):
+    raise NotImplementedError()
+
+
+def _three_items(self, x):
+    z = self.encoder(x)
+    return z, x * torch.sigmoid(self.decoder(z)), z
+
+
+MISTAKES = {
+    "swapped tuple": (_swapped, "order is swapped"),
+    "single tensor": (_single_tensor, "return both the code and the denoised images"),
+    "three items": (_three_items, "a tuple of 3 items"),
+    "constant input": (_constant_input, "not from a stored or constant tensor"),
+    "non-finite output": (_non_finite, "non-finite values"),
+    "identity output": (_identity, "denoised_x is the input x itself"),
+    "broadcast gate": (_broadcast, r"broadcasts to \(B, B, 28, 28\)"),
+    "detached code": (_detached_code, "denoised_x does not depend on the code z"),
+}
+
+
+@pytest.mark.parametrize("name", list(MISTAKES))
+def test_mistake_is_caught_with_its_hint(DAE, name):
+    """Does each wrong forward fail check_dae with the hint that names its mistake?"""
+    forward, hint = MISTAKES[name]
+    with pytest.raises(CheckFailure, match=hint):
+        checks.check_dae(mutant(DAE, forward=forward))
+
+
+def test_hard_coded_n_components_is_caught(DAE):
+    """Does a DAE that ignores n_components fail with the 'fixed number' hint?"""
+    def init(self, n_components=10):
+        DAE.__init__(self, 10)
+
+    with pytest.raises(CheckFailure, match="instead of a fixed number"):
+        checks.check_dae(mutant(DAE, init=init))
+
+
+def test_hidden_sizes_catch_a_code_of_size_two_or_ten_only(DAE):
+    """Does the hidden check catch a DAE that only works for the visible code sizes 2 and 10?"""
+    def init(self, n_components=10):
+        DAE.__init__(self, n_components if n_components in (2, 10) else 10)
+
+    lucky = mutant(DAE, init=init)
+    checks.check_dae(lucky)
+    with pytest.raises(CheckFailure, match="n_components=3"):
+        checks.check_dae(lucky, seed=1, n_components_list=(3, 5, 32), batch_sizes=(1, 2, 17))
+
+
+def test_stub_reads_as_not_implemented(DAE):
+    """Does the untouched stub read as 'not implemented yet', not as a crash?"""
+    with pytest.raises(NotImplementedYet, match="not implemented yet"):
+        checks.check_dae(mutant(DAE, forward=_stub))
+
+    def init(self, n_components=10):
+        nn.Module.__init__(self)
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedYet, match="not implemented yet"):
+        checks.check_dae(mutant(DAE, init=init))
+
+
+def test_crash_in_forward_names_the_line(DAE):
+    """Does a shape error inside forward become a message with the crash hint?"""
+    def forward(self, x):
+        return self.encoder(x.flatten(1)), x
+
+    with pytest.raises(CheckFailure, match="raised RuntimeError"):
+        checks.check_dae(mutant(DAE, forward=forward))
+
+
+# --------------------------------------------------------------------------- trained-model check
+
+
+def _tiny_set(n=40):
+    base = fake_mnist(n=n)
+    return VarianceMNIST(base, eval_seed=1), VarianceMNIST(base, eval_seed=2)
+
+
+def test_evaluate_dae_numbers_are_deterministic_and_sane(DAE):
+    """Does evaluate_dae give the same numbers twice, for unseeded inputs too, with the noisy
+    input's error about sigma_n^2?"""
+    torch.manual_seed(0)
+    model = DAE(10)
+    train, test = _tiny_set()
+    first = checks.evaluate_dae(model, train, test)
+    assert checks.evaluate_dae(model, train, test) == first
+    # unseeded sets, and plain image datasets, are evaluated with the grading seeds
+    unseeded = checks.evaluate_dae(model, VarianceMNIST(train.base), VarianceMNIST(test.base))
+    assert checks.evaluate_dae(model, VarianceMNIST(train.base), VarianceMNIST(test.base)) == unseeded
+    assert checks.evaluate_dae(model, train.base, test.base) == unseeded
+    assert abs(first["mse_noisy"] - checks.SIGMA_N ** 2) < 0.004
+    assert first["denoise_ratio"] == pytest.approx(first["mse_denoised"] / first["mse_noisy"])
+    assert 0.0 <= first["probe_accuracy"] <= 1.0
+
+
+def test_perfect_denoiser_scores_ratio_zero_and_identity_one(DAE):
+    """Is the denoising ratio 0 for an oracle denoiser and about 1 for the identity?"""
+    train, test = _tiny_set()
+
+    class Identity(nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :10], x
+
+    class Zero(nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :10], torch.zeros_like(x)
+
+    identity = checks.evaluate_dae(Identity(), train, test)
+    assert identity["denoise_ratio"] == pytest.approx(1.0)
+    zero = checks.evaluate_dae(Zero(), train, test)
+    # E[x^2] / sigma_n^2 for the fake images (uniform on a 16 x 16 square)
+    expected = float((test.std ** 2).mean()) / checks.SIGMA_N ** 2
+    assert zero["denoise_ratio"] == pytest.approx(expected, rel=0.1)
+
+
+def test_trained_check_messages(DAE, tmp_path, monkeypatch):
+    """Does check_trained_dae report missing weights, and a failed bar as got / required / hint?"""
+    from data_tools.utils import save_model
+
+    train, test = _tiny_set()
+    with pytest.raises(CheckFailure, match="no saved weights"):
+        checks.check_trained_dae(DAE, 10, trainset=train, testset=test,
+                                 path=str(tmp_path / "dae.pth"))
+    torch.manual_seed(0)
+    save_model(DAE(10), tmp_path / "dae.pth")
+    with pytest.raises(CheckFailure, match=r"too high\n  expected <= 0\.\d+ \(reference about") as info:
+        checks.check_trained_dae(DAE, 10, trainset=train, testset=test,
+                                 path=str(tmp_path / "dae.pth"))
+    assert "hint: " in str(info.value)
+    # a model that denoises but whose codes say nothing: the probe bar fails
+    bars = {**checks.threshold("embedded", "dae"), "denoise_ratio": 10.0, "probe_accuracy": 1.01}
+    monkeypatch.setattr(checks, "threshold", lambda key, nb: bars)
+    with pytest.raises(CheckFailure, match=r"accuracy too low\n  expected >= 1\.010") as info:
+        checks.check_trained_dae(DAE, 10, trainset=train, testset=test,
+                                 path=str(tmp_path / "dae.pth"))
+    assert "sigma_n > 0" in str(info.value)
+
+
+def test_trained_check_rejects_wrong_weights(DAE, tmp_path):
+    """Do weights of another architecture fail as a CheckFailure naming the file?"""
+    torch.save(MLPDAE(10).state_dict(), tmp_path / "dae.pth")
+    with pytest.raises(CheckFailure, match="do not fit this DAE"):
+        checks.load_trained(DAE, 10, path=str(tmp_path / "dae.pth"))
+
+
+@pytest.mark.slow
+def test_dae_trained_without_corruption_fails(DAE, tmp_path, monkeypatch):
+    """Does the reference DAE trained without corruption (sigma_n = 0, a plain autoencoder on
+    varianceMNIST) fail the probe bar, and the trained check with the 'corrupted inputs' hint?
+
+    A short run (3 epochs); docs/calibration.md (DAE) has the full-length runs over 5 seeds."""
+    from data_tools import mnist as mnist_module
+    from data_tools.utils import save_model, seed_everything
+
+    monkeypatch.delenv("MNIST_ROOT", raising=False)
+    monkeypatch.setattr(mnist_module, "COURSEDATA", tmp_path / "no-coursedata")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small convolutions: one thread is as fast, and robust to load
+    try:
+        seed_everything(0)
+        train_eval, test_eval = checks.evaluation_data()
+        trainset = VarianceMNIST(train_eval.base)
+        model = DAE(10)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+        for _ in range(3):
+            for x, _ in DataLoader(trainset, batch_size=32, shuffle=True):
+                _, denoised_x = model(corrupt(x, 0.0))
+                loss = ((denoised_x - x) ** 2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        result = checks.evaluate_dae(model, train_eval, test_eval)
+    finally:
+        torch.set_num_threads(threads)
+    bars = checks.threshold("embedded", "dae")
+    assert result["probe_accuracy"] < bars["probe_accuracy"] - 0.2, result
+    assert result["denoise_ratio"] > 0.9, result
+    save_model(model, tmp_path / "dae.pth")
+    with pytest.raises(CheckFailure, match="train on corrupted inputs"):
+        checks.check_trained_dae(DAE, 10, trainset=train_eval, testset=test_eval,
+                                 path=str(tmp_path / "dae.pth"))
+
+
+def test_check_leaves_the_global_random_state_alone(DAE):
+    """Does running check_dae leave torch's global random state as it found it?"""
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    checks.check_dae(DAE, n_components_list=(2,), batch_sizes=(1,))
+    assert torch.equal(torch.random.get_rng_state(), before)
