@@ -8,15 +8,12 @@
 """
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import torch
 
-from .core import CheckFailure, call, failure, fmt
+from .core import call, failure, fmt
 from .models import (build, check_gradients, check_tensor_output, codes, image_hint, images,
-                     n_components_hint)
+                     load_weights, n_components_hint)
 from .thresholds import required, threshold
 
 BATCH_SIZES = (1, 3, 64)
@@ -101,16 +98,9 @@ def evaluate_ae(encoder, decoder, trainset, testset) -> dict[str, float]:
 def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
                  decoder_path: str = DECODER_PATH):
     """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
-    from data_tools.utils import WeightsError, load_model
-
     encoder = build(Encoder, n_components, "Encoder")
     decoder = build(Decoder, n_components, "Decoder")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            load_model(encoder, encoder_path)
-            load_model(decoder, decoder_path)
-    except WeightsError as exc:
-        raise CheckFailure(f"loading the trained autoencoder: {exc}") from None
+    load_weights("autoencoder", (encoder, encoder_path), (decoder, decoder_path))
     return encoder, decoder
 
 

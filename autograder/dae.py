@@ -14,14 +14,12 @@ x_tilde = x + SIGMA_N * eps'; the denoiser can at best recover x, never the MNIS
 """
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import torch
 
-from .core import CheckFailure, call, failure, fmt
-from .models import build, check_gradients, check_tensor_output, image_hint, n_components_hint
+from .core import call, failure, fmt
+from .models import (build, check_gradients, check_tensor_output, image_hint, load_weights,
+                     n_components_hint, seeded_variance)
 from .thresholds import required, threshold
 
 __all__ = ["check_dae", "check_trained_dae", "evaluate_dae", "evaluation_data", "load_trained"]
@@ -169,23 +167,6 @@ def evaluation_data(root=None):
             VarianceMNIST(MNIST(train=False, root=root, verbose=False), eval_seed=EVAL_SEED_TEST))
 
 
-def _seeded(dataset, eval_seed: int, which: str):
-    """``dataset`` as a seeded VarianceMNIST: a seeded one is kept, an unseeded one or a plain
-    MNIST dataset is wrapped, so that the evaluation never depends on fresh noise."""
-    from data_tools.variance import VarianceMNIST
-
-    if isinstance(dataset, VarianceMNIST):
-        return dataset if dataset.eval_seed is not None else VarianceMNIST(
-            dataset.base, eval_seed=eval_seed)
-    try:
-        return VarianceMNIST(dataset, eval_seed=eval_seed)
-    except Exception as exc:
-        raise failure(f"evaluating the trained DAE: {which} is not a dataset of images",
-                      "a VarianceMNIST or MNIST dataset", f"{type(dataset).__name__} ({exc})",
-                      f"do not reassign `{which}` in your own cells; run the notebook from the "
-                      "top") from None
-
-
 def _forward(model, x: torch.Tensor, what: str):
     return _split_output(call(model, x, what=what), len(x), None, what)
 
@@ -194,7 +175,7 @@ def _forward(model, x: torch.Tensor, what: str):
 def evaluate_dae(model, trainset, testset) -> dict[str, float]:
     """Probe accuracy of the codes and denoising errors of a trained DAE.
 
-    Both sets are made seeded varianceMNIST sets (see ``_seeded``). The codes are those of the
+    Both sets are made seeded varianceMNIST sets (see ``models.seeded_variance``). The codes are those of the
     varianceMNIST samples x; the denoising errors compare, on the test set, the output for
     x_tilde = x + SIGMA_N * eps' and x_tilde itself with the clean sample x.
 
@@ -206,8 +187,8 @@ def evaluate_dae(model, trainset, testset) -> dict[str, float]:
     from data_tools.probe import encode, probe_accuracy
     from data_tools.variance import CORRUPTION_STREAM, seeded_normal
 
-    trainset = _seeded(trainset, EVAL_SEED_TRAIN, "trainset")
-    testset = _seeded(testset, EVAL_SEED_TEST, "testset")
+    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "DAE")
+    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "DAE")
     model.eval()
     enc = lambda x: _forward(model, x, "trained DAE on varianceMNIST images")[0]  # noqa: E731
     z_train, y_train = encode(enc, trainset, batch_size=EVAL_BATCH)
@@ -234,14 +215,8 @@ def evaluate_dae(model, trainset, testset) -> dict[str, float]:
 
 def load_trained(DAE, n_components: int, path: str = DAE_PATH):
     """Build DAE(n_components) and load the saved weights; a problem becomes a CheckFailure."""
-    from data_tools.utils import WeightsError, load_model
-
     model = build(DAE, n_components, "DAE")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            load_model(model, path)
-    except WeightsError as exc:
-        raise CheckFailure(f"loading the trained DAE: {exc}") from None
+    load_weights("DAE", (model, path))
     return model
 
 
@@ -265,8 +240,8 @@ def check_trained_dae(DAE, n_components: int, *, trainset=None, testset=None,
         default_train, default_test = evaluation_data()
         trainset = default_train if trainset is None else trainset
         testset = default_test if testset is None else testset
-    trainset = _seeded(trainset, EVAL_SEED_TRAIN, "trainset")
-    testset = _seeded(testset, EVAL_SEED_TEST, "testset")
+    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "DAE")
+    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "DAE")
     source = getattr(testset, "source", None)
     bars = threshold(getattr(source, "threshold_key", "embedded"), "dae")
     result = evaluate_dae(model, trainset, testset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import call, failure, require_dtype, require_finite, require_shape, require_tensor
+from .core import CheckFailure, call, failure, require_dtype, require_finite, require_shape, require_tensor
 
 _randn = torch.randn
 _rand = torch.rand
@@ -85,3 +85,41 @@ def check_gradients(model: nn.Module, loss: torch.Tensor, what: str) -> None:
     if not all(bool(torch.isfinite(g).all()) for g in grads):
         raise failure(f"{what}: non-finite gradients", "finite gradients", "nan or inf",
                       "look for log(0), sqrt(0) or division by zero in forward")
+
+
+def load_weights(what: str, *pairs) -> None:
+    """Load saved weights into models, ``pairs`` of (model, path); any problem (missing,
+    unreadable, corrupt or mis-fitting file) becomes a CheckFailure naming it."""
+    import contextlib
+    import io
+
+    from data_tools.utils import WeightsError, load_model
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            for model, path in pairs:
+                load_model(model, path)
+    except WeightsError as exc:
+        raise CheckFailure(f"loading the trained {what}: {exc}") from None
+    except OSError as exc:  # e.g. a file the grader may not read
+        raise failure(f"loading the trained {what}: could not read {exc.filename or 'the weights'}",
+                      "a readable file", f"{type(exc).__name__}: {exc.strerror or exc}",
+                      "save the weights again with save_model and submit the .pth files with "
+                      "the notebook") from None
+
+
+def seeded_variance(dataset, eval_seed: int, which: str, what: str):
+    """``dataset`` as a seeded VarianceMNIST: a seeded one is kept, an unseeded one (or a plain
+    MNIST dataset) is wrapped, so that the evaluation never depends on fresh noise."""
+    from data_tools.variance import VarianceMNIST
+
+    if isinstance(dataset, VarianceMNIST):
+        return dataset if dataset.eval_seed is not None else VarianceMNIST(
+            dataset.base, eval_seed=eval_seed)
+    try:
+        return VarianceMNIST(dataset, eval_seed=eval_seed)
+    except Exception as exc:
+        raise failure(f"evaluating the trained {what}: {which} is not a dataset of images",
+                      "a VarianceMNIST or MNIST dataset", f"{type(dataset).__name__} ({exc})",
+                      f"do not reassign `{which}` in your own cells; run the notebook from the "
+                      "top") from None

@@ -58,7 +58,6 @@ check_trained_vae(Encoder, Decoder, n_components, trainset=..., testset=...)
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import math
 
@@ -68,6 +67,7 @@ from torch.distributions import Normal, kl_divergence
 
 from .core import (CheckFailure, NotImplementedYet, call, failure, fmt, require_dtype,
                    require_finite, require_shape, require_tensor, worst_element)
+from .models import load_weights, seeded_variance
 
 __all__ = [
     "check_loss_kl", "check_loss_loglik", "check_sample", "check_encoder", "check_decoder",
@@ -1010,23 +1010,6 @@ def evaluation_data(root=None):
             VarianceMNIST(MNIST(train=False, root=root, verbose=False), eval_seed=EVAL_SEED_TEST))
 
 
-def _seeded(dataset, eval_seed: int, which: str):
-    """``dataset`` as a seeded VarianceMNIST: a seeded one is kept, an unseeded one (or a plain
-    MNIST dataset) is wrapped, so that the evaluation never depends on fresh noise."""
-    from data_tools.variance import VarianceMNIST
-
-    if isinstance(dataset, VarianceMNIST):
-        return dataset if dataset.eval_seed is not None else VarianceMNIST(
-            dataset.base, eval_seed=eval_seed)
-    try:
-        return VarianceMNIST(dataset, eval_seed=eval_seed)
-    except Exception as exc:
-        raise failure(f"evaluating the trained VAE: {which} is not a dataset of images",
-                      "a VarianceMNIST or MNIST dataset", f"{type(dataset).__name__} ({exc})",
-                      f"do not reassign `{which}` in your own cells; run the notebook from the "
-                      "top") from None
-
-
 _DIVERGED = ("the training diverged: lower the learning rate and train again (a floor on "
              "y_logvar keeps 1/exp(y_logvar) bounded)")
 
@@ -1083,7 +1066,7 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
                  n_components: int | None = None) -> dict[str, float]:
     """Probe accuracy of z_mean and the negative ELBO of the trained VAE on the test set.
 
-    Both sets are made seeded varianceMNIST sets (``_seeded``), and both models are put in eval
+    Both sets are made seeded varianceMNIST sets (``models.seeded_variance``), and both models are put in eval
     mode. The probe is fitted on z_mean of the training samples and scored on z_mean of the test
     samples. The loss uses none of the student's loss functions and not their ``sample``: for
     each test image, z = z_mean + exp(0.5*z_logvar) * eps with eps from a generator seeded with
@@ -1099,8 +1082,8 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
     """
     from data_tools.probe import encode, probe_accuracy
 
-    trainset = _seeded(trainset, EVAL_SEED_TRAIN, "trainset")
-    testset = _seeded(testset, EVAL_SEED_TEST, "testset")
+    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "VAE")
+    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "VAE")
     encoder.eval()
     decoder.eval()
     z_mean_of = lambda x: _encode_trained(encoder, x, n_components)[0]  # noqa: E731
@@ -1141,21 +1124,9 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
 def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
                  decoder_path: str = DECODER_PATH):
     """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
-    from data_tools.utils import WeightsError, load_model
-
     encoder = _build(Encoder, n_components, "Encoder")
     decoder = _build(Decoder, n_components, "Decoder")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            load_model(encoder, encoder_path)
-            load_model(decoder, decoder_path)
-    except WeightsError as exc:
-        raise CheckFailure(f"loading the trained VAE: {exc}") from None
-    except OSError as exc:  # e.g. a file the grader may not read
-        raise failure(f"loading the trained VAE: could not read {exc.filename or 'the weights'}",
-                      "a readable file", f"{type(exc).__name__}: {exc.strerror or exc}",
-                      "save the weights again with save_model and submit both .pth files with "
-                      "the notebook") from None
+    load_weights("VAE", (encoder, encoder_path), (decoder, decoder_path))
     return encoder, decoder
 
 
@@ -1194,8 +1165,8 @@ def check_trained_vae(Encoder, Decoder, n_components: int, *, trainset=None, tes
         default_train, default_test = evaluation_data()
         trainset = default_train if trainset is None else trainset
         testset = default_test if testset is None else testset
-    trainset = _seeded(trainset, EVAL_SEED_TRAIN, "trainset")
-    testset = _seeded(testset, EVAL_SEED_TEST, "testset")
+    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "VAE")
+    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "VAE")
     source = getattr(testset, "source", None)
     bars = threshold(getattr(source, "threshold_key", "embedded"), "vae")
     result = evaluate_vae(encoder, decoder, trainset, testset, n_components=n_components)
