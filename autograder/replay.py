@@ -310,6 +310,9 @@ class ReplayChecks(_preprocessor_base()):
             grade_id = cell.metadata.nbgrader["grade_id"]
             verdict = verdicts.get(grade_id)
             kernel_failed = any(o.output_type == "error" for o in cell.outputs)
+            # The replay decides, never a value the cell displayed: nbgrader reads an
+            # execute_result as partial credit, and a display hook in student code can emit one.
+            cell.outputs = [o for o in cell.outputs if o.output_type != "execute_result"]
             if any(o.get("ename") == "GradingFailed" for o in cell.outputs):
                 continue  # the kernel could not run this cell: it stays failed, and flagged
             if verdict is None:

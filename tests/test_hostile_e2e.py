@@ -29,6 +29,9 @@ autograder.ae.check_encoder = lambda *a, **k: None
 autograder.ae.check_trained_ae = lambda *a, **k: None
 autograder.core.require_shape = lambda *a, **k: None
 data_tools.probe.probe_accuracy = lambda *a, **k: 1.0
+_ip = get_ipython()
+_ip.set_custom_exc((Exception,), lambda *a, **k: None)  # swallow every error of later cells
+_ip.events.register("post_run_cell", lambda result: _ip.displayhook(2))  # "2" reads as credit
 """
 
 
@@ -109,7 +112,8 @@ def _errors(course, student, notebook):
 
 
 def test_patched_checks_earn_nothing(graded):
-    """Do top-level patches of torch.allclose, builtins, sklearn and the checks gain no point?"""
+    """Do top-level patches of torch.allclose, builtins, sklearn and the checks, a hook that
+    swallows errors and one that shows a number after each cell (partial credit) gain no point?"""
     course, result = graded
     assert _points(result, "patcher", "ae") == {
         "test_ae_encoder": 0.0, "test_ae_decoder": 2.0, "test_ae_trained": 0.0}
