@@ -1,4 +1,4 @@
-"""What the course notebooks import: MNIST data, seeding, saving and loading weights,
+"""What the course notebooks import: MNIST and varianceMNIST data, seeding, saving and loading weights,
 plots, encoding a dataset and the linear probe.
 
 Names are imported lazily (PEP 562), so that `python -m data_tools download` and the IDX
@@ -13,6 +13,7 @@ _EXPORTS = {
     "download": ["download_mnist", "DownloadError", "OfflineError"],
     "plots": ["plot_embeddings", "plot_images", "plot_loss", "plot_rows"],
     "probe": ["encode", "probe_accuracy"],
+    "variance": ["VarianceMNIST", "corrupt", "plot_variance_samples", "seeded_normal"],
     "utils": ["WeightsError", "load_model", "resolve_skip_training", "running_under_grader",
               "save_model", "seed_everything"],
 }

@@ -58,8 +58,7 @@ def plot_images(images, *, ncol: int = 10, title: str | None = None,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    plt.show()
-    return fig
+    plt.show()  # nothing is returned, so that Jupyter does not show the figure twice
 
 
 def plot_rows(rows: dict, *, n: int = 10, symmetric: bool = False, title: str | None = None):
@@ -107,8 +106,7 @@ def plot_embeddings(codes, labels, *, max_points: int | None = None, seed: int =
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    plt.show()
-    return fig
+    plt.show()  # nothing is returned, so that Jupyter does not show the figure twice
 
 
 def plot_loss(losses, *, title: str = "training loss", ylabel: str = "loss",
@@ -127,5 +125,4 @@ def plot_loss(losses, *, title: str = "training loss", ylabel: str = "loss",
         ax.legend()
     ax.set_title(title)
     fig.tight_layout()
-    plt.show()
-    return fig
+    plt.show()  # nothing is returned, so that Jupyter does not show the figure twice

@@ -239,5 +239,4 @@ def plot_variance_samples(dataset: VarianceMNIST, *, n: int = 10, n_draws: int =
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    plt.show()
-    return fig
+    plt.show()  # nothing is returned, so that Jupyter does not show the figure twice

@@ -1,0 +1,64 @@
+"""Do the plot helpers draw what they promise, quickly, without returning a figure that
+Jupyter would show a second time?"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from data_tools import plot_embeddings, plot_images, plot_loss, plot_rows  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    plt.close("all")
+    yield
+    plt.close("all")
+
+
+def _images_drawn() -> list:
+    return [im for ax in plt.gcf().axes for im in ax.get_images()]
+
+
+def test_plot_images_draws_each_image_in_a_grid():
+    """Does a grid of 12 images in rows of 5 draw 12 images on 15 axes, returning nothing?"""
+    assert plot_images(torch.rand(12, 1, 28, 28), ncol=5) is None
+    assert len(plt.gcf().axes) == 15
+    assert len(_images_drawn()) == 12
+
+
+def test_symmetric_range_for_signed_images():
+    """Are negative images shown with a diverging colormap and a range symmetric about 0?"""
+    x = torch.randn(4, 1, 28, 28) * 3
+    plot_images(x, ncol=4, symmetric=True)
+    image = _images_drawn()[0]
+    low, high = image.get_clim()
+    assert low == pytest.approx(-high) and high == pytest.approx(float(x.abs().max()))
+    assert image.get_cmap().name == "bwr"
+
+
+def test_plot_rows_labels_each_row():
+    """Does plot_rows put the rows one under the other with their names?"""
+    plot_rows({"input": torch.rand(3, 1, 28, 28), "output": torch.rand(3, 1, 28, 28)}, n=3)
+    labels = [ax.get_ylabel() for ax in plt.gcf().axes if ax.get_ylabel()]
+    assert labels == ["input", "output"] and len(_images_drawn()) == 6
+
+
+def test_plot_embeddings_bounds_the_points():
+    """Does the t-SNE plot embed at most max_points codes, coloured by label?"""
+    codes = np.random.default_rng(0).normal(size=(400, 5))
+    plot_embeddings(codes, np.arange(400) % 10, max_points=120)
+    scatter = plt.gcf().axes[0].collections[0]
+    assert len(scatter.get_offsets()) == 120
+
+
+def test_plot_loss_draws_named_curves():
+    """Does plot_loss draw one line per named curve with its values?"""
+    plot_loss({"KL": [3, 2, 1], "NLL": [5, 4, 3, 2]})
+    lines = plt.gcf().axes[0].get_lines()
+    assert [len(line.get_xdata()) for line in lines] == [3, 4]
