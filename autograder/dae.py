@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from .core import call, failure, fmt
-from .models import (build, check_gradients, check_tensor_output, image_hint, load_weights,
-                     n_components_hint, seeded_variance)
+from .models import (build, check_gradients, check_tensor_output, evaluation_sets, image_hint,
+                     load_weights, n_components_hint, seeded_variance)
 from .thresholds import required, threshold
 
 __all__ = ["check_dae", "check_trained_dae", "evaluate_dae", "evaluation_data", "load_trained"]
@@ -236,14 +236,9 @@ def check_trained_dae(DAE, n_components: int, *, trainset=None, testset=None,
                       path: str = DAE_PATH) -> None:
     """The saved DAE denoises the seeded varianceMNIST test set and its codes pass the probe bar."""
     model = load_trained(DAE, n_components, path)
-    if trainset is None or testset is None:
-        default_train, default_test = evaluation_data()
-        trainset = default_train if trainset is None else trainset
-        testset = default_test if testset is None else testset
-    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "DAE")
-    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "DAE")
-    source = getattr(testset, "source", None)
-    bars = threshold(getattr(source, "threshold_key", "embedded"), "dae")
+    trainset, testset, source_key = evaluation_sets(
+        trainset, testset, evaluation_data, (EVAL_SEED_TRAIN, EVAL_SEED_TEST), "DAE")
+    bars = threshold(source_key, "dae")
     result = evaluate_dae(model, trainset, testset)
     ratio, acc = result["denoise_ratio"], result["probe_accuracy"]
     if ratio > bars["denoise_ratio"]:

@@ -123,3 +123,16 @@ def seeded_variance(dataset, eval_seed: int, which: str, what: str):
                       "a VarianceMNIST or MNIST dataset", f"{type(dataset).__name__} ({exc})",
                       f"do not reassign `{which}` in your own cells; run the notebook from the "
                       "top") from None
+
+
+def evaluation_sets(trainset, testset, evaluation_data, seeds: tuple[int, int], what: str):
+    """The seeded varianceMNIST train and test sets a trained-model check evaluates on, and
+    the threshold key of their data source; a missing set comes from ``evaluation_data()``."""
+    if trainset is None or testset is None:
+        default_train, default_test = evaluation_data()
+        trainset = default_train if trainset is None else trainset
+        testset = default_test if testset is None else testset
+    trainset = seeded_variance(trainset, seeds[0], "trainset", what)
+    testset = seeded_variance(testset, seeds[1], "testset", what)
+    source = getattr(testset, "source", None)
+    return trainset, testset, getattr(source, "threshold_key", "embedded")

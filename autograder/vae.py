@@ -67,7 +67,7 @@ from torch.distributions import Normal, kl_divergence
 
 from .core import (CheckFailure, NotImplementedYet, call, failure, fmt, require_dtype,
                    require_finite, require_shape, require_tensor, worst_element)
-from .models import load_weights, seeded_variance
+from .models import evaluation_sets, load_weights, seeded_variance
 
 __all__ = [
     "check_loss_kl", "check_loss_loglik", "check_sample", "check_encoder", "check_decoder",
@@ -1161,14 +1161,9 @@ def check_trained_vae(Encoder, Decoder, n_components: int, *, trainset=None, tes
     from .thresholds import required, threshold
 
     encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-    if trainset is None or testset is None:
-        default_train, default_test = evaluation_data()
-        trainset = default_train if trainset is None else trainset
-        testset = default_test if testset is None else testset
-    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "VAE")
-    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "VAE")
-    source = getattr(testset, "source", None)
-    bars = threshold(getattr(source, "threshold_key", "embedded"), "vae")
+    trainset, testset, source_key = evaluation_sets(
+        trainset, testset, evaluation_data, (EVAL_SEED_TRAIN, EVAL_SEED_TEST), "VAE")
+    bars = threshold(source_key, "vae")
     result = evaluate_vae(encoder, decoder, trainset, testset, n_components=n_components)
     acc, loss = result["probe_accuracy"], result["loss"]
     if acc < bars["probe_accuracy"]:
