@@ -30,10 +30,10 @@ release: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment autoencoders --force
 
 weights: $(STAMP)
-	$(PY) -m autograder.instructor weights
+	$(PY) -m autograder weights
 
 demo: $(STAMP)
-	$(PY) -m autograder.instructor demo
+	$(PY) -m autograder demo
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

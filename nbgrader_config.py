@@ -14,9 +14,11 @@ c.CourseDirectory.release_directory = "assignments"
 # Weights (*.pth) must travel from submissions into the autograded copy, so they are not
 # listed here; reference weights live in reference/ (make weights), never in solutions/.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
-# Never overwrite a student's weights with a file of the same name from solutions/.
-_WEIGHTS = ["ae_encoder.pth", "ae_decoder.pth", "dae.pth", "vae_encoder.pth", "vae_decoder.pth"]
-c.Autograde.exclude_overwriting = {"autoencoders": _WEIGHTS}
+# Never overwrite a student's weights with a file of the same name from solutions/
+# (the weight files of each assignment come from the course manifest).
+from autograder import manifest  # noqa: E402
+
+c.Autograde.exclude_overwriting = {a: list(manifest.weight_files(a)) for a in manifest.assignments()}
 
 
 def _refuse_weights_in_source():
@@ -26,8 +28,8 @@ def _refuse_weights_in_source():
 
     if "generate_assignment" not in sys.argv[1:2] and "assign" not in sys.argv[1:2]:
         return
-    here = pathlib.Path(__file__).resolve().parent / "solutions" / "autoencoders"
-    found = sorted(p.name for p in here.glob("*.pth"))
+    here = pathlib.Path(__file__).resolve().parent / "solutions"
+    found = sorted(str(p.relative_to(here)) for p in here.glob("*/*.pth"))
     if found:
         raise SystemExit(
             f"nbgrader_config.py: refusing to release: {', '.join(found)} in {here} would be "
@@ -49,6 +51,6 @@ c.LimitOutput.max_traceback = 60
 # Student kernels run in a bubblewrap sandbox with resource limits; a crash or hang fails only
 # the cells it prevented; stderr noise costs no points (docs/security.md, docs/reliability.md).
 # Sandbox settings: c.Sandbox.memory_limit, cpu_time_limit, max_processes, ... (see there).
-from autograder.nbgrader_setup import configure  # noqa: E402
+from autograder.grading.pipeline import configure  # noqa: E402
 
 configure(c)

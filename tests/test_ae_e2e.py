@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.instructor import (ASSIGNMENT, WEIGHTS, autograde, build_course, scores, submit,
-                                   write_untrained_weights, _nbgrader)
+from autograder.cli.weights import write_untrained_weights
+from autograder.grading.course import all_scores, autograde, build_course, submit, nbgrader
 
-from conftest import SOLUTIONS, grade_cell_errors, reference_weights
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +28,9 @@ def graded(tmp_path_factory):
     assert ENCODER_LAST_LAYER in text
     submit(course, "hardcoded", {"ae.ipynb": text.replace(ENCODER_LAST_LAYER, "nn.Linear(250, 10),"),
                                  **trained})
-    proc = autograde(course)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return course, scores(course)
+    proc = autograde(course, force=True)
+    assert proc.returncode == 0, proc.output[-6000:]
+    return course, all_scores(course)
 
 
 def points(result, student):
@@ -73,7 +73,7 @@ def test_hardcoded_components_lose_shape_points(graded):
 def test_feedback_is_generated(graded):
     """Does `nbgrader generate_feedback` produce an HTML report for a graded student?"""
     course, _ = graded
-    proc = _nbgrader(course, "generate_feedback", ASSIGNMENT, "--student", "reference", "--force")
+    proc = nbgrader(course, "generate_feedback", ASSIGNMENT, "--student", "reference", "--force")
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = (course / "feedback" / "reference" / ASSIGNMENT / "ae.html").read_text()
     assert "test_ae_trained" in html

@@ -344,9 +344,25 @@ def test_crash_in_forward_names_the_line(DAE):
 # --------------------------------------------------------------------------- trained-model check
 
 
-def _tiny_set(n=40):
+def _tiny_set(n=40, source=True):
+    from data_tools.mnist import Source
+
     base = fake_mnist(n=n)
+    if source:
+        base.source = Source("embedded", "a test set", "argument")
     return VarianceMNIST(base, eval_seed=1), VarianceMNIST(base, eval_seed=2)
+
+
+def test_trained_check_refuses_data_of_unknown_source(DAE, tmp_path):
+    """Does the trained check refuse, naming it, data whose source it cannot tell, instead of
+    grading it against the lenient bars of the embedded data?"""
+    from data_tools.utils import save_model
+
+    torch.manual_seed(0)
+    save_model(DAE(10), tmp_path / "dae.pth")
+    train, test = _tiny_set(source=False)
+    with pytest.raises(CheckFailure, match="the data source of testset is unknown"):
+        checks.check_trained_dae(DAE, 10, trainset=train, testset=test, path=str(tmp_path / "dae.pth"))
 
 
 def test_evaluate_dae_numbers_are_deterministic_and_sane(DAE):

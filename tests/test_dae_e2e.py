@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.instructor import (ASSIGNMENT, WEIGHTS, autograde, build_course, scores, submit,
-                                   write_untrained_weights)
+from autograder.cli.weights import write_untrained_weights
+from autograder.grading.course import all_scores, autograde, build_course, submit
 
-from conftest import SOLUTIONS, grade_cell_errors, reference_weights
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +29,9 @@ def graded(tmp_path_factory):
     hardcoded = text.replace(CODE_LAYERS[0], "nn.Linear(128, 10),").replace(
         CODE_LAYERS[1], "nn.Linear(10, 128),")
     submit(course, "hardcoded", {"dae.ipynb": hardcoded, **trained})
-    proc = autograde(course)  # one nbgrader call for every student
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return course, scores(course)
+    proc = autograde(course, force=True)  # one nbgrader call for every student
+    assert proc.returncode == 0, proc.output[-6000:]
+    return course, all_scores(course)
 
 
 def points(result, student):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder.instructor import (ASSIGNMENT, WEIGHTS, autograde, build_course, scores, submit,
-                                   write_untrained_weights)
+from autograder.cli.weights import write_untrained_weights
+from autograder.grading.course import all_scores, autograde, build_course, submit
 
-from conftest import SOLUTIONS, grade_cell_errors, reference_weights
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +21,13 @@ MARKER = f"pwned-{uuid.uuid4().hex}"
 HOST_MARKER = Path("/tmp") / MARKER
 
 PATCHES = """
-import torch, builtins, sklearn.linear_model, autograder.ae, autograder.core, data_tools.probe
+import torch, builtins, sklearn.linear_model, autograder.checks.ae, autograder.checks.core, data_tools.probe
 torch.allclose = lambda *a, **k: True
 builtins.abs = lambda x: 0
 sklearn.linear_model.LogisticRegression.score = lambda self, X, y: 1.0
-autograder.ae.check_encoder = lambda *a, **k: None
-autograder.ae.check_trained_ae = lambda *a, **k: None
-autograder.core.require_shape = lambda *a, **k: None
+autograder.checks.ae.check_encoder = lambda *a, **k: None
+autograder.checks.ae.check_trained_ae = lambda *a, **k: None
+autograder.checks.core.require_shape = lambda *a, **k: None
 data_tools.probe.probe_accuracy = lambda *a, **k: 1.0
 _ip = get_ipython()
 _ip.set_custom_exc((Exception,), lambda *a, **k: None)  # swallow every error of later cells
@@ -98,9 +98,9 @@ def graded(tmp_path_factory):
         "    return AlwaysEqual(0.0)")
     submit(course, "always_equal", {"vae.ipynb": always_equal,
                                     **{w: vae_weights / w for w in WEIGHTS["vae"]}})
-    proc = autograde(course)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return course, scores(course)
+    proc = autograde(course, force=True)
+    assert proc.returncode == 0, proc.output[-6000:]
+    return course, all_scores(course)
 
 
 def _points(result, student, notebook):

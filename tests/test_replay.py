@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from autograder.replay import Step, build_plan, definitions, run_plan, settings
+from autograder.grading.replay import Step, build_plan, definitions, run_plan, settings
 
 from conftest import SOLUTIONS
 

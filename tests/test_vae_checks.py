@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from autograder.core import CheckFailure, NotImplementedYet
-from autograder.vae import (MIN_LOGVAR_ALLOWED, check_decoder, check_encoder, check_loss_kl,
+from autograder.checks.core import CheckFailure, NotImplementedYet
+from autograder.checks.vae import (MIN_LOGVAR_ALLOWED, check_decoder, check_encoder, check_loss_kl,
                             check_loss_loglik, check_sample)
 
 # ---------------------------------------------------------------------------------------------
@@ -701,7 +701,7 @@ def test_passing_an_instance_or_class_is_explained():
 # ---------------------------------------------------------------------------------------------
 
 from autograder import vae  # noqa: E402
-from autograder.thresholds import THRESHOLDS  # noqa: E402
+from autograder.checks.thresholds import THRESHOLDS  # noqa: E402
 from conftest import solution_namespace  # noqa: E402
 
 
@@ -776,7 +776,10 @@ class BlockMNIST(torch.utils.data.Dataset):
     4x4 grid, row-major), values in [0.5, 1], zero elsewhere."""
 
     def __init__(self, n: int, seed: int = 0):
+        from data_tools.mnist import Source
+
         gen = torch.Generator().manual_seed(seed)
+        self.source = Source("embedded", "a test set", "argument")  # graded with the embedded bars
         self.targets = torch.arange(n) % 10
         self.x = torch.zeros(n, 1, 28, 28)
         for i, k in enumerate(self.targets.tolist()):
@@ -1018,7 +1021,7 @@ def test_trained_check_unreadable_weights(tmp_path, block_data):
 
 
 def test_notebook_states_the_current_bars():
-    """Does the notebook tell students the bars that autograder/thresholds.py holds?"""
+    """Does the notebook tell students the bars that autograder/checks/thresholds.py holds?"""
     import nbformat
 
     from conftest import SOLUTIONS

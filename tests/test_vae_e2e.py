@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.instructor import (ASSIGNMENT, WEIGHTS, autograde, build_course, scores, submit,
-                                   write_untrained_weights, _nbgrader)
+from autograder.cli.weights import write_untrained_weights
+from autograder.grading.course import all_scores, autograde, build_course, submit, nbgrader
 
-from conftest import SOLUTIONS, grade_cell_errors, reference_weights
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +30,9 @@ def graded(tmp_path_factory):
     text = solution.read_text()
     assert text.count(KL_LINE) == 1
     submit(course, "kl_no_half", {"vae.ipynb": text.replace(KL_LINE, KL_NO_HALF), **trained})
-    proc = autograde(course)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return course, scores(course)
+    proc = autograde(course, force=True)
+    assert proc.returncode == 0, proc.output[-6000:]
+    return course, all_scores(course)
 
 
 def points(result, student):
@@ -78,7 +78,7 @@ def test_kl_without_half_loses_only_kl_points(graded):
 def test_feedback_shows_the_hint(graded):
     """Does `nbgrader generate_feedback` write reports, with the KL hint for that student?"""
     course, _ = graded
-    proc = _nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")
+    proc = nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = (course / "feedback" / "kl_no_half" / ASSIGNMENT / "vae.html").read_text()
     assert "did you drop the factor 1/2?" in html

@@ -5,9 +5,9 @@
 - ``preprocessors``: harmless stderr (warnings, progress bars) does not cost points, and
   grade cells whose grading failed are flagged for review in the gradebook;
 - ``report``: the machine-readable record of every graded notebook
-  (``grading_report.json`` in the course root, ``python -m autograder.grading.report``);
+  (``grading_report.json`` in the course root, ``python -m autograder failures``);
 - ``launch``: the first program inside the sandbox (limits, unprivileged uid).
 
-``autograder.nbgrader_setup.configure(c)`` wires all of this, and the sandbox of
+``autograder.grading.pipeline.configure(c)`` wires all of this, and the sandbox of
 ``autograder.sandbox``, into nbgrader.
 """

@@ -14,7 +14,7 @@ interrupted. ``RecordingExporter`` (nbgrader's ``Autograde.exporter_class``) wri
 entries, and on start removes the autograded folders of interrupted gradings so that
 ``nbgrader autograde`` grades them again instead of skipping them as done.
 
-List the failures with ``python -m autograder.grading.report [--course DIR]``.
+List the failures with ``python -m autograder failures [--course DIR]``.
 """
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ class RecordingExporter(NotebookExporter):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m autograder.grading.report",
+        prog="python -m autograder failures",
         description="List the notebooks whose autograding failed or was interrupted.")
     parser.add_argument("--course", default=".", help="the course directory (default: .)")
     parser.add_argument("--assignment", default="*", help="an assignment name or glob (default: all)")

@@ -1,7 +1,8 @@
-"""The fresh interpreter of a replay (see autograder.replay): runs the plan, writes verdicts.
+"""The fresh interpreter of a replay (see autograder.grading.replay): runs the plan, writes
+verdicts.
 
-The checks are imported before any student code runs, so they hold their own references
-to the functions they use.
+The checks modules of every notebook of the course manifest are imported before any student
+code runs, so they hold their own references to the functions they use.
 """
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ import json
 import os
 import sys
 
+import importlib
+
 import autograder  # noqa: F401  (imported first: its modules bind their references now)
-import autograder.ae  # noqa: F401
-import autograder.core
+import autograder.checks.core
+from autograder.manifest import check_modules
+
+for _module in check_modules():
+    importlib.import_module(_module)
 
 _dumps = json.dumps
 _open = open
 _replace = os.replace
-_CheckFailure = autograder.core.CheckFailure
+_CheckFailure = autograder.checks.core.CheckFailure
 _BaseException = BaseException
 _type = type
 _str = str
@@ -34,11 +40,6 @@ def _write(path: str, verdicts: dict) -> None:
 def main(plan_path: str, result_path: str) -> None:
     with _open(plan_path) as f:
         steps = json.load(f)
-    for module in ("autograder.dae", "autograder.vae"):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
     namespace: dict = {"__name__": "__main__"}
     verdicts: dict = {}
     sink = io.StringIO()

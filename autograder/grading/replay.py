@@ -13,7 +13,7 @@ must not depend on that state. :func:`build_plan` assembles a program from two s
 
 :func:`run_plan` executes the program in a new Python interpreter (in the grading sandbox
 when one is configured) that imports the checks before any student code, and returns one
-verdict per test cell. The ``ReplayChecks`` preprocessor (``autograder.grading``) then makes
+verdict per test cell. The ``ReplayChecks`` preprocessor (below) then makes
 those verdicts the ones nbgrader scores.
 """
 from __future__ import annotations
@@ -31,6 +31,8 @@ from pathlib import Path
 import nbformat
 from traitlets import Bool, Float
 
+from ..manifest import settings_names
+
 # Top-level packages a solution cell may import. Importing runs the imported module's code,
 # so a module shipped with the submission must not be importable this way.
 ALLOWED_IMPORTS = frozenset({
@@ -40,9 +42,8 @@ ALLOWED_IMPORTS = frozenset({
 })
 # Decorators that only mark methods.
 ALLOWED_DECORATORS = frozenset({"staticmethod", "classmethod", "property"})
-# Names a settings constant may take (the settings cell of every notebook).
-SETTINGS_NAMES = frozenset({"skip_training", "n_components", "n_epochs", "batch_size",
-                            "learning_rate", "seed", "sigma_n", "n_samples"})
+# Names a settings constant may take: the settings of every notebook of the course manifest.
+SETTINGS_NAMES = settings_names()
 # Replay cells: read-only cells of the source that test cells depend on, by grade_id suffix.
 REPLAY_SUFFIXES = ("_setup", "_data")
 DEFAULT_TIMEOUT = 600
@@ -232,7 +233,7 @@ def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEO
                                     for s in steps]))
         os.chmod(plan, 0o644)
         result = tmp / "result.json"
-        argv = [sys.executable, "-m", "autograder.replay_child", str(plan), str(result)]
+        argv = [sys.executable, "-m", "autograder.grading.replay_child", str(plan), str(result)]
         if wrap is not None:
             argv = wrap(argv, str(workdir), str(tmp))
         env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
@@ -345,7 +346,7 @@ class ReplayChecks(_preprocessor_base()):
         """The sandbox the replay runs in: the same as the student kernels'."""
         import contextlib
 
-        from .sandbox import Sandbox, sandboxed_run, switched_off
+        from ..sandbox import Sandbox, sandboxed_run, switched_off
 
         if switched_off():
             return contextlib.nullcontext(None)

@@ -12,15 +12,22 @@ import numpy as np
 import torch
 
 from .core import call, failure, fmt
-from .models import (build, check_gradients, check_tensor_output, codes, image_hint, images,
+from .modules import (build, check_gradients, check_tensor_output, codes, image_hint, images,
                      load_weights, n_components_hint)
+from ..manifest import notebook
+from .data import mnist_evaluation, mnist_sets
 from .thresholds import required, threshold
 
 BATCH_SIZES = (1, 3, 64)
 N_COMPONENTS = (2, 10)
 GRAD_BATCH = 4
-ENCODER_PATH = "ae_encoder.pth"
-DECODER_PATH = "ae_decoder.pth"
+NOTEBOOK = notebook("ae", "autoencoders")
+ENCODER_PATH, DECODER_PATH = NOTEBOOK.weights
+
+
+def evaluation_data(root=None):
+    """The MNIST train and test sets of the graded evaluation."""
+    return mnist_sets(root)
 
 
 def check_encoder(Encoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
@@ -107,12 +114,9 @@ def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODE
 def check_trained_ae(Encoder, Decoder, n_components: int, *, encoder_path: str = ENCODER_PATH,
                      decoder_path: str = DECODER_PATH, trainset=None, testset=None) -> None:
     """The saved encoder's codes pass the probe bar and its reconstructions the MSE bar."""
-    from data_tools.mnist import MNIST
-
     encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-    trainset = trainset if trainset is not None else MNIST(train=True, verbose=False)
-    testset = testset if testset is not None else MNIST(train=False, verbose=False)
-    bars = threshold(testset.source.threshold_key, "ae")
+    trainset, testset, source_key = mnist_evaluation(trainset, testset, "autoencoder")
+    bars = threshold(source_key, "ae")
     result = evaluate_ae(encoder, decoder, trainset, testset)
     acc, mse = result["probe_accuracy"], result["recon_mse"]
     if acc < bars["probe_accuracy"]:

@@ -6,8 +6,8 @@ evaluates them; untrained (random-init) models are evaluated over the same seeds
 results go to docs/calibration/<notebook>-<source>.json, from which docs/calibration.md
 is written by hand.
 
-    python -m autograder.calibrate ae --seeds 0 1 2 3 4
-    python -m autograder.calibrate dae --seeds 0 1 2 3 4 --set sigma_n=0.0
+    python -m autograder calibrate ae --seeds 0 1 2 3 4
+    python -m autograder calibrate dae --seeds 0 1 2 3 4 --set sigma_n=0.0
 
 ``--set NAME=VALUE`` changes a further line ``NAME = ...`` of the settings cell (e.g. a
 baseline trained without corruption); its results go to
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import json
 import re
@@ -28,24 +29,27 @@ from pathlib import Path
 import nbformat
 import torch
 
-from .instructor import ASSIGNMENT, COURSE_ROOT, WEIGHTS, _class_namespace, execute_notebook
+from ..grading.course import COURSE_ROOT, definitions
+from ..manifest import NOTEBOOKS, Notebook, notebook
+from .weights import execute_notebook, source_path
 
 
-def _evaluate(name: str, ns: dict, workdir: Path | None, n_components: int, data) -> dict:
+def _checks(nb: Notebook):
+    return importlib.import_module(nb.checks)
+
+
+def _evaluate(nb: Notebook, ns: dict, workdir: Path | None, n_components: int, data) -> dict:
     """Evaluate trained (weights in workdir) or untrained (workdir None) models."""
     from data_tools.utils import load_model
 
     models = []
-    for f in WEIGHTS[name]:
-        cls = {"ae_encoder.pth": "Encoder", "ae_decoder.pth": "Decoder", "dae.pth": "DAE",
-               "vae_encoder.pth": "Encoder", "vae_decoder.pth": "Decoder"}[f]
-        model = ns[cls](n_components)
+    for m in nb.models:
+        model = ns[m.cls](n_components)
         if workdir is not None:
             with contextlib.redirect_stdout(io.StringIO()):
-                load_model(model, workdir / f)
+                load_model(model, workdir / m.weights)
         models.append(model.eval())
-    module = __import__(f"autograder.{name}", fromlist=["evaluate"])
-    return getattr(module, f"evaluate_{name}")(*models, *data)
+    return getattr(_checks(nb), f"evaluate_{nb.name}")(*models, *data)
 
 
 def _set(source: str, name: str, value: str) -> str:
@@ -56,14 +60,13 @@ def _set(source: str, name: str, value: str) -> str:
     return re.sub(pattern, f"{name} = {value}  ", source, flags=re.M)
 
 
-def calibrate(name: str, seeds: list[int], n_components: int = 10,
-              overrides: dict[str, str] | None = None) -> dict:
-    from data_tools.mnist import MNIST
-
-    src = COURSE_ROOT / "solutions" / ASSIGNMENT / f"{name}.ipynb"
-    ns = _class_namespace(src)
-    data = getattr(__import__(f"autograder.{name}", fromlist=["x"]), "evaluation_data",
-                   lambda: (MNIST(train=True, verbose=False), MNIST(train=False, verbose=False)))()
+def calibrate(name: str, seeds: list[int], n_components: int | None = None,
+              overrides: dict[str, str] | None = None, assignment: str | None = None) -> dict:
+    nb_entry = notebook(name, assignment)
+    n_components = n_components or nb_entry.n_components
+    src = source_path(nb_entry)
+    ns = definitions(src)
+    data = _checks(nb_entry).evaluation_data()
     source = data[-1].source
     runs, untrained = [], []
     for seed in seeds:
@@ -81,12 +84,12 @@ def calibrate(name: str, seeds: list[int], n_components: int = 10,
             start = time.perf_counter()
             execute_notebook(path)
             seconds = time.perf_counter() - start
-            result = _evaluate(name, ns, Path(tmp), n_components, data)
+            result = _evaluate(nb_entry, ns, Path(tmp), n_components, data)
         result.update(seed=seed, notebook_seconds=round(seconds, 1))
         runs.append(result)
         print(f"{name} seed {seed}: {result}", flush=True)
         torch.manual_seed(seed)
-        u = _evaluate(name, ns, None, n_components, data)
+        u = _evaluate(nb_entry, ns, None, n_components, data)
         u.update(seed=seed)
         untrained.append(u)
         print(f"{name} untrained seed {seed}: {u}", flush=True)
@@ -112,17 +115,14 @@ def calibrate(name: str, seeds: list[int], n_components: int = 10,
     return summary
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m autograder.calibrate", description=__doc__,
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder calibrate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebook", choices=sorted(WEIGHTS))
+    parser.add_argument("notebook", choices=sorted({nb.name for nb in NOTEBOOKS}))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="NAME=VALUE", help="change a line of the settings cell")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.overrides)
     calibrate(args.notebook, args.seeds, overrides=overrides)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -106,33 +106,3 @@ def load_weights(what: str, *pairs) -> None:
                       "a readable file", f"{type(exc).__name__}: {exc.strerror or exc}",
                       "save the weights again with save_model and submit the .pth files with "
                       "the notebook") from None
-
-
-def seeded_variance(dataset, eval_seed: int, which: str, what: str):
-    """``dataset`` as a seeded VarianceMNIST: a seeded one is kept, an unseeded one (or a plain
-    MNIST dataset) is wrapped, so that the evaluation never depends on fresh noise."""
-    from data_tools.variance import VarianceMNIST
-
-    if isinstance(dataset, VarianceMNIST):
-        return dataset if dataset.eval_seed is not None else VarianceMNIST(
-            dataset.base, eval_seed=eval_seed)
-    try:
-        return VarianceMNIST(dataset, eval_seed=eval_seed)
-    except Exception as exc:
-        raise failure(f"evaluating the trained {what}: {which} is not a dataset of images",
-                      "a VarianceMNIST or MNIST dataset", f"{type(dataset).__name__} ({exc})",
-                      f"do not reassign `{which}` in your own cells; run the notebook from the "
-                      "top") from None
-
-
-def evaluation_sets(trainset, testset, evaluation_data, seeds: tuple[int, int], what: str):
-    """The seeded varianceMNIST train and test sets a trained-model check evaluates on, and
-    the threshold key of their data source; a missing set comes from ``evaluation_data()``."""
-    if trainset is None or testset is None:
-        default_train, default_test = evaluation_data()
-        trainset = default_train if trainset is None else trainset
-        testset = default_test if testset is None else testset
-    trainset = seeded_variance(trainset, seeds[0], "trainset", what)
-    testset = seeded_variance(testset, seeds[1], "testset", what)
-    source = getattr(testset, "source", None)
-    return trainset, testset, getattr(source, "threshold_key", "embedded")

@@ -10,7 +10,7 @@ starts each kernel inside `bubblewrap <https://github.com/containers/bubblewrap>
 - the course root (gradebook, ``solutions/``, other students' folders) is not mounted;
 - no network (its own network namespace), its own pid, ipc and uts namespaces;
 - resource limits (address space, CPU time, processes, file size) and, when the grader is
-  root, an unprivileged uid of its own (see ``grading/launch.py``);
+  root, an unprivileged uid of its own (see ``sandbox/launch.py``);
 - a private ``/tmp`` (also ``HOME``) on a size-limited tmpfs, a clean environment.
 
 The kernel is reached over Jupyter's ``ipc`` transport through a private directory bound
@@ -44,7 +44,7 @@ from traitlets.config import Configurable
 ENV_SWITCH = "AUTOGRADER_SANDBOX"
 GiB = 1024 ** 3
 MiB = 1024 ** 2
-LAUNCHER = Path(__file__).resolve().parent / "grading" / "launch.py"
+LAUNCHER = Path(__file__).resolve().parent / "launch.py"
 FIX = ("Install bubblewrap with `make setup` (or `sudo scripts/setup_sandbox.sh`). "
        "Developers only: AUTOGRADER_SANDBOX=off runs student code without any isolation.")
 OFF_WARNING = (

@@ -2,7 +2,7 @@
 
 Call ``configure(c)`` at the end of ``nbgrader_config.py``::
 
-    from autograder.nbgrader_setup import configure
+    from autograder.grading.pipeline import configure
     configure(c)
 
 It sets, for every nbgrader command that runs notebooks (``autograde``, ``validate``):
@@ -15,9 +15,9 @@ and for ``nbgrader autograde``:
 - ``Execute`` -> ``GradingExecute``: a kernel that dies or hangs fails only the cells it
   could not run ("grading failed: <reason>") instead of the whole submission;
 - ``ReplayChecks`` after it: in notebooks whose source opts in (metadata
-  ``autograder.replay``), test cells are scored by a re-run on the submitted definitions in a
+  ``autograder.grading.replay``), test cells are scored by a re-run on the submitted definitions in a
   fresh sandboxed process, which the notebook's kernel state cannot reach
-  (``autograder.replay``);
+  (``autograder.grading.replay``);
 - ``HarmlessStderr`` before ``SaveAutoGrades``: warnings and progress bars on stderr no
   longer zero a passing test cell;
 - ``FlagGradingFailures`` after ``SaveAutoGrades``: failed grade cells need manual grading;
@@ -34,11 +34,11 @@ from __future__ import annotations
 from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
-from .grading.execute import GradingExecute
-from .grading.preprocessors import FlagGradingFailures, HarmlessStderr, RestoreCellMetadata
-from .grading.report import RecordingExporter
+from .execute import GradingExecute
+from .preprocessors import FlagGradingFailures, HarmlessStderr, RestoreCellMetadata
+from .report import RecordingExporter
 from .replay import ReplayChecks
-from .sandbox import SandboxedKernelManager
+from ..sandbox import SandboxedKernelManager
 
 
 def sanitize_preprocessors() -> list[type]:

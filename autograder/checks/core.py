@@ -11,7 +11,7 @@ import traceback
 
 import torch
 
-from .errors import CheckFailure, NotImplementedYet  # noqa: F401  (re-exported)
+from ..errors import CheckFailure, NotImplementedYet  # noqa: F401  (re-exported)
 
 # Own references, taken at import time, so that a notebook that later replaces
 # these attributes cannot change what the checks compute.

@@ -67,7 +67,9 @@ from torch.distributions import Normal, kl_divergence
 
 from .core import (CheckFailure, NotImplementedYet, call, failure, fmt, require_dtype,
                    require_finite, require_shape, require_tensor, worst_element)
-from .models import evaluation_sets, load_weights, seeded_variance
+from ..manifest import notebook
+from .data import seeded_variance, variance_evaluation, variance_sets
+from .modules import load_weights
 
 __all__ = [
     "check_loss_kl", "check_loss_loglik", "check_sample", "check_encoder", "check_decoder",
@@ -981,12 +983,12 @@ def check_encoder_sample(Encoder, *, seed: int = 0) -> None:
 # The trained models
 # ---------------------------------------------------------------------------------------------
 
-ENCODER_PATH = "vae_encoder.pth"
-DECODER_PATH = "vae_decoder.pth"
-#: Seeds of the evaluation sets: the varianceMNIST noise of train and test item i is fixed by
-#: (seed, i). The same seeds as the DAE notebook, so both show the same test samples.
-EVAL_SEED_TRAIN = 1001
-EVAL_SEED_TEST = 1002
+NOTEBOOK = notebook("vae", "autoencoders")
+ENCODER_PATH, DECODER_PATH = NOTEBOOK.weights
+#: Seeds of the evaluation sets (course manifest): the varianceMNIST noise of train and test
+#: item i is fixed by (seed, i). The same seeds as the DAE notebook, so both show the same
+#: test samples.
+EVAL_SEED_TRAIN, EVAL_SEED_TEST = NOTEBOOK.eval_seeds
 #: Seed of the generator of eps in z = z_mean + exp(0.5*z_logvar) * eps, one draw per test
 #: image in the order of the test set, for the graded loss.
 EVAL_Z_SEED = 0
@@ -1003,11 +1005,7 @@ HIGH_FLOOR = math.log(1e-2)
 
 def evaluation_data(root=None):
     """The seeded varianceMNIST train and test sets of the graded evaluation."""
-    from data_tools.mnist import MNIST
-    from data_tools.variance import VarianceMNIST
-
-    return (VarianceMNIST(MNIST(train=True, root=root, verbose=False), eval_seed=EVAL_SEED_TRAIN),
-            VarianceMNIST(MNIST(train=False, root=root, verbose=False), eval_seed=EVAL_SEED_TEST))
+    return variance_sets(NOTEBOOK.eval_seeds, root)
 
 
 _DIVERGED = ("the training diverged: lower the learning rate and train again (a floor on "
@@ -1161,8 +1159,7 @@ def check_trained_vae(Encoder, Decoder, n_components: int, *, trainset=None, tes
     from .thresholds import required, threshold
 
     encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-    trainset, testset, source_key = evaluation_sets(
-        trainset, testset, evaluation_data, (EVAL_SEED_TRAIN, EVAL_SEED_TEST), "VAE")
+    trainset, testset, source_key = variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds, "VAE")
     bars = threshold(source_key, "vae")
     result = evaluate_vae(encoder, decoder, trainset, testset, n_components=n_components)
     acc, loss = result["probe_accuracy"], result["loss"]

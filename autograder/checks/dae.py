@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from .core import call, failure, fmt
-from .models import (build, check_gradients, check_tensor_output, evaluation_sets, image_hint,
-                     load_weights, n_components_hint, seeded_variance)
+from ..manifest import notebook
+from .data import seeded_variance, variance_evaluation, variance_sets
+from .modules import build, check_gradients, check_tensor_output, image_hint, load_weights, n_components_hint
 from .thresholds import required, threshold
 
 __all__ = ["check_dae", "check_trained_dae", "evaluate_dae", "evaluation_data", "load_trained"]
@@ -32,13 +33,13 @@ _Tensor = torch.Tensor
 BATCH_SIZES = (1, 3, 64)
 N_COMPONENTS = (2, 10)
 GRAD_BATCH = 4
-DAE_PATH = "dae.pth"
+NOTEBOOK = notebook("dae", "autoencoders")
+(DAE_PATH,) = NOTEBOOK.weights
 #: Standard deviation of the corruption noise in the graded evaluation (the notebook's default).
 SIGMA_N = 0.2
-#: Seeds of the evaluation sets: the varianceMNIST noise of train and test item i, and the
-#: corruption noise of test item i, are fixed by (seed, i).
-EVAL_SEED_TRAIN = 1001
-EVAL_SEED_TEST = 1002
+#: Seeds of the evaluation sets (course manifest): the varianceMNIST noise of train and test
+#: item i, and the corruption noise of test item i, are fixed by (seed, i).
+EVAL_SEED_TRAIN, EVAL_SEED_TEST = NOTEBOOK.eval_seeds
 #: Batch size of the evaluation passes.
 EVAL_BATCH = 500
 
@@ -160,11 +161,7 @@ def _check_trainable(model, n: int, gen: torch.Generator) -> None:
 
 def evaluation_data(root=None):
     """The seeded varianceMNIST train and test sets of the graded evaluation."""
-    from data_tools.mnist import MNIST
-    from data_tools.variance import VarianceMNIST
-
-    return (VarianceMNIST(MNIST(train=True, root=root, verbose=False), eval_seed=EVAL_SEED_TRAIN),
-            VarianceMNIST(MNIST(train=False, root=root, verbose=False), eval_seed=EVAL_SEED_TEST))
+    return variance_sets(NOTEBOOK.eval_seeds, root)
 
 
 def _forward(model, x: torch.Tensor, what: str):
@@ -175,7 +172,7 @@ def _forward(model, x: torch.Tensor, what: str):
 def evaluate_dae(model, trainset, testset) -> dict[str, float]:
     """Probe accuracy of the codes and denoising errors of a trained DAE.
 
-    Both sets are made seeded varianceMNIST sets (see ``models.seeded_variance``). The codes are those of the
+    Both sets are made seeded varianceMNIST sets (see ``data.seeded_variance``). The codes are those of the
     varianceMNIST samples x; the denoising errors compare, on the test set, the output for
     x_tilde = x + SIGMA_N * eps' and x_tilde itself with the clean sample x.
 
@@ -236,8 +233,7 @@ def check_trained_dae(DAE, n_components: int, *, trainset=None, testset=None,
                       path: str = DAE_PATH) -> None:
     """The saved DAE denoises the seeded varianceMNIST test set and its codes pass the probe bar."""
     model = load_trained(DAE, n_components, path)
-    trainset, testset, source_key = evaluation_sets(
-        trainset, testset, evaluation_data, (EVAL_SEED_TRAIN, EVAL_SEED_TEST), "DAE")
+    trainset, testset, source_key = variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds, "DAE")
     bars = threshold(source_key, "dae")
     result = evaluate_dae(model, trainset, testset)
     ratio, acc = result["denoise_ratio"], result["probe_accuracy"]

@@ -1,0 +1,76 @@
+"""The grading demo: release, train the reference models, autograde three demo students in a
+copy of the course, and print their points per test cell.
+
+    python -m autograder demo [--workdir DIR] [--assignment NAME ...]    # make demo
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..grading.course import COURSE_ROOT, RELEASE, all_scores, autograde, build_course, submit
+from ..manifest import assignments, notebooks
+from .weights import reference_dir, source_path, train_weights, write_untrained_weights
+
+DEMO_STUDENTS = {
+    "reference": "the solution notebooks with their trained weights",
+    "untouched": "the release notebooks as handed out, no weights",
+    "untrained": "the solution code with randomly initialised weights",
+}
+
+
+def demo(workdir: Path, names: tuple[str, ...] | None = None) -> None:
+    """Release, train, submit three demo students, autograde, print points per cell."""
+    names = names or assignments()
+    train_weights([f"{nb.assignment}/{nb.name}" for a in names for nb in notebooks(a)])
+    build_course(workdir, names)
+    print(f"demo course in {workdir}")
+    weights = reference_dir()
+    for assignment in names:
+        release = workdir / RELEASE / assignment
+        for nb in notebooks(assignment):
+            solution = source_path(nb)
+            submit(workdir, "untouched", {f"{nb.name}.ipynb": release / f"{nb.name}.ipynb"}, assignment)
+            submit(workdir, "reference", {f"{nb.name}.ipynb": solution,
+                                          **{w: weights / w for w in nb.weights}}, assignment)
+            dest = submit(workdir, "untrained", {f"{nb.name}.ipynb": solution}, assignment)
+            write_untrained_weights(dest, [nb.name], assignment=assignment)
+        start = time.perf_counter()
+        run = autograde(workdir, force=True, assignment=assignment)
+        print(f"nbgrader autograde {assignment}: {len(DEMO_STUDENTS)} submissions in "
+              f"{time.perf_counter() - start:.0f} s")
+        if run.returncode:
+            print(run.output[-6000:])
+        order = [nb.name for nb in notebooks(assignment)]
+        rows = [(student, nb, cell, score, max_score)
+                for student, cells in all_scores(workdir, assignment).items() if student in DEMO_STUDENTS
+                for (nb, cell), (score, max_score) in cells.items()]
+        rows.sort(key=lambda r: (list(DEMO_STUDENTS).index(r[0]), order.index(r[1])))
+        _print_table(rows, DEMO_STUDENTS)
+
+
+def _print_table(rows, students) -> None:
+    width = max(len(r[2]) for r in rows) if rows else 10
+    print(f"\n{'student':<11} {'notebook':<8} {'grade cell':<{width}} points")
+    total: dict[str, list[float]] = {}
+    for student, nb, cell, score, max_score in rows:
+        print(f"{student:<11} {nb:<8} {cell:<{width}} {score:g} / {max_score:g}")
+        t = total.setdefault(student, [0.0, 0.0])
+        t[0] += score
+        t[1] += max_score
+    print()
+    for student, (got, out_of) in total.items():
+        print(f"{student:<11} total {got:g} / {out_of:g}   ({students[student]})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=COURSE_ROOT / "demo",
+                        help="where the demo course is built (default: %(default)s)")
+    parser.add_argument("--assignment", action="append", choices=assignments(),
+                        help="grade only this assignment (repeatable; default: all)")
+    args = parser.parse_args(argv)
+    demo(args.workdir, tuple(args.assignment) if args.assignment else None)
+    return 0

@@ -1,0 +1,139 @@
+"""Train the reference models: execute the solution notebooks in training mode.
+
+    python -m autograder weights [NOTEBOOK ...] [--force]    # make weights
+
+Weights and executed notebooks go to ``reference/`` (or ``AUTOGRADER_REFERENCE_DIR``), never to
+``solutions/``: nbgrader would copy them into the release. Notebooks are named ``NAME`` or
+``ASSIGNMENT/NAME`` (course manifest); without names, every notebook of the course.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+
+from ..grading.course import COURSE_ROOT, SOURCE, definitions
+from ..manifest import NOTEBOOKS, Notebook, notebook
+
+
+def reference_dir(course: Path = COURSE_ROOT) -> Path:
+    """Where `make weights` keeps the reference weights and executed notebooks."""
+    return Path(os.environ.get("AUTOGRADER_REFERENCE_DIR", course / "reference"))
+
+
+def source_path(nb: Notebook, course: Path = COURSE_ROOT) -> Path:
+    """The source (solution) notebook of a manifest entry."""
+    return course / SOURCE / nb.assignment / f"{nb.name}.ipynb"
+
+
+def execute_notebook(path: Path, *, timeout: int = 1800, env: dict | None = None,
+                     save_to: Path | None = None) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom in its own directory with a fresh kernel (training mode).
+
+    Raises nbclient's CellExecutionError, naming the cell, when a cell fails.
+    """
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    run_env = dict(os.environ if env is None else env)
+    run_env.pop("NBGRADER_EXECUTION", None)  # training mode
+    run_env.setdefault("MPLBACKEND", "Agg")
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    old = {k: os.environ.get(k) for k in run_env}
+    os.environ.update(run_env)  # the kernel inherits the environment of this process
+    try:
+        client.execute()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if save_to is not None:
+        nbformat.write(nb, save_to)
+    return nb
+
+
+def resolve(names: list[str] | None) -> list[Notebook]:
+    """Manifest entries for ``NAME`` or ``ASSIGNMENT/NAME`` (all notebooks for none)."""
+    if not names:
+        return list(NOTEBOOKS)
+    found = []
+    for name in names:
+        assignment, _, short = name.rpartition("/")
+        found.append(notebook(short, assignment or None))
+    return found
+
+
+def train_weights(names: list[str] | None = None, course: Path = COURSE_ROOT,
+                  force: bool = False) -> dict[str, float]:
+    """Execute solution notebooks in training mode; returns the seconds each took.
+
+    Each notebook runs in a copy inside :func:`reference_dir`, so its weights land there.
+    """
+    out = reference_dir(course)
+    out.mkdir(parents=True, exist_ok=True)
+    took = {}
+    for nb in resolve(names):
+        files = [out / w for w in nb.weights]
+        if not force and all(f.exists() for f in files):
+            print(f"{nb.name}: weights present ({', '.join(f.name for f in files)}); "
+                  f"use --force to retrain")
+            continue
+        print(f"{nb.name}: training the reference model by executing {nb.name}.ipynb ...", flush=True)
+        start = time.perf_counter()
+        shutil.copy(source_path(nb, course), out / f"{nb.name}.ipynb")
+        execute_notebook(out / f"{nb.name}.ipynb", save_to=out / f"{nb.name}.executed.ipynb")
+        took[nb.name] = time.perf_counter() - start
+        print(f"{nb.name}: trained and saved in {took[nb.name]:.0f} s", flush=True)
+    return took
+
+
+def reference_weights(name: str, assignment: str | None = None) -> Path:
+    """The reference weights directory, training notebook ``name`` first when they are missing."""
+    nb = notebook(name, assignment)
+    out = reference_dir()
+    if not all((out / w).exists() for w in nb.weights):
+        train_weights([f"{nb.assignment}/{nb.name}"])
+    return out
+
+
+def untrained_models(nb: Notebook, source: Path, seed: int = 0) -> dict[str, object]:
+    """Freshly initialised models of a notebook's classes, keyed by weight file name."""
+    import torch
+
+    ns = definitions(source)
+    torch.manual_seed(seed)
+    return {m.weights: ns[m.cls](nb.n_components) for m in nb.models}
+
+
+def write_untrained_weights(dest: Path, names: list[str], seed: int = 0,
+                            assignment: str | None = None) -> None:
+    """Save freshly initialised models of the notebooks in ``dest`` under the weight names."""
+    from data_tools.utils import save_model
+
+    for name in names:
+        nb = notebook(name, assignment)
+        for filename, model in untrained_models(nb, dest / f"{name}.ipynb", seed).items():
+            save_model(model, dest / filename)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder weights", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                        help="NAME or ASSIGNMENT/NAME (default: every notebook: "
+                             f"{', '.join(f'{nb.assignment}/{nb.name}' for nb in NOTEBOOKS)})")
+    parser.add_argument("--force", action="store_true", help="retrain even if the weights exist")
+    args = parser.parse_args(argv)
+    try:
+        resolve(args.notebooks)
+    except KeyError as exc:
+        parser.error(str(exc.args[0]))
+    train_weights(args.notebooks or None, force=args.force)
+    return 0

@@ -1,0 +1,135 @@
+"""The course manifest: every fact about the course's notebooks, in one place.
+
+Per assignment and notebook: the classes the student writes and the weight file each one is
+saved to, the settings constants of the notebook's settings cell, the seeds of the graded
+evaluation sets, the module of its checks, and the points of its grade cells. Everything that
+needs one of these facts reads it here: ``nbgrader_config.py`` (which weight files a
+submission keeps), the replay and its child process, the checks, calibration and the
+instructor commands.
+
+Adding a notebook means: its source notebook in ``solutions/<assignment>/``, its checks module
+in ``autograder/checks/``, an entry below, and its tests.
+
+This module is imported by ``nbgrader_config.py`` for every nbgrader command: it imports
+nothing heavy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class Model:
+    """A class the student writes, built as ``cls(n_components)``, saved as ``weights``."""
+
+    cls: str
+    weights: str
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """One graded notebook of an assignment."""
+
+    name: str
+    assignment: str
+    #: The module of the notebook's checks (``from autograder import <name> as checks``).
+    checks: str
+    #: The classes and their weight files, in the order the notebook saves them.
+    models: tuple[Model, ...]
+    #: The literal constants of the settings cell (the replay keeps the student's values).
+    settings: tuple[str, ...]
+    #: Points per grade cell, as in the source notebook (a test compares the two).
+    points: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    #: Seeds of the graded evaluation sets (noise of train item i and test item i), or None.
+    eval_seeds: tuple[int, int] | None = None
+    #: ``n_components`` of the models the instructor tools build (untrained weights, calibration).
+    n_components: int = 10
+
+    @property
+    def weights(self) -> tuple[str, ...]:
+        """The weight files the notebook saves next to itself."""
+        return tuple(m.weights for m in self.models)
+
+    @property
+    def total_points(self) -> float:
+        return float(sum(self.points.values()))
+
+    def model_for(self, weights: str) -> Model:
+        """The model saved under the file name ``weights``."""
+        for model in self.models:
+            if model.weights == weights:
+                return model
+        raise KeyError(f"{self.name}: no model is saved as {weights!r}; known: {self.weights}")
+
+
+def _points(**cells: float) -> MappingProxyType:
+    return MappingProxyType(dict(cells))
+
+
+#: Seeds of the varianceMNIST evaluation sets (train, test) of the graded trained-model checks.
+VARIANCE_EVAL_SEEDS = (1001, 1002)
+
+_SETTINGS = ("skip_training", "n_components", "n_epochs", "batch_size", "learning_rate", "seed")
+
+NOTEBOOKS: tuple[Notebook, ...] = (
+    Notebook(
+        name="ae", assignment="autoencoders", checks="autograder.checks.ae",
+        models=(Model("Encoder", "ae_encoder.pth"), Model("Decoder", "ae_decoder.pth")),
+        settings=_SETTINGS,
+        points=_points(test_ae_encoder=2, test_ae_decoder=2, test_ae_trained=4),
+    ),
+    Notebook(
+        name="dae", assignment="autoencoders", checks="autograder.checks.dae",
+        models=(Model("DAE", "dae.pth"),),
+        settings=(*_SETTINGS, "sigma_n"),
+        points=_points(test_dae=3, test_dae_trained=4),
+        eval_seeds=VARIANCE_EVAL_SEEDS,
+    ),
+    Notebook(
+        name="vae", assignment="autoencoders", checks="autograder.checks.vae",
+        models=(Model("Encoder", "vae_encoder.pth"), Model("Decoder", "vae_decoder.pth")),
+        settings=_SETTINGS,
+        points=_points(test_vae_encoder=1, test_vae_sample=2, test_vae_loss_kl=2,
+                       test_vae_decoder=2, test_vae_loss_loglik=2, test_vae_trained=4),
+        eval_seeds=VARIANCE_EVAL_SEEDS,
+    ),
+)
+
+
+def assignments() -> tuple[str, ...]:
+    """The course's nbgrader assignments, in course order."""
+    return tuple(dict.fromkeys(nb.assignment for nb in NOTEBOOKS))
+
+
+def notebooks(assignment: str | None = None) -> tuple[Notebook, ...]:
+    """The notebooks of one assignment (or of the whole course), in course order."""
+    if assignment is not None and assignment not in assignments():
+        raise KeyError(f"unknown assignment {assignment!r}; the course has {assignments()}")
+    return tuple(nb for nb in NOTEBOOKS if assignment is None or nb.assignment == assignment)
+
+
+def notebook(name: str, assignment: str | None = None) -> Notebook:
+    """The notebook called ``name`` (in ``assignment``, when notebook names repeat)."""
+    found = [nb for nb in notebooks(assignment) if nb.name == name]
+    if len(found) != 1:
+        known = sorted(f"{nb.assignment}/{nb.name}" for nb in NOTEBOOKS)
+        raise KeyError(f"unknown notebook {name!r}" if not found else
+                       f"notebook {name!r} is in several assignments: name the assignment"
+                       f"; known: {known}")
+    return found[0]
+
+
+def weight_files(assignment: str | None = None) -> tuple[str, ...]:
+    """Every weight file of an assignment (or of the course)."""
+    return tuple(w for nb in notebooks(assignment) for w in nb.weights)
+
+
+def settings_names() -> frozenset[str]:
+    """The names a settings cell may assign (over every notebook)."""
+    return frozenset(s for nb in NOTEBOOKS for s in nb.settings)
+
+
+def check_modules() -> tuple[str, ...]:
+    """The checks modules of every notebook (the replay imports them before student code)."""
+    return tuple(dict.fromkeys(nb.checks for nb in NOTEBOOKS))
