@@ -156,7 +156,7 @@ def test_failure_message_has_four_parts():
     with pytest.raises(CheckFailure) as info:
         checks.check_encoder(Hardcoded10)
     text = str(info.value)
-    assert text.startswith("Encoder(2) on x of shape (1, 1, 28, 28): wrong shape")
+    assert text.startswith("Encoder(n_components=2) on x of shape (1, 1, 28, 28) (eval mode): wrong shape")
     assert "expected shape (1, 2)" in text
     assert "got      shape (1, 10)" in text
     assert "hint:" in text
@@ -190,3 +190,15 @@ def test_weights_of_other_architecture_list_keys(ae_solution, tmp_path, monkeypa
     save_model(MLPDecoder(10), "ae_decoder.pth")
     with pytest.raises(CheckFailure, match=r"missing keys: conv\.0\.weight.*\n.*unexpected keys: net"):
         checks.load_trained(ae_solution["Encoder"], ae_solution["Decoder"], 10)
+
+
+@pytest.mark.parametrize("check, obj", [("check_encoder", "Encoder"), ("check_decoder", "Decoder")])
+def test_checks_leave_the_random_state_alone(ae_solution, check, obj):
+    """Does a module check leave the notebook's random state (and thread count) as it found it?"""
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    getattr(checks, check)(ae_solution[obj])
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads

@@ -11,18 +11,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .core import call, failure, fmt
-from .modules import (build, check_gradients, check_tensor_output, codes, image_hint, images,
-                     load_weights, n_components_hint)
 from ..manifest import notebook
+from .core import call, failure, fmt
 from .data import mnist_evaluation, mnist_sets
+from .modules import (BATCH_SIZES, N_COMPONENTS, Spec, build, check_module, code, code_input, image,
+                      image_input, load_weights)
 from .thresholds import required, threshold
 
-BATCH_SIZES = (1, 3, 64)
-N_COMPONENTS = (2, 10)
-GRAD_BATCH = 4
 NOTEBOOK = notebook("ae", "autoencoders")
 ENCODER_PATH, DECODER_PATH = NOTEBOOK.weights
+
+ENCODER = Spec("Encoder", "x", image_input, (code("z"),))
+DECODER = Spec("Decoder", "z", code_input, (image("xrec"),))
 
 
 def evaluation_data(root=None):
@@ -33,50 +33,15 @@ def evaluation_data(root=None):
 def check_encoder(Encoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
                   n_components_list=N_COMPONENTS) -> None:
     """Encoder(n_components) maps (B, 1, 28, 28) images to (B, n_components) float32 codes."""
-    gen = torch.Generator().manual_seed(seed)
-    for n in n_components_list:
-        encoder = build(Encoder, n, "Encoder")
-        encoder.eval()
-        for b in batch_sizes:
-            x = images(b, gen)
-            with torch.no_grad():
-                z = call(encoder, x, what=f"Encoder({n}) on x of shape {tuple(x.shape)}")
-            check_tensor_output(z, (b, n), f"Encoder({n}) on x of shape {tuple(x.shape)}",
-                                n_components_hint(n, tuple(getattr(z, "shape", ()))))
-        _check_depends_on_input(encoder, (images(2, gen), images(2, gen)), f"Encoder({n})")
-        encoder.train()
-        z = call(encoder, images(GRAD_BATCH, gen), what=f"Encoder({n}) in train mode")
-        check_gradients(encoder, (z ** 2).sum(), f"Encoder({n})")
+    check_module(Encoder, ENCODER, seed=seed, batch_sizes=batch_sizes,
+                 n_components_list=n_components_list)
 
 
 def check_decoder(Decoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
                   n_components_list=N_COMPONENTS) -> None:
     """Decoder(n_components) maps (B, n_components) codes to (B, 1, 28, 28) float32 images."""
-    gen = torch.Generator().manual_seed(seed)
-    for n in n_components_list:
-        decoder = build(Decoder, n, "Decoder")
-        decoder.eval()
-        for b in batch_sizes:
-            z = codes(b, n, gen)
-            with torch.no_grad():
-                xrec = call(decoder, z, what=f"Decoder({n}) on z of shape {tuple(z.shape)}")
-            shape = tuple(getattr(xrec, "shape", ()))
-            check_tensor_output(xrec, (b, 1, 28, 28),
-                                f"Decoder({n}) on z of shape {tuple(z.shape)}", image_hint(shape))
-        _check_depends_on_input(decoder, (codes(2, n, gen), codes(2, n, gen)), f"Decoder({n})")
-        decoder.train()
-        xrec = call(decoder, codes(GRAD_BATCH, n, gen), what=f"Decoder({n}) in train mode")
-        check_gradients(decoder, (xrec ** 2).sum(), f"Decoder({n})")
-
-
-def _check_depends_on_input(model, inputs, what: str) -> None:
-    with torch.no_grad():
-        a = call(model, inputs[0], what=what)
-        b = call(model, inputs[1], what=what)
-    if float((a - b).abs().max()) == 0.0:
-        raise failure(f"{what}: the same output for two different inputs",
-                      "an output that depends on the input", "identical outputs",
-                      "forward must compute from its argument, not from a stored or constant tensor")
+    check_module(Decoder, DECODER, seed=seed, batch_sizes=batch_sizes,
+                 n_components_list=n_components_list)
 
 
 def evaluate_ae(encoder, decoder, trainset, testset) -> dict[str, float]:

@@ -6,6 +6,7 @@ what was tried, what was expected, what came out, and a hint tied to a common mi
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import traceback
 
@@ -18,6 +19,10 @@ from ..errors import CheckFailure, NotImplementedYet  # noqa: F401  (re-exported
 _Tensor = torch.Tensor
 _isfinite = torch.isfinite
 _float64 = torch.float64
+_fork_rng = torch.random.fork_rng
+_manual_seed = torch.manual_seed
+_get_num_threads = torch.get_num_threads
+_set_num_threads = torch.set_num_threads
 
 
 def failure(tried: str, expected: str | None = None, got: str | None = None,
@@ -139,3 +144,39 @@ def worst_element(got: torch.Tensor, expected: torch.Tensor) -> str:
 def close(a: float, b: float, rtol: float, atol: float) -> bool:
     """Scalar closeness with the checks' own arithmetic (|a - b| <= atol + rtol |b|)."""
     return math.isfinite(a) and abs(a - b) <= atol + rtol * abs(b)
+
+
+def f64(t: torch.Tensor) -> torch.Tensor:
+    """A detached float64 copy, through the Tensor class itself (not instance attributes)."""
+    return _Tensor.to(_Tensor.detach(t), _float64)
+
+
+def shape_str(shape) -> str:
+    """A shape for a message: ``(3, 1, 28, 28)``."""
+    return str(tuple(int(s) for s in shape))
+
+
+def require_callable(fn, what: str) -> None:
+    """``fn`` can be called (a function or a class, not the result of calling one)."""
+    if not callable(fn):
+        raise failure(f"{what}: not callable", "a function",
+                      f"{type(fn).__module__}.{type(fn).__qualname__}",
+                      "pass the function (or class) itself, not the result of calling it")
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int):
+    """Seed torch's global generator inside, restore the caller's random state afterwards.
+
+    A check's verdict then does not depend on what the notebook ran before, and running it does
+    not change what the notebook draws next. The checks work on small tensors, for which one
+    thread is fastest; the caller's thread count is restored afterwards.
+    """
+    threads = _get_num_threads()
+    _set_num_threads(1)
+    try:
+        with _fork_rng(devices=[]):
+            _manual_seed(seed)
+            yield
+    finally:
+        _set_num_threads(threads)

@@ -20,7 +20,8 @@ import torch
 from .core import call, failure, fmt
 from ..manifest import notebook
 from .data import seeded_variance, variance_evaluation, variance_sets
-from .modules import build, check_gradients, check_tensor_output, image_hint, load_weights, n_components_hint
+from .modules import (BATCH_SIZES, N_COMPONENTS, Output, Spec, build, check_module, code, forward,
+                      image_hint, load_weights, split_outputs)
 from .thresholds import required, threshold
 
 __all__ = ["check_dae", "check_trained_dae", "evaluate_dae", "evaluation_data", "load_trained"]
@@ -28,11 +29,9 @@ __all__ = ["check_dae", "check_trained_dae", "evaluate_dae", "evaluation_data", 
 # Own references, taken at import time (a notebook may rebind the public names later).
 _rand = torch.rand
 _randn = torch.randn
-_Tensor = torch.Tensor
+_equal = torch.equal
+_grad = torch.autograd.grad
 
-BATCH_SIZES = (1, 3, 64)
-N_COMPONENTS = (2, 10)
-GRAD_BATCH = 4
 NOTEBOOK = notebook("dae", "autoencoders")
 (DAE_PATH,) = NOTEBOOK.weights
 #: Standard deviation of the corruption noise in the graded evaluation (the notebook's default).
@@ -51,41 +50,8 @@ def noisy_images(batch_size: int, generator: torch.Generator) -> torch.Tensor:
             + SIGMA_N * _randn(shape, generator=generator))
 
 
-def _shape(value) -> tuple:
-    shape = getattr(value, "shape", None)
-    return tuple(shape) if shape is not None else ()
-
-
-def _split_output(out, batch_size: int, n_components: int | None, what: str):
-    """The pair (z, denoised_x) of a forward pass, checked coarse to fine."""
-    if isinstance(out, _Tensor):
-        raise failure(f"{what}: wrong return type", "a tuple (z, denoised_x) of two tensors",
-                      f"a single tensor of shape {_shape(out)}",
-                      "forward must return both the code and the denoised images: "
-                      "`return z, denoised_x`")
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        got = (f"a {type(out).__name__} of {len(out)} items" if isinstance(out, (tuple, list))
-               else f"{type(out).__module__}.{type(out).__qualname__}")
-        raise failure(f"{what}: wrong return type", "a tuple (z, denoised_x) of two tensors", got,
-                      "end forward with `return z, denoised_x`")
-    z, denoised = out
-    z_shape, d_shape = _shape(z), _shape(denoised)
-    if len(z_shape) == 4 and len(d_shape) == 2:
-        raise failure(f"{what}: the two outputs are in the wrong order",
-                      f"(z, denoised_x) with shapes ({batch_size}, n_components) and "
-                      f"({batch_size}, 1, 28, 28)",
-                      f"shapes {z_shape} and {d_shape}",
-                      "the order is swapped: return the code first and the denoised images "
-                      "second, `return z, denoised_x`")
-    width = n_components if n_components is not None else (z_shape[1] if len(z_shape) == 2 else -1)
-    check_tensor_output(z, (batch_size, width), f"{what}, output z",
-                        n_components_hint(width, z_shape))
-    check_tensor_output(denoised, (batch_size, 1, 28, 28), f"{what}, output denoised_x",
-                        _denoised_hint(d_shape, batch_size))
-    return z, denoised
-
-
-def _denoised_hint(got_shape: tuple, batch_size: int) -> str:
+def _denoised_hint(n, got_shape: tuple) -> str:
+    batch_size = got_shape[0] if got_shape else 0
     if got_shape == (batch_size, batch_size, 28, 28) and batch_size > 1:
         return ("a (B, 28, 28) tensor times a (B, 1, 28, 28) tensor broadcasts to (B, B, 28, 28): "
                 "give the gate the channel dimension, e.g. .reshape(-1, 1, 28, 28), before "
@@ -93,67 +59,60 @@ def _denoised_hint(got_shape: tuple, batch_size: int) -> str:
     return image_hint(got_shape)
 
 
-def check_dae(DAE, *, seed: int = 0, batch_sizes=BATCH_SIZES,
-              n_components_list=N_COMPONENTS) -> None:
-    """DAE(n_components) maps (B, 1, 28, 28) inputs to (z, denoised_x), float32 tensors of shapes
-    (B, n_components) and (B, 1, 28, 28), both depending on the input, trainable end to end."""
-    gen = torch.Generator().manual_seed(seed)
-    # Building models draws from the global random state: restore it afterwards, so that a
-    # check does not change what the notebook draws next.
-    with torch.random.fork_rng(devices=[]):
-        for n in n_components_list:
-            model = build(DAE, n, "DAE")
-            model.eval()
-            for b in batch_sizes:
-                x = noisy_images(b, gen)
-                what = f"DAE({n}) on x of shape {tuple(x.shape)}"
-                with torch.no_grad():
-                    out = call(model, x, what=what)
-                _split_output(out, b, n, what)
-            _check_depends_on_input(model, n, gen)
-            _check_trainable(model, n, gen)
+def _swapped(outs, batch_size: int, n, what: str) -> None:
+    z_shape, d_shape = (tuple(getattr(t, "shape", ())) for t in outs)
+    if len(z_shape) == 4 and len(d_shape) == 2:
+        raise failure(f"{what}: the two outputs are in the wrong order",
+                      f"(z, denoised_x) with shapes ({batch_size}, n_components) and "
+                      f"({batch_size}, 1, 28, 28)", f"shapes {z_shape} and {d_shape}",
+                      "the order is swapped: return the code first and the denoised images "
+                      "second, `return z, denoised_x`")
 
 
-def _check_depends_on_input(model, n: int, gen: torch.Generator) -> None:
-    x1, x2 = noisy_images(2, gen), noisy_images(2, gen)
-    what = f"DAE({n}) on two different batches x of shape {tuple(x1.shape)}"
+def _not_identity_and_trainable_codes(model, n: int, gen: torch.Generator) -> None:
+    """denoised_x is not the input itself, and its gradients reach the encoder (the layers z
+    depends on), so that training shapes the codes."""
+    x = noisy_images(2, gen)
+    what = f"DAE(n_components={n}) on x of shape {tuple(x.shape)} (eval mode)"
     with torch.no_grad():
-        z1, d1 = _split_output(call(model, x1, what=what), 2, n, what)
-        z2, d2 = _split_output(call(model, x2, what=what), 2, n, what)
-    for name, a, b in (("z", z1, z2), ("denoised_x", d1, d2)):
-        if float((a - b).abs().max()) == 0.0:
-            raise failure(f"{what}: the same {name} for both",
-                          f"a {name} that depends on the input x", f"identical {name}",
-                          "forward must compute from its argument x, not from a stored or "
-                          "constant tensor")
-    if torch.equal(d1, x1):
+        _, denoised = split_outputs(forward(model, x, n, what), DAE_SPEC, 2, n, what)
+    if _equal(denoised, x):
         raise failure(f"{what}: denoised_x is the input x itself",
                       "the output of the decoder", "denoised_x equal to x",
                       "compute denoised_x from the code z, e.g. x * sigmoid(decoder(z))")
-
-
-def _check_trainable(model, n: int, gen: torch.Generator) -> None:
-    """Gradients reach the parameters, and those of denoised_x reach the encoder."""
     model.train()
-    what = f"DAE({n}) in train mode on x of shape ({GRAD_BATCH}, 1, 28, 28)"
-    z, denoised = _split_output(call(model, noisy_images(GRAD_BATCH, gen), what=what),
-                                GRAD_BATCH, n, what)
-    check_gradients(model, (z ** 2).sum() + (denoised ** 2).sum(), f"DAE({n})")
-    # The encoder: the parameters that the code z depends on.
-    z, denoised = call(model, noisy_images(GRAD_BATCH, gen), what=what)
+    what = f"DAE(n_components={n}) on x of shape (4, 1, 28, 28) (train mode)"
+    z, denoised = split_outputs(forward(model, noisy_images(4, gen), n, what), DAE_SPEC, 4, n, what)
     params = [p for p in model.parameters() if p.requires_grad]
-    z_grads = torch.autograd.grad((z ** 2).sum(), params, retain_graph=True, allow_unused=True)
+    if not (z.requires_grad and denoised.requires_grad and params):
+        model.eval()
+        return  # the gradient step of the module check names a detached output
+    z_grads = _grad((z ** 2).sum(), params, retain_graph=True, allow_unused=True)
     encoder = [p for p, g in zip(params, z_grads) if g is not None and float(g.abs().sum()) > 0]
-    if not encoder or not denoised.requires_grad:
-        return  # check_gradients has reported a detached output already
-    d_grads = torch.autograd.grad((denoised ** 2).sum(), encoder, allow_unused=True)
-    if all(g is None or float(g.abs().sum()) == 0.0 for g in d_grads):
-        raise failure(f"DAE({n}): denoised_x does not depend on the code z",
+    d_grads = _grad((denoised ** 2).sum(), encoder, allow_unused=True) if encoder else []
+    model.eval()
+    if encoder and all(g is None or float(g.abs().sum()) == 0.0 for g in d_grads):
+        raise failure(f"DAE(n_components={n}): denoised_x does not depend on the code z",
                       "gradients of denoised_x that reach the encoder (the layers computing z)",
                       "all zero or None",
                       "compute denoised_x from z (decoder(z)), and do not .detach() z: "
                       "otherwise training never shapes the codes")
-    model.zero_grad()
+
+
+DAE_SPEC = Spec(
+    "DAE", "x", lambda gen, b, n: noisy_images(b, gen),
+    (code("z"), Output("denoised_x", lambda b, n: (b, 1, 28, 28), _denoised_hint)),
+    single_hint=lambda shape: ("forward must return both the code and the denoised images: "
+                               "`return z, denoised_x`"),
+    inspect=_swapped, extra=_not_identity_and_trainable_codes)
+
+
+def check_dae(DAE, *, seed: int = 0, batch_sizes=BATCH_SIZES,
+              n_components_list=N_COMPONENTS) -> None:
+    """DAE(n_components) maps (B, 1, 28, 28) inputs to (z, denoised_x), float32 tensors of shapes
+    (B, n_components) and (B, 1, 28, 28), both depending on the input, trainable end to end."""
+    check_module(DAE, DAE_SPEC, seed=seed, batch_sizes=batch_sizes,
+                 n_components_list=n_components_list)
 
 
 # --------------------------------------------------------------------------- trained model
@@ -165,7 +124,7 @@ def evaluation_data(root=None):
 
 
 def _forward(model, x: torch.Tensor, what: str):
-    return _split_output(call(model, x, what=what), len(x), None, what)
+    return split_outputs(call(model, x, what=what), DAE_SPEC, len(x), None, what)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Checks for the variational autoencoder notebook (``vae.ipynb``).
 
 Every check is ``check_<property>(obj, *, seed=0)``: it builds its own seeded inputs, returns
-None on success and raises :class:`~autograder.core.CheckFailure` on the first problem it finds,
+None on success and raises :class:`~autograder.checks.core.CheckFailure` on the first problem it finds,
 going coarse to fine (callable -> real tensor -> dtype -> shape -> finite -> value). Each check
 seeds torch's global generator itself and restores the caller's random state (and thread count)
 afterwards, so its verdict does not depend on what the notebook ran before, and running it does
@@ -57,7 +57,6 @@ check_trained_vae(Encoder, Decoder, n_components, trainset=..., testset=...)
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 
@@ -65,11 +64,16 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from .core import (CheckFailure, NotImplementedYet, call, failure, fmt, require_dtype,
-                   require_finite, require_shape, require_tensor, worst_element)
+from .core import (call, failure, fmt, require_dtype, require_finite, require_shape, require_tensor,
+                   worst_element)
+from .core import f64 as _f64
+from .core import isolated_rng as _isolated_rng
+from .core import require_callable as _require_callable
+from .core import shape_str as _shape_str
 from ..manifest import notebook
 from .data import seeded_variance, variance_evaluation, variance_sets
-from .modules import load_weights
+from .modules import Output, Spec, build, check_module, load_weights, require_class, split_outputs
+from .modules import forward as modules_forward
 
 __all__ = [
     "check_loss_kl", "check_loss_loglik", "check_sample", "check_encoder", "check_decoder",
@@ -150,44 +154,6 @@ GRAD_BATCH_SIZE = 8
 # Small helpers
 # ---------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _isolated_rng(seed: int):
-    """Seed torch's global generator inside, restore the caller's random state afterwards.
-
-    The checks work on small tensors, for which one thread is fastest; more threads only
-    compete with each other (and with other processes) for the cores. The caller's thread
-    count is restored afterwards.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _f64(t: torch.Tensor) -> torch.Tensor:
-    """A detached float64 copy, through the Tensor class itself (not instance attributes)."""
-    return _Tensor.to(_Tensor.detach(t), _float64)
-
-
-def _as_float(t: torch.Tensor) -> float:
-    return float(_f64(t))
-
-
-def _require_callable(fn, what: str) -> None:
-    if not callable(fn):
-        raise failure(f"{what}: not callable", "a function",
-                      f"{type(fn).__module__}.{type(fn).__qualname__}",
-                      "pass the function (or class) itself, not the result of calling it")
-
-
-def _shape_str(shape) -> str:
-    return str(tuple(int(s) for s in shape))
-
-
 def _ratio_words(f: float) -> str:
     if f == -1:
         return "exactly the negative of the expected value"
@@ -267,7 +233,7 @@ def _require_loss_scalar(value, what: str, batch_size: int, input_shape, reduce_
             hint = f"reduce to a single number: {reduce_hint}"
         raise failure(f"{what}: wrong shape (the loss must be a scalar)", "shape ()",
                       f"shape {shape}", hint)
-    got = _as_float(value)
+    got = float(_f64(value))
     if not math.isfinite(got):
         raise failure(f"{what}: non-finite value", "a finite number", fmt(got),
                       finite_hint or "look for log(0), division by zero or exp of a large number")
@@ -712,220 +678,82 @@ def _all_close_rel(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Encoder and Decoder
+# Encoder and Decoder: the generic module check (autograder.checks.modules) with these outputs
 # ---------------------------------------------------------------------------------------------
 
-def _build(cls, n: int, kind: str) -> nn.Module:
-    what = f"{kind}(n_components={n})"
-    model = call(cls, n_components=n, what=what)
-    if not isinstance(model, nn.Module):
-        raise failure(f"{what}: not a torch module", "an nn.Module instance",
-                      f"{type(model).__module__}.{type(model).__qualname__}",
-                      f"declare class {kind}(nn.Module) and call super().__init__() first")
-    return model
-
-
-def _require_class(cls, kind: str) -> None:
-    if isinstance(cls, nn.Module):
-        raise failure(f"check_{kind.lower()}: got an instance", f"the class {kind}",
-                      f"an instance of {type(cls).__qualname__}",
-                      f"pass the class itself: check_{kind.lower()}({kind}); the check builds "
-                      f"{kind}(n_components=...) for several sizes")
-    _require_callable(cls, kind)
-
-
-def _require_pair(out, what: str, names, shape, pair_hint, shape_hint):
-    """forward returned a tuple of two float32, finite tensors of the given shape."""
-    first, second = names
-    if isinstance(out, _Tensor):
-        raise failure(f"{what}: wrong return type", f"a tuple ({first}, {second})",
-                      f"a single tensor of shape {_shape_str(out.shape)}",
-                      pair_hint(tuple(out.shape), tuple(shape)))
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        got = (f"a {type(out).__name__} of {len(out)} items"
-               if isinstance(out, (tuple, list)) else
-               f"{type(out).__module__}.{type(out).__qualname__}")
-        raise failure(f"{what}: wrong return type", f"a tuple ({first}, {second})", got,
-                      f"return exactly two tensors, in this order: return {first}, {second}")
-    for t, name in zip(out, names):
-        w = f"{what}: {name}"
-        require_tensor(t, w)
-        require_dtype(t, _float32, w)
-        require_shape(t, shape, w, shape_hint(tuple(t.shape), tuple(shape)))
-        require_finite(t, w)
-    return out
-
-
-def _grads_reach_parameters(model, outputs, names, what, gen) -> None:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise failure(f"{what}: no trainable parameters", "layers with parameters",
-                      "model.parameters() is empty",
-                      "create the layers in __init__ as attributes (self.fc = nn.Linear(...)) "
-                      "after super().__init__()")
-    for t, name in zip(outputs, names):
-        hint = (f"{name} is not connected to the parameters: do not detach it or compute it "
-                f"under torch.no_grad(), and compute it from a layer of the model")
-        if not t.requires_grad:
-            raise failure(f"{what}: {name} does not depend on the model's parameters",
-                          "gradients from it to the parameters", "requires_grad=False", hint)
-        w = torch.randn(t.shape, generator=gen)
-        grads = call(_grad, (t * w).sum(), params, allow_unused=True, retain_graph=True,
-                     what=f"{what}: backward pass from {name}")
-        if all(g is None or not bool((g != 0).any()) for g in grads):
-            raise failure(f"{what}: no gradient reaches the parameters from {name}",
-                          "a nonzero gradient for some parameter", "all None or zero", hint)
-        for g in grads:
-            if g is not None:
-                require_finite(g, f"{what}: gradient from {name}",
-                               "look for log(0), division by zero or exp of a large number")
-
-
-def _check_distinct(a, b, names, what) -> None:
-    if bool(_Tensor.equal(_f64(a), _f64(b))):
-        raise failure(f"{what}: {names[0]} and {names[1]} are identical",
-                      "two different outputs", "the same values",
-                      f"compute {names[1]} with its own layer (or its own half of the output), "
-                      f"not with the layer of {names[0]}")
-
-
-def _encoder_input(gen, batch_size):
+def _encoder_input(gen, batch_size, n=None):
     shape = (batch_size, 1, 28, 28)
     clean = torch.rand(shape, generator=gen) * (torch.rand(shape, generator=gen) < 0.3)
     return clean * torch.randn(shape, generator=gen)
 
 
-def _check_depends_on_input(out, what: str, out_name: str, in_name: str) -> None:
-    """The first three rows (different inputs) do not all give the same output."""
-    o = _f64(out)
-    if bool(_Tensor.equal(o[0], o[1])) and bool(_Tensor.equal(o[1], o[2])):
-        raise failure(f"{what}: {out_name} does not depend on {in_name}",
-                      f"different outputs for different {in_name}", f"the same {out_name}",
-                      f"compute {out_name} from {in_name} through the layers")
+def _latent_hint(n, got):
+    if len(got) == 2 and got[1] != n:
+        return (f"n_components is not honoured: {got[1]} columns for n_components={n}; size the "
+                f"output layer(s) with n_components, not with a fixed number")
+    if len(got) != 2:
+        return ("the batch dimension was lost: flatten with x.flatten(1) (or "
+                "x.view(x.shape[0], -1)), not x.view(-1, k) with a fixed k")
+    return "z_mean and z_logvar each have shape (batch_size, n_components)"
 
 
-def check_encoder(Encoder, *, seed: int = 0) -> None:
+def _pixel_hint(n, got):
+    if len(got) == 2 and got[1] == N_PIXELS:
+        return "reshape to (batch_size, 1, 28, 28), e.g. h.view(-1, 1, 28, 28)"
+    if len(got) == 3 and got[1:] == (28, 28):
+        return "add the channel dimension: (batch_size, 1, 28, 28)"
+    return ("keep the batch dimension first and reshape with -1 for it: h.view(-1, 1, 28, 28); "
+            "y_mean and y_logvar each have shape (batch_size, 1, 28, 28)")
+
+
+def _latent(name):
+    return Output(name, lambda b, n: (b, n), _latent_hint)
+
+
+def _pixels(name):
+    return Output(name, lambda b, n: (b, 1, 28, 28), _pixel_hint)
+
+
+def _encoder_single_hint(got):
+    if len(got) == 2 and got[1] % 2 == 0:
+        return ("forward must return a tuple (z_mean, z_logvar) of two tensors; if this is z_mean "
+                "and z_logvar side by side, split it: z_mean, z_logvar = h.chunk(2, dim=1)")
+    return "forward must return a tuple (z_mean, z_logvar) of two tensors"
+
+
+def _decoder_single_hint(got):
+    if len(got) == 4 and got[1] == 2:
+        return ("this looks like y_mean and y_logvar stacked on the channel axis: return a "
+                "tuple (y_mean, y_logvar), e.g. y_mean, y_logvar = h.chunk(2, dim=1)")
+    return "forward must return a tuple (y_mean, y_logvar) of two tensors"
+
+
+ENCODER = Spec("Encoder", "x", _encoder_input, (_latent("z_mean"), _latent("z_logvar")),
+               single_hint=_encoder_single_hint, distinct=True, depends=("z_mean",))
+
+
+def check_encoder(Encoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
+                  n_components_list=N_COMPONENTS) -> None:
     """Encoder(n_components)(x) returns (z_mean, z_logvar), each (B, n_components), trainable."""
-    _require_class(Encoder, "Encoder")
-    names = ("z_mean", "z_logvar")
-
-    def pair_hint(got, expected):
-        if got == (expected[0], 2 * expected[1]):
-            return ("this looks like z_mean and z_logvar side by side: return a tuple "
-                    "(z_mean, z_logvar), e.g. z_mean, z_logvar = h.chunk(2, dim=1)")
-        return "forward must return a tuple (z_mean, z_logvar) of two tensors"
-
-    def shape_hint(got, expected):
-        if len(got) == 2 and got[0] == expected[0] and got[1] != expected[1]:
-            return (f"n_components is not honoured: {got[1]} columns for "
-                    f"n_components={expected[1]}; size the output layer(s) with n_components, "
-                    f"not with a fixed number")
-        if len(got) >= 1 and got[0] != expected[0]:
-            return ("the batch dimension was lost: flatten with x.flatten(1) (or "
-                    "x.view(x.shape[0], -1)), not x.view(-1, k) with a fixed k")
-        return "z_mean and z_logvar each have shape (batch_size, n_components)"
-
-    gen = torch.Generator().manual_seed(seed)
-    with _isolated_rng(seed):
-        for n in N_COMPONENTS:
-            enc = _build(Encoder, n, "Encoder")
-            # Shapes in eval mode (BatchNorm works at batch size 1, dropout is off).
-            enc.eval()
-            for batch_size in BATCH_SIZES:
-                x = _encoder_input(gen, batch_size)
-                what = (f"Encoder(n_components={n}).forward(x), x of shape "
-                        f"{_shape_str(x.shape)} (eval mode)")
-                with torch.no_grad():
-                    out = call(enc, x.clone(), what=what)
-                z_mean, z_logvar = _require_pair(out, what, names, (batch_size, n),
-                                                 pair_hint, shape_hint)
-            _check_distinct(z_mean, z_logvar, names, what)
-            _check_depends_on_input(z_mean, what, "z_mean", "x")
-            # Gradients, in train mode (BatchNorm needs more than one sample).
-            enc.train()
-            x = _encoder_input(gen, GRAD_BATCH_SIZE)
-            what = (f"Encoder(n_components={n}).forward(x), x of shape "
-                    f"{_shape_str(x.shape)} (train mode)")
-            out = call(enc, x, what=what)
-            out = _require_pair(out, what, names, (GRAD_BATCH_SIZE, n), pair_hint, shape_hint)
-            _grads_reach_parameters(enc, out, names, what, gen)
+    check_module(Encoder, ENCODER, seed=seed, batch_sizes=batch_sizes,
+                 n_components_list=n_components_list, grad_batch=GRAD_BATCH_SIZE)
 
 
-def _decoder_forward(dec, z, n, what):
-    """Call the decoder; a crash on z of width n that goes away at another width is named."""
-    try:
-        return call(dec, z.clone(), what=what)
-    except NotImplementedYet:
-        raise
-    except CheckFailure as exc:
-        first = next((m for m in dec.modules() if isinstance(m, (nn.Linear, nn.Bilinear))),
-                     None)
-        in_features = getattr(first, "in_features", None)
-        if in_features is not None and in_features != n:
-            lines = [l for l in str(exc).splitlines() if not l.startswith("  hint:")]
-            lines.append(f"  hint: n_components is not honoured: the first Linear layer takes "
-                         f"{in_features} inputs but z has n_components={n} columns; use "
-                         f"nn.Linear(n_components, ...)")
-            raise CheckFailure("\n".join(lines)) from None
-        raise
-
-
-def check_decoder(Decoder, *, seed: int = 0) -> None:
+def check_decoder(Decoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
+                  n_components_list=N_COMPONENTS) -> None:
     """Decoder(n_components)(z) returns (y_mean, y_logvar), each (B, 1, 28, 28), with a floor."""
-    _require_class(Decoder, "Decoder")
-    names = ("y_mean", "y_logvar")
-
-    def pair_hint(got, expected):
-        if got == (expected[0], 2, 28, 28):
-            return ("this looks like y_mean and y_logvar stacked on the channel axis: return a "
-                    "tuple (y_mean, y_logvar), e.g. y_mean, y_logvar = h.chunk(2, dim=1)")
-        return "forward must return a tuple (y_mean, y_logvar) of two tensors"
-
-    def shape_hint(got, expected):
-        if len(got) == 2 and got[1] == N_PIXELS:
-            return "reshape to (batch_size, 1, 28, 28), e.g. h.view(-1, 1, 28, 28)"
-        if len(got) == 3 and got[1:] == (28, 28):
-            return "add the channel dimension: (batch_size, 1, 28, 28)"
-        if len(got) >= 1 and got[0] != expected[0]:
-            return ("keep the batch dimension first and reshape with -1 for it: "
-                    "h.view(-1, 1, 28, 28)")
-        return "y_mean and y_logvar each have shape (batch_size, 1, 28, 28)"
-
-    gen = torch.Generator().manual_seed(seed)
-    with _isolated_rng(seed):
-        for n in N_COMPONENTS:
-            dec = _build(Decoder, n, "Decoder")
-            dec.eval()
-            for batch_size in BATCH_SIZES:
-                z = torch.randn(batch_size, n, generator=gen)
-                what = (f"Decoder(n_components={n}).forward(z), z of shape "
-                        f"{_shape_str(z.shape)} (eval mode)")
-                with torch.no_grad():
-                    out = _decoder_forward(dec, z, n, what)
-                y_mean, y_logvar = _require_pair(out, what, names, (batch_size, 1, 28, 28),
-                                                 pair_hint, shape_hint)
-            _check_distinct(y_mean, y_logvar, names, what)
-            _check_depends_on_input(y_mean, what, "y_mean", "z")
-            _check_floor(dec, n, gen)
-            # Gradients, in train mode.
-            dec.train()
-            z = torch.randn(GRAD_BATCH_SIZE, n, generator=gen)
-            what = (f"Decoder(n_components={n}).forward(z), z of shape "
-                    f"{_shape_str(z.shape)} (train mode)")
-            out = _decoder_forward(dec, z, n, what)
-            out = _require_pair(out, what, names, (GRAD_BATCH_SIZE, 1, 28, 28), pair_hint,
-                                shape_hint)
-            _grads_reach_parameters(dec, out, names, what, gen)
+    check_module(Decoder, DECODER, seed=seed, batch_sizes=batch_sizes,
+                 n_components_list=n_components_list, grad_batch=GRAD_BATCH_SIZE)
 
 
 def _check_floor(dec, n, gen) -> None:
     """y_logvar >= MIN_LOGVAR_ALLOWED for z ~ N(0, I) times each of FLOOR_Z_SCALES (eval mode)."""
     z = torch.randn(16, n, generator=gen)
     for scale in FLOOR_Z_SCALES:
-        what = (f"Decoder(n_components={n}).forward(z), z ~ N(0, I) * {fmt(scale)} of shape "
+        what = (f"Decoder(n_components={n}) on z ~ N(0, I) * {fmt(scale)} of shape "
                 f"(16, {n}) (eval mode)")
         with torch.no_grad():
-            out = _decoder_forward(dec, scale * z, n, what)
+            out = modules_forward(dec, scale * z, n, what)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise failure(f"{what}: wrong return type", "a tuple (y_mean, y_logvar)",
                           type(out).__qualname__, "return y_mean, y_logvar")
@@ -959,6 +787,11 @@ def _check_floor(dec, n, gen) -> None:
                           f"minimum {fmt(low)} at index {idx}", hint)
 
 
+DECODER = Spec("Decoder", "z", lambda gen, b, n: torch.randn(b, n, generator=gen),
+               (_pixels("y_mean"), _pixels("y_logvar")), single_hint=_decoder_single_hint,
+               distinct=True, depends=("y_mean",), extra=_check_floor)
+
+
 # ---------------------------------------------------------------------------------------------
 # The sample method of an Encoder class (safe on an untouched stub)
 # ---------------------------------------------------------------------------------------------
@@ -973,9 +806,9 @@ def check_encoder_sample(Encoder, *, seed: int = 0) -> None:
     Takes the class, so that an unfinished ``__init__`` reads as "not implemented yet" instead
     of crashing the test cell that would build the instance.
     """
-    _require_class(Encoder, "Encoder")
+    require_class(Encoder, "Encoder")
     with _isolated_rng(seed):
-        encoder = _build(Encoder, SAMPLE_N_COMPONENTS, "Encoder")
+        encoder = build(Encoder, SAMPLE_N_COMPONENTS, "Encoder")
     check_sample(encoder, seed=seed)
 
 
@@ -1012,21 +845,16 @@ _DIVERGED = ("the training diverged: lower the learning rate and train again (a 
              "y_logvar keeps 1/exp(y_logvar) bounded)")
 
 
-def _trained_pair(out, what: str, names, shape) -> tuple[torch.Tensor, torch.Tensor]:
+def _trained_pair(out, spec: Spec, what: str, batch_size: int, n: int | None):
     """A trained model's output: a tuple of two float32 tensors of the shape, finite."""
-    def pair_hint(got, expected):
-        return f"forward must return a tuple ({names[0]}, {names[1]}) of two tensors"
-
-    def shape_hint(got, expected):
-        return f"{names[0]} and {names[1]} each have shape {_shape_str(expected)}"
-
     first, second = out if isinstance(out, (tuple, list)) and len(out) == 2 else (None, None)
-    for t, name in ((first, names[0]), (second, names[1])):
+    for t, output in zip((first, second), spec.outputs):
+        shape = output.shape(batch_size, n)
         if isinstance(t, _Tensor) and t.dtype == _float32 and tuple(t.shape) == tuple(shape) \
                 and not bool(_isfinite(t).all()):
-            raise failure(f"{what}: {name} has non-finite values", "finite values", "nan or inf",
-                          _DIVERGED)
-    return _require_pair(out, what, names, shape, pair_hint, shape_hint)
+            raise failure(f"{what}: {output.name} has non-finite values", "finite values",
+                          "nan or inf", _DIVERGED)
+    return split_outputs(out, spec, batch_size, n, what)
 
 
 def _encode_trained(encoder, x: torch.Tensor, n_components: int | None):
@@ -1041,7 +869,7 @@ def _encode_trained(encoder, x: torch.Tensor, n_components: int | None):
         raise failure(f"{what}: wrong return type", "a tuple (z_mean, z_logvar) of two tensors "
                       "of shape (batch_size, n_components)", type(out).__qualname__,
                       "return z_mean, z_logvar")
-    return _trained_pair(out, what, ("z_mean", "z_logvar"), (x.shape[0], n_components))
+    return _trained_pair(out, ENCODER, what, x.shape[0], n_components)
 
 
 def _kl_per_image(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -1103,7 +931,7 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
             raise failure(f"{what}: non-finite z", "finite z", "nan or inf (z_logvar too large)",
                           _DIVERGED)
         out = call(decoder, z, what=what)
-        y_mean, y_logvar = _trained_pair(out, what, ("y_mean", "y_logvar"), tuple(x.shape))
+        y_mean, y_logvar = _trained_pair(out, DECODER, what, x.shape[0], None)
         ym, ylv = _f64(y_mean), _f64(y_logvar)
         kl_sum += float(_kl_per_image(mu, lv).sum())
         nll_sum += float(_nll_per_image(ym, ylv, _f64(x)).sum())
@@ -1122,8 +950,8 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
 def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
                  decoder_path: str = DECODER_PATH):
     """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
-    encoder = _build(Encoder, n_components, "Encoder")
-    decoder = _build(Decoder, n_components, "Decoder")
+    encoder = build(Encoder, n_components, "Encoder")
+    decoder = build(Decoder, n_components, "Decoder")
     load_weights("VAE", (encoder, encoder_path), (decoder, decoder_path))
     return encoder, decoder
 
