@@ -38,15 +38,26 @@ _ip.events.register("post_run_cell", lambda result: _ip.displayhook(2))  # "2" r
 class _Payload:
     """Unpickling this runs a shell command (what a malicious .pth would do)."""
 
+    def __init__(self, *paths):
+        self.paths = paths
+
     def __reduce__(self):
         import os
-        return (os.system, (f"touch {MARKER} {HOST_MARKER}",))
+        return (os.system, (" ".join(["touch", *map(str, self.paths)]),))
 
 
-def _malicious_pth() -> bytes:
+def _malicious_pth(*paths) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"weight": _Payload()}, buffer)
+    torch.save({"weight": _Payload(*(paths or (MARKER, HOST_MARKER)))}, buffer)
     return buffer.getvalue()
+
+
+def test_malicious_pickle_payload_is_live(tmp_path):
+    """Positive control: does the crafted .pth really run its command when it is loaded the
+    unsafe way (weights_only=False), so that the grading test below proves something?"""
+    marker = tmp_path / "payload-ran"
+    torch.load(io.BytesIO(_malicious_pth(marker)), weights_only=False)
+    assert marker.exists()
 
 
 def _edit_cell(text: str, grade_id: str, edit) -> str:
@@ -71,7 +82,6 @@ def graded(tmp_path_factory):
     vae_weights = reference_weights("vae")
     course = build_course(tmp_path_factory.mktemp("hostile") / "course")
     ae = (SOLUTIONS / "ae.ipynb").read_text()
-    trained = {w: ae_weights / w for w in WEIGHTS["ae"]}
 
     patched = _edit_cell(ae.replace("nn.Linear(250, n_components),", "nn.Linear(250, 10),"),
                          "ae_encoder", lambda source: PATCHES + source)

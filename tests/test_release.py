@@ -15,9 +15,14 @@ import pytest
 from autograder.grading.course import nbgrader_env
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "solutions" / "autoencoders"
-RELEASE = ROOT / "assignments" / "autoencoders"
-NOTEBOOKS = sorted(p.name for p in SOURCE.glob("*.ipynb"))
+SOURCE = ROOT / "solutions"
+RELEASE = ROOT / "assignments"
+#: The notebooks this test expects, pinned: a notebook that vanishes from the manifest or from
+#: solutions/ fails here instead of dropping out of the parametrization.
+EXPECTED = {
+    "autoencoders": ("ae", "dae", "vae"),
+}
+NOTEBOOKS = [f"{a}/{n}.ipynb" for a, names in EXPECTED.items() for n in names]
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS",
            "### END HIDDEN TESTS")
 
@@ -32,16 +37,23 @@ def regenerated(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions", course / "solutions",
                     ignore=shutil.ignore_patterns("*.pth", ".ipynb_checkpoints"))
-    proc = subprocess.run([str(Path(sys.executable).with_name("nbgrader")), "generate_assignment",
-                           "autoencoders", "--force", "--no-db"], cwd=course,
-                          capture_output=True, text=True, env=nbgrader_env())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return course / "assignments" / "autoencoders"
+    for assignment in EXPECTED:
+        proc = subprocess.run([str(Path(sys.executable).with_name("nbgrader")), "generate_assignment",
+                               assignment, "--force", "--no-db"], cwd=course,
+                              capture_output=True, text=True, env=nbgrader_env())
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return course / "assignments"
 
 
-def test_there_are_notebooks():
-    """Does the assignment hold the source notebooks it should?"""
-    assert "ae.ipynb" in NOTEBOOKS
+def test_expected_notebooks_are_the_course():
+    """Are the pinned notebooks exactly the manifest's, and exactly the source notebooks on disk
+    (no notebook vanished, none unregistered)?"""
+    from autograder.manifest import NOTEBOOKS as MANIFEST
+
+    pinned = {(a, n) for a, names in EXPECTED.items() for n in names}
+    assert {(nb.assignment, nb.name) for nb in MANIFEST} == pinned
+    on_disk = {(p.parent.name, p.stem) for p in SOURCE.glob("*/*.ipynb")}
+    assert on_disk == pinned, "solutions/ and the course manifest disagree"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -514,13 +514,13 @@ def test_checks_restore_the_global_state():
 
 def test_sample_check_derivation_numbers():
     """Is the documented false-alarm bound of check_sample below 1e-6?"""
-    from autograder import vae
-    n_elements = vae.SAMPLE_ROWS * vae.SAMPLE_COLS
+    from autograder.checks import sampling
+    n_elements = sampling.SAMPLE_ROWS * sampling.SAMPLE_COLS
     n_stats = 2 * n_elements + n_elements * (n_elements - 1) // 2
-    tail = math.erfc(vae.SAMPLE_Z_BOUND / math.sqrt(2))   # two-sided P(|N(0,1)| > bound)
+    tail = math.erfc(sampling.SAMPLE_Z_BOUND / math.sqrt(2))   # two-sided P(|N(0,1)| > bound)
     assert n_stats == 90
     assert n_stats * tail < 1e-6 / 5
-    assert vae.SAMPLE_N_DRAWS >= 20_000
+    assert sampling.SAMPLE_N_DRAWS >= 20_000
 
 
 def test_min_logvar_allowed_admits_the_reference_floor():

@@ -1,7 +1,7 @@
 """Building blocks shared by every check: the failure type, message formatting and
 coarse-to-fine validation of what a student's code returned.
 
-A check fails with a :class:`CheckFailure` whose message has four parts (STYLE.md):
+A check fails with a :class:`CheckFailure` whose message has four parts (docs/notebooks.md):
 what was tried, what was expected, what came out, and a hint tied to a common mistake.
 """
 from __future__ import annotations

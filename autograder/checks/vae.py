@@ -57,23 +57,21 @@ check_trained_vae(Encoder, Decoder, n_components, trainset=..., testset=...)
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
-from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from .core import (call, failure, fmt, require_dtype, require_finite, require_shape, require_tensor,
-                   worst_element)
+from .core import (call, failure, fmt, require_tensor)
 from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
-from .core import shape_str as _shape_str
 from ..manifest import notebook
 from .data import seeded_variance, variance_evaluation, variance_sets
 from .modules import Output, Spec, build, check_module, load_weights, require_class, split_outputs
 from .modules import forward as modules_forward
+from .losses import check_loss_grads, mistake_hint, name_mistake, require_loss_scalar
+from .sampling import SAMPLE_N_DRAWS, SAMPLE_Z_BOUND, check_sample  # noqa: F401  (re-exported)
 
 __all__ = [
     "check_loss_kl", "check_loss_loglik", "check_sample", "check_encoder", "check_decoder",
@@ -103,34 +101,9 @@ KL_RTOL = 1e-4
 KL_ATOL = 1e-5
 LOGLIK_RTOL = 1e-4
 LOGLIK_ATOL = 1e-4
-#: Looser tolerance used only to name a mistake once the value is already known to be wrong.
-MATCH_RTOL = 1e-3
-#: A gradient is accepted when every element is within GRAD_ATOL + GRAD_RTOL * max|expected|.
-GRAD_RTOL = 1e-3
-GRAD_ATOL = 1e-6
-
-#: Pixels per image (1 x 28 x 28).
+#: Pixels per image (1 x 28 x 28), and the constant of a Gaussian log-density per dimension.
 N_PIXELS = 28 * 28
-#: The constant of a Gaussian log-density per dimension: 0.5 * log(2 pi).
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-#: check_sample: number of draws per element and the acceptance bound in standard errors.
-#: For N independent draws z = mu + sigma * eps, the empirical mean is exactly
-#: N(mu, sigma^2 / N); the empirical standard deviation is approximately N(sigma, sigma^2 / (2N))
-#: and the empirical correlation of two independent elements approximately N(0, 1 / N).
-#: Each statistic is accepted within SAMPLE_Z_BOUND = 6 standard errors; a two-sided normal tail
-#: beyond 6 has probability 2 * (1 - Phi(6)) = 1.97e-9. The check tests
-#: SAMPLE_ROWS * SAMPLE_COLS = 12 means, 12 standard deviations and 12 * 11 / 2 = 66
-#: correlations, 90 statistics in all, so by the union bound a correct implementation fails with
-#: probability <= 90 * 1.97e-9 = 1.8e-7 < 1e-6. The factor ~5 of slack absorbs the error of the
-#: normal approximation for the standard deviation and the correlations at N = 20,000 (their
-#: skewness is of order 1/sqrt(N), which changes a 6-sigma tail by well under a factor 2).
-SAMPLE_N_DRAWS = 20_000
-SAMPLE_Z_BOUND = 6.0
-SAMPLE_ROWS, SAMPLE_COLS = 4, 3
-#: Relative tolerance used only to name a wrong standard deviation (e.g. exp(z_logvar)).
-SAMPLE_DIAG_RTOL = 0.05
-
 #: check_decoder: the smallest y_logvar a decoder may ever output. exp(-10) = 4.5e-5 is a
 #: variance (a standard deviation of 0.0067, under 1% of the pixel range [0, 1]). Without a
 #: floor, the zero-variance background pixels of varianceMNIST let -log N(x | y_mean, var)
@@ -153,109 +126,6 @@ GRAD_BATCH_SIZE = 8
 # ---------------------------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------------------------
-
-def _ratio_words(f: float) -> str:
-    if f == -1:
-        return "exactly the negative of the expected value"
-    sign = "" if f > 0 else " and of the opposite sign"
-    a = abs(f)
-    if a > 1:
-        return f"exactly {fmt(a)}x too large{sign}"
-    return f"exactly {fmt(1 / a)}x too small{sign}"
-
-
-def _name_mistake(got: float, bases, factors, scale: float, atol: float):
-    """Find the simplest known mistake that reproduces `got`.
-
-    bases: (mistakes, value) pairs; mistakes == () marks an accepted convention.
-    factors: (mistake, factor) pairs that multiply the whole value (any subset may apply).
-    Returns (mistakes, pure_factor) for the best match, pure_factor being the product of the
-    factors when the base was an accepted convention (else None), or None if nothing matches.
-    """
-    factors = [(q, f) for q, f in factors if f != 1]
-    matches = []
-    for base_mistakes, value in bases:
-        if not math.isfinite(value):
-            continue
-        for r in range(len(factors) + 1):
-            for combo in itertools.combinations(factors, r):
-                mistakes = tuple(base_mistakes) + tuple(q for q, _ in combo)
-                if not mistakes:
-                    continue
-                f = math.prod(f for _, f in combo)
-                v = value * f
-                tol = atol + MATCH_RTOL * max(abs(v), scale * abs(f))
-                if math.isfinite(v) and abs(got - v) <= tol:
-                    pure = f if not base_mistakes else None
-                    matches.append((len(mistakes), abs(got - v), mistakes, pure))
-    if not matches:
-        return None
-    best = min(matches, key=lambda m: (m[0], m[1]))
-    return best[2], best[3]
-
-
-def _mistake_hint(named, fallback: str) -> str:
-    if named is None:
-        return fallback
-    mistakes, pure = named
-    questions = " ".join(mistakes)
-    if pure is not None:
-        return f"{_ratio_words(pure)} - {questions}"
-    if len(mistakes) > 1:
-        return f"this value is what these mistakes together give: {questions}"
-    return questions
-
-
-def _require_loss_scalar(value, what: str, batch_size: int, input_shape, reduce_hint: str,
-                         finite_hint: str | None = None):
-    """Coarse checks on a returned loss: real tensor, float dtype, 0-dim, finite."""
-    if isinstance(value, (float, int)) and not isinstance(value, bool):
-        raise failure(f"{what}: wrong return type", "a torch.Tensor scalar",
-                      f"a Python {type(value).__name__}",
-                      "return the tensor itself, not .item() or float(...): the loss must stay "
-                      "differentiable for loss.backward()")
-    require_tensor(value, what)
-    if value.dtype not in (_float32, _float64):
-        raise failure(f"{what}: wrong dtype", "torch.float32 (or torch.float64)",
-                      str(value.dtype),
-                      "compute the loss with floating-point torch operations on the inputs")
-    shape = tuple(value.shape)
-    if shape != ():
-        if shape == (batch_size,):
-            hint = ("per-sample vector instead of a scalar - missing a mean over the batch? "
-                    f"{reduce_hint}")
-        elif shape == tuple(input_shape):
-            hint = f"one value per element instead of a scalar: {reduce_hint}"
-        elif value.numel() == 1:
-            hint = ("return a 0-dim scalar (shape ()), e.g. reduce with .mean() / .sum() "
-                    "without keepdim=True and without indexing [None]")
-        else:
-            hint = f"reduce to a single number: {reduce_hint}"
-        raise failure(f"{what}: wrong shape (the loss must be a scalar)", "shape ()",
-                      f"shape {shape}", hint)
-    got = float(_f64(value))
-    if not math.isfinite(got):
-        raise failure(f"{what}: non-finite value", "a finite number", fmt(got),
-                      finite_hint or "look for log(0), division by zero or exp of a large number")
-    return got
-
-
-def _check_grads(what: str, grads, expected, names, hint_detached: str) -> None:
-    """Each gradient exists, is finite and matches the expected one."""
-    for g, e, name in zip(grads, expected, names):
-        if g is None:
-            raise failure(f"{what}: no gradient reaches {name}",
-                          f"a gradient with respect to {name}", "None (not connected)",
-                          hint_detached)
-        require_finite(g, f"{what}: gradient with respect to {name}",
-                       "look for log(0), division by zero or sqrt(0) in the formula")
-        g64, e64 = _f64(g), _f64(e)
-        tol = GRAD_ATOL + GRAD_RTOL * float(e64.abs().max())
-        if float((g64 - e64).abs().max()) > tol:
-            raise failure(f"{what}: wrong gradient with respect to {name}",
-                          f"the gradient of the exact formula (tolerance {fmt(tol)})",
-                          worst_element(g64, e64), hint_detached)
-
 
 # ---------------------------------------------------------------------------------------------
 # loss_kl
@@ -293,7 +163,7 @@ def _kl_value(loss_kl, z_mean, z_logvar, desc: str) -> float:
     """Call loss_kl on copies of float32 inputs, check the result coarse to fine, return it."""
     what = f"loss_kl(z_mean, z_logvar) for {desc}"
     value = call(loss_kl, z_mean.clone(), z_logvar.clone(), what=what)
-    return _require_loss_scalar(value, what, z_mean.shape[0], z_mean.shape, _KL_REDUCE,
+    return require_loss_scalar(value, what, z_mean.shape[0], z_mean.shape, _KL_REDUCE,
                                 _KL_NONFINITE)
 
 
@@ -314,15 +184,15 @@ def _check_kl_case(loss_kl, z_mean, z_logvar, desc: str) -> None:
     ]
     factors = [(_KL_HALF, 2.0), (_KL_BATCH_SUM, float(batch_size)),
                (_KL_LATENT_MEAN, 1.0 / n), (_KL_SIGN, -1.0)]
-    named = _name_mistake(got, bases, factors, scale, KL_ATOL)
+    named = name_mistake(got, bases, factors, scale, KL_ATOL)
     if got < -tol:
         raise failure(f"loss_kl: negative value for {desc}",
                       f">= 0, a KL divergence is never negative (exactly {fmt(expected)})",
-                      fmt(got), _mistake_hint(named, _KL_SIGN))
+                      fmt(got), mistake_hint(named, _KL_SIGN))
     ratio = f"got/expected = {fmt(got / expected)}; " if expected > tol else ""
     raise failure(f"loss_kl: wrong value for {desc}",
                   f"{fmt(expected)} (tolerance {fmt(tol)})", fmt(got),
-                  _mistake_hint(named, ratio + _KL_FALLBACK))
+                  mistake_hint(named, ratio + _KL_FALLBACK))
 
 
 def _random_latents(gen: torch.Generator, batch_size: int, n: int):
@@ -369,30 +239,10 @@ def check_loss_kl(loss_kl, *, seed: int = 0) -> None:
                            f"({batch_size}, {n}) (seed {seed})")
         # 5. Gradients reach z_mean and z_logvar and are the true ones.
         z_mean, z_logvar = _random_latents(gen, 7, 10)
-        _check_loss_grads(
+        check_loss_grads(
             "loss_kl", loss_kl, (z_mean, z_logvar), ("z_mean", "z_logvar"),
             lambda mu, lv: _kl64(mu, (0.5 * lv).exp()), _KL_REDUCE,
             "random z_mean and z_logvar, shape (7, 10)")
-
-
-def _check_loss_grads(name, fn, inputs, names, oracle, reduce_hint, desc,
-                      extra_inputs=()) -> None:
-    """The loss is differentiable and its gradients w.r.t. `inputs` match the float64 oracle's."""
-    what = f"{name}({', '.join(names + ('x',) * len(extra_inputs))}) for {desc}"
-    leaves = [t.clone().requires_grad_(True) for t in inputs]
-    extras = [t.clone() for t in extra_inputs]
-    value = call(fn, *leaves, *extras, what=what)
-    _require_loss_scalar(value, what, inputs[0].shape[0], inputs[0].shape, reduce_hint)
-    detached = ("is part of the formula detached from the graph (.detach(), .data, .item(), "
-                "numpy, torch.no_grad())? compute it with torch operations on the inputs")
-    if not value.requires_grad:
-        raise failure(f"{name}: the result is not differentiable, {desc}",
-                      "a tensor that loss.backward() can differentiate",
-                      "a tensor with requires_grad=False", detached)
-    grads = call(_grad, value, leaves, allow_unused=True, what=f"{name}: backward pass")
-    refs = [_f64(t).requires_grad_(True) for t in inputs]
-    expected = _grad(oracle(*refs, *[_f64(t) for t in extras]), refs)
-    _check_grads(f"{name}: gradients for {desc}", grads, expected, names, detached)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,7 +281,7 @@ def _nll64(y_mean, std, x) -> torch.Tensor:
 def _loglik_value(loss_loglik, y_mean, y_logvar, x, desc: str) -> float:
     what = f"loss_loglik(y_mean, y_logvar, x) for {desc}"
     value = call(loss_loglik, y_mean.clone(), y_logvar.clone(), x.clone(), what=what)
-    return _require_loss_scalar(value, what, x.shape[0], x.shape, _LL_REDUCE, _LL_NONFINITE)
+    return require_loss_scalar(value, what, x.shape[0], x.shape, _LL_REDUCE, _LL_NONFINITE)
 
 
 def _check_loglik_case(loss_loglik, y_mean, y_logvar, x, desc: str) -> None:
@@ -464,11 +314,11 @@ def _check_loglik_case(loss_loglik, y_mean, y_logvar, x, desc: str) -> None:
         bases += [(mistakes, b), (mistakes, b + const), (mistakes + (_LL_HALF,), 2 * b + const)]
     factors = [(_LL_HALF, 2.0), (_LL_BATCH_SUM, float(batch_size)),
                (_LL_PIXEL_MEAN, 1.0 / N_PIXELS), (_LL_SIGN, -1.0)]
-    named = _name_mistake(got, bases, factors, scale, LOGLIK_ATOL)
+    named = name_mistake(got, bases, factors, scale, LOGLIK_ATOL)
     raise failure(f"loss_loglik: wrong value for {desc}",
                   f"{fmt(expected)}, or {fmt(expected + const)} with the constant "
                   f"0.5*D*log(2*pi), D = {N_PIXELS} (tolerance {fmt(tol)})",
-                  fmt(got), _mistake_hint(named, _LL_FALLBACK))
+                  fmt(got), mistake_hint(named, _LL_FALLBACK))
 
 
 def _random_images(gen: torch.Generator, batch_size: int):
@@ -508,173 +358,10 @@ def check_loss_loglik(loss_loglik, *, seed: int = 0) -> None:
                                f"shape ({batch_size}, 1, 28, 28) (seed {seed})")
         # 4. Gradients reach y_mean and y_logvar and are the true ones.
         y_mean, y_logvar, x = _random_images(gen, 5)
-        _check_loss_grads(
+        check_loss_grads(
             "loss_loglik", loss_loglik, (y_mean, y_logvar), ("y_mean", "y_logvar"),
             lambda m, lv, x64: _nll64(m, (0.5 * lv).exp(), x64), _LL_REDUCE,
             "random inputs, shape (5, 1, 28, 28)", extra_inputs=(x,))
-
-
-# ---------------------------------------------------------------------------------------------
-# sample (reparameterization trick)
-# ---------------------------------------------------------------------------------------------
-
-_REPARAM = ("use the reparameterization trick: z = z_mean + exp(0.5*z_logvar) * eps with "
-            "eps = torch.randn_like(z_mean) (or Normal(z_mean, std).rsample()); "
-            "torch.normal(...), Normal(...).sample() and detached parameters let no gradient "
-            "through the draw")
-
-
-def _sample_fn(obj):
-    """The sample function of an Encoder instance, or obj itself if it is a function."""
-    if isinstance(obj, type):
-        raise failure("check_sample: got a class", "an Encoder instance or a function "
-                      "sample(z_mean, z_logvar)", f"the class {obj.__qualname__}",
-                      "pass an instance, e.g. check_sample(Encoder(n_components=10))")
-    if isinstance(obj, nn.Module):
-        fn = getattr(obj, "sample", None)
-        if fn is None:
-            raise failure(f"{type(obj).__qualname__}: no method sample",
-                          "a method sample(self, z_mean, z_logvar)", "no such attribute",
-                          "define sample inside the Encoder class (indented under it)")
-        what = f"{type(obj).__qualname__}.sample(z_mean, z_logvar)"
-    else:
-        fn, what = obj, "sample(z_mean, z_logvar)"
-    _require_callable(fn, what)
-    return fn, what
-
-
-def _sample_draw(fn, what, z_mean, z_logvar, desc):
-    """Call sample and check its result coarse to fine: real tensor, float32, shape, finite."""
-    what = f"{what} for {desc}"
-    z = call(fn, z_mean, z_logvar, what=what)
-    require_tensor(z, what)
-    require_dtype(z, _float32, what)
-    require_shape(z, z_mean.shape, what, "z has the shape of z_mean: one draw per element")
-    require_finite(z, what, "sigma = exp(0.5*z_logvar) is finite for finite z_logvar; "
-                            "log or sqrt of z_logvar gives nan")
-    return z
-
-
-def _sample_latents(gen):
-    rows, cols = SAMPLE_ROWS, SAMPLE_COLS
-    z_mean = 2.0 * torch.randn(rows, cols, generator=gen)
-    # log-variances away from 0, so that exp(z_logvar), exp(0.5*z_logvar), |z_logvar| and 1
-    # are all clearly different standard deviations.
-    sign = torch.where(torch.rand(rows, cols, generator=gen) < 0.5, -1.0, 1.0)
-    z_logvar = sign * (0.8 + 1.7 * torch.rand(rows, cols, generator=gen))  # +-U(0.8, 2.5)
-    return z_mean, z_logvar
-
-
-def check_sample(encoder_or_sample_fn, *, seed: int = 0) -> None:
-    """sample(z_mean, z_logvar) draws z ~ N(z_mean, exp(z_logvar)) by reparameterization."""
-    fn, what = _sample_fn(encoder_or_sample_fn)
-    gen = torch.Generator().manual_seed(seed)
-    with _isolated_rng(seed):
-        z_mean, z_logvar = _sample_latents(gen)
-        desc = f"z_mean and z_logvar of shape {_shape_str(z_mean.shape)}"
-        # 1. Type, dtype, shape, finite; fresh noise on every call.
-        z1 = _sample_draw(fn, what, z_mean.clone(), z_logvar.clone(), desc)
-        z2 = _sample_draw(fn, what, z_mean.clone(), z_logvar.clone(), desc)
-        if bool(_Tensor.equal(_f64(z1), _f64(z2))):
-            hint = ("z is just z_mean: add the noise sigma * eps" if
-                    bool(_Tensor.equal(_f64(z1), _f64(z_mean))) else
-                    "sample must draw fresh noise on every call (torch.randn_like(z_mean)); do "
-                    "not fix eps, reuse a stored eps or seed a generator inside sample")
-            raise failure(f"{what}: two calls with the same {desc}",
-                          "two different random draws", "identical tensors", hint)
-        # 2. Statistics over many draws, all in one call: row k * rows + r is a draw for row r.
-        n = SAMPLE_N_DRAWS
-        big_mean, big_logvar = z_mean.repeat(n, 1), z_logvar.repeat(n, 1)
-        z = _sample_draw(fn, what, big_mean.clone(), big_logvar.clone(),
-                         f"{n} copies of {desc}, stacked into shape "
-                         f"{_shape_str(big_mean.shape)}")
-        draws = _f64(z).reshape(n, -1)                                 # (n, rows * cols)
-        mu, lv = _f64(z_mean).reshape(-1), _f64(z_logvar).reshape(-1)
-        sigma = (0.5 * lv).exp()
-        _check_sample_stats(what, draws, mu, lv, sigma, n, z_mean.shape)
-        # 3. Reparameterized: pathwise gradients reach z_mean and z_logvar.
-        mu_leaf = z_mean.clone().requires_grad_(True)
-        lv_leaf = z_logvar.clone().requires_grad_(True)
-        zg = _sample_draw(fn, what, mu_leaf, lv_leaf, f"{desc}, requires_grad=True")
-        if not zg.requires_grad:
-            raise failure(f"{what}: z is not differentiable with respect to z_mean and z_logvar",
-                          "gradients flowing from z to z_mean and z_logvar",
-                          "a tensor with requires_grad=False", _REPARAM)
-        w = torch.randn(z_mean.shape, generator=gen)
-        grads = call(_grad, (zg * w).sum(), [mu_leaf, lv_leaf], allow_unused=True,
-                     what=f"{what}: backward pass")
-        # d z / d z_mean = 1 and d z / d z_logvar = 0.5 * sigma * eps = 0.5 * (z - z_mean).
-        expected = (w, 0.5 * w * (_Tensor.detach(zg) - z_mean))
-        _check_grads(f"{what}: gradients of sum(w * z)", grads, expected,
-                     ("z_mean", "z_logvar"), _REPARAM)
-
-
-def _check_sample_stats(what, draws, mu, lv, sigma, n, shape) -> None:
-    def index(flat):
-        return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), shape))
-
-    mean_hat = draws.mean(0)
-    std_hat = draws.std(0)
-    if bool((std_hat == 0).all()):
-        raise failure(f"{what}: no randomness across the rows of one batch",
-                      "independent draws for every row", "all rows with the same z_mean and "
-                      "z_logvar got the same z",
-                      "draw eps with the full shape of z_mean (torch.randn_like(z_mean)), not "
-                      "one eps shared by all rows of the batch")
-    # Standard deviation first (its test does not depend on the mean, whereas the mean's bound
-    # assumes the right sigma): (std_hat - sigma) / (sigma / sqrt(2n)) is about N(0, 1).
-    z_std_err = (std_hat - sigma) / (sigma / math.sqrt(2 * n))
-    k = int(z_std_err.abs().argmax())
-    if float(z_std_err.abs().max()) > SAMPLE_Z_BOUND:
-        candidates = [
-            (lv.exp(), "the standard deviation of z is exp(z_logvar): " + _KL_LOGSTD),
-            ((0.25 * lv).exp(), "the standard deviation of z is exp(0.25*z_logvar): sigma = "
-                                "exp(0.5*z_logvar) is already the standard deviation, do not "
-                                "take its square root"),
-            (lv.abs(), "the standard deviation of z is |z_logvar|: sigma = exp(0.5*z_logvar)"),
-            (torch.ones_like(lv), "the standard deviation of z is 1: multiply eps by "
-                                  "sigma = exp(0.5*z_logvar)"),
-            (sigma / math.sqrt(12.0), "eps must be standard normal (torch.randn_like), not "
-                                      "uniform (torch.rand_like)"),
-        ]
-        hint = "the standard deviation of z must be sigma = exp(0.5*z_logvar)"
-        for cand, cand_hint in candidates:
-            if _all_close_rel(std_hat, cand):
-                hint = cand_hint
-                break
-        raise failure(f"{what}: wrong standard deviation over {n} draws",
-                      f"exp(0.5*z_logvar) = {fmt(float(sigma[k]))} at element {index(k)} "
-                      f"(allowed +-{fmt(SAMPLE_Z_BOUND * float(sigma[k]) / math.sqrt(2 * n))})",
-                      f"{fmt(float(std_hat[k]))}", hint)
-    # Mean: (mean_hat - mu) / (sigma / sqrt(n)) is standard normal.
-    z_mean_err = (mean_hat - mu) / (sigma / math.sqrt(n))
-    k = int(z_mean_err.abs().argmax())
-    if float(z_mean_err.abs().max()) > SAMPLE_Z_BOUND:
-        hint = ("E[z] = z_mean: add z_mean, and draw eps from a standard normal with mean 0 "
-                "(torch.randn_like)")
-        if float((mean_hat / (sigma / math.sqrt(n))).abs().max()) <= SAMPLE_Z_BOUND:
-            hint = "the mean of z is 0, not z_mean: z = z_mean + sigma * eps"
-        raise failure(f"{what}: wrong mean over {n} draws",
-                      f"mean z_mean = {fmt(float(mu[k]))} at element {index(k)} (allowed "
-                      f"+-{fmt(SAMPLE_Z_BOUND * float(sigma[k]) / math.sqrt(n))})",
-                      f"{fmt(float(mean_hat[k]))}", hint)
-    # Independence between elements: correlations of the standardized noise are about N(0, 1/n).
-    eps = (draws - mean_hat) / std_hat
-    corr = (eps.T @ eps) / n
-    corr.fill_diagonal_(0.0)
-    bound = SAMPLE_Z_BOUND / math.sqrt(n)
-    if float(corr.abs().max()) > bound:
-        flat = int(corr.abs().argmax())
-        i, j = divmod(flat, corr.shape[1])
-        raise failure(f"{what}: the noise of different elements is correlated over {n} draws",
-                      f"correlation within +-{fmt(bound)} between every two elements",
-                      f"{fmt(float(corr[i, j]))} between elements {index(i)} and {index(j)}",
-                      "draw one independent eps per element with the full shape of z_mean "
-                      "(torch.randn_like(z_mean)), not one eps per row or per column")
-
-
-def _all_close_rel(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return bool(((a - b).abs() <= SAMPLE_DIAG_RTOL * b.abs()).all())
 
 
 # ---------------------------------------------------------------------------------------------
