@@ -271,9 +271,39 @@ class Sandbox(Configurable):
                 *[a for k, v in sorted(env.items()) for a in ("--setenv", k, str(v))],
                 "--", *launcher, *argv]
 
+    def unreadable(self, environ=None) -> list[str]:
+        """The read-only paths that the kernel's uid cannot read, when the grader is root.
+
+        That uid belongs to no group, so a directory is readable only with the "other" bits
+        r and x (``chmod o+rX``), which a checkout or virtualenv made under ``umask 077``
+        lacks. Parent directories do not matter: the sandbox builds its own (mode 0755).
+        """
+        if not self.privileged():
+            return []  # the kernel keeps the grader's own uid
+        environ = os.environ if environ is None else environ
+        paths = [sys.base_prefix, sys.prefix, *self._package_dirs(), *self.read_only_paths,
+                 *self._data_dirs(environ)]
+        bad = []
+        for path in dict.fromkeys(os.path.realpath(p) for p in paths):
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                continue
+            need = 0o005 if stat.S_ISDIR(mode) else 0o004
+            if mode & need != need:
+                bad.append(f"{path} (mode {stat.S_IMODE(mode):04o})")
+        return bad
+
     def check(self) -> None:
         """Raise SandboxUnavailable, naming the problem and the fix, unless the sandbox starts."""
         bwrap = self.resolve_bwrap()
+        bad = self.unreadable()
+        if bad:
+            raise SandboxUnavailable(
+                "the student sandbox cannot start: the kernel runs as an unprivileged uid that can "
+                f"read only what every user may read, and cannot read {', '.join(bad)}. Make them "
+                "readable with `chmod -R o+rX PATH` (a checkout or virtualenv made under umask 077 "
+                "is private); their parent directories, e.g. a home directory, may stay private.")
         key = (bwrap, self.privileged())
         if key not in Sandbox._probed:
             with tempfile.TemporaryDirectory(prefix="autograder-probe-") as tmp:
