@@ -12,55 +12,20 @@ from torch.distributions import Normal, kl_divergence
 
 from autograder.checks.core import CheckFailure, NotImplementedYet
 from autograder.checks.vae import (MIN_LOGVAR_ALLOWED, check_decoder, check_encoder, check_loss_kl,
-                            check_loss_loglik, check_sample)
+                                   check_loss_loglik, check_sample)
+from conftest import solution_namespace
 
 # ---------------------------------------------------------------------------------------------
-# Reference implementation (a compact one; the solution notebook's own definitions are
-# checked further below)
+# The reference: the solution notebook's own definitions, extracted as the replay extracts a
+# submission's (no second copy of the solution here)
 # ---------------------------------------------------------------------------------------------
 
 MIN_LOGVAR = math.log(1e-3)
-
-
-class Encoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 5, stride=2), nn.BatchNorm2d(8), nn.ReLU(),  # (B, 8, 12, 12)
-            nn.Conv2d(8, 16, 5, stride=2), nn.ReLU(),                      # (B, 16, 4, 4)
-            nn.Flatten(),                                                  # (B, 256)
-            nn.Linear(256, 64), nn.ReLU(),
-        )
-        self.mean = nn.Linear(64, n_components)
-        self.logvar = nn.Linear(64, n_components)
-
-    def forward(self, x):
-        h = self.features(x)
-        return self.mean(h), self.logvar(h)
-
-    def sample(self, z_mean, z_logvar):
-        return z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
-
-
-class Decoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_components, 64), nn.BatchNorm1d(64), nn.ReLU(),
-                                  nn.Linear(64, 2 * 784))
-
-    def forward(self, z):
-        h = self.body(z).view(-1, 2, 28, 28)
-        y_mean, raw = h[:, :1], h[:, 1:]
-        y_logvar = MIN_LOGVAR + F.softplus(raw - MIN_LOGVAR)
-        return y_mean, y_logvar
-
-
-def loss_kl(z_mean, z_logvar):
-    return 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar).sum(1).mean()
-
-
-def loss_loglik(y_mean, y_logvar, x):
-    return 0.5 * (y_logvar + (x - y_mean) ** 2 / torch.exp(y_logvar)).sum(dim=(1, 2, 3)).mean()
+_SOLUTION = solution_namespace("vae")
+Encoder = _SOLUTION["Encoder"]
+Decoder = _SOLUTION["Decoder"]
+loss_kl = _SOLUTION["loss_kl"]
+loss_loglik = _SOLUTION["loss_loglik"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,13 +319,13 @@ class EncoderSingleTensor(EncoderMLP):
 
 class EncoderMeanOnly(Encoder):
     def forward(self, x):
-        return self.mean(self.features(x))
+        return self.mean_head(self.body(x))
 
 
 class EncoderSameHead(Encoder):
     def forward(self, x):
-        h = self.features(x)
-        return self.mean(h), self.mean(h)
+        h = self.body(x)
+        return self.mean_head(h), self.mean_head(h)
 
 
 class EncoderConstantLogvar(Encoder):
@@ -702,7 +667,6 @@ def test_passing_an_instance_or_class_is_explained():
 
 from autograder import vae  # noqa: E402
 from autograder.checks.thresholds import THRESHOLDS  # noqa: E402
-from conftest import solution_namespace  # noqa: E402
 
 
 @pytest.fixture(scope="module")
