@@ -53,7 +53,7 @@ check_trained_vae(Encoder, Decoder, n_components, trainset=..., testset=...)
     calibrated accuracy bar, and the negative ELBO per test image (KL + NLL without the constant
     0.5*784*log(2*pi)), computed by :func:`evaluate_vae` in float64 with torch.distributions and
     one z per image drawn with the fixed seed ``EVAL_Z_SEED`` (never with the student's loss
-    functions or ``sample``), passes the calibrated loss bar (``autograder.thresholds``).
+    functions or ``sample``), passes the calibrated loss bar (``autograder.checks.thresholds``).
 """
 from __future__ import annotations
 
