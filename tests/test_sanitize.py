@@ -202,7 +202,8 @@ def test_markdown_payloads(source, gone, named):
 @pytest.mark.parametrize(
     "source",
     [
-        "# Results\n\nThe loss is $\\frac{1}{N}\\sum_i x_i$ and `a < b`.\n\n> quoted\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
+        "# Results\n\nThe loss is $\\frac{1}{N}\\sum_i x_i$ and `a < b`.\n\n> quoted\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n",
         "![plot](loss.png) and a [link](https://pytorch.org)",
     ],
     ids=["markdown", "image-link"],
