@@ -35,6 +35,7 @@ from nbgrader_harness import (
     nbgrader_env,
     notebook,
     release,
+    scores,
     solution_cell,
     submit,
 )
@@ -222,6 +223,7 @@ def test_student_scripts_run_neither_in_formgrader_nor_in_feedback(tmp_path):
         submit(course, student, {"toy.ipynb": nb})
     run = autograde(course, timeout=120)
     assert run.returncode == 0, run.output
+    assert scores(course, "mallory") == {("toy", "test_square"): (1.0, 1.0)}  # grading is unaffected
     feedback = subprocess.run(
         [sys.executable, "-m", "nbgrader", "generate_feedback", "toy"],
         cwd=course,

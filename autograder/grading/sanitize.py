@@ -24,10 +24,11 @@ before it existed is clean too). For every cell it:
   nbconvert load widget code that renders student-chosen HTML).
 
 Whatever was removed is named in a visible note, a stdout stream after the output
-("[grader] removed from this output: <script>, onerror="), or the first line of the
-markdown cell, so the instructor knows. Clean content passes unchanged and gets no note, so
-running the step twice changes nothing. Grading is not affected: the step runs after the
-grades are saved, and ``text/plain`` (which nbgrader reads for partial credit) is never touched.
+("[grader] removed from this output: <script>, img onerror="), or the first line of the
+markdown cell, so the instructor knows. Clean content gets no note and renders as before
+(HTML is always stored as the sanitizer rewrote it), and running the step twice changes
+nothing. Grading is not affected: the step runs after the grades are saved, and
+``text/plain`` (which nbgrader reads for partial credit) is never touched.
 """
 
 from __future__ import annotations
@@ -309,8 +310,11 @@ def _inventory(markup: str) -> Counter:
 
 
 def _removed(before: str, after: str) -> list[str]:
-    """The markup in ``before`` that is not in ``after`` (used for the note only: what is kept
-    is always the sanitizer's output)."""
+    """The markup in ``before`` that is not in ``after``, read by the sanitizer's own parser.
+
+    Outputs always keep the sanitizer's output, so for them this only words the note; a markdown
+    cell is kept as written only when its rendering loses nothing here (``clean_markdown``).
+    """
     return sorted(_inventory(before) - _inventory(after))
 
 
