@@ -11,12 +11,13 @@ setup: $(STAMP)
 
 # CPU-only set-up: the local 2.13.0 CPU build of torch is installed first, so that
 # nothing else can resolve a (CUDA) torch from the index; torchvision is never installed.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/setup_sandbox.sh scripts/setup_browser.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	bash scripts/setup_sandbox.sh
+	bash scripts/setup_browser.sh
 	touch $(STAMP)
 
 test: lint

@@ -25,18 +25,23 @@ and for ``nbgrader autograde``:
   interrupted gradings are graded again on the next run;
 - ``RestoreCellMetadata`` before ``OverwriteCells``: tampered nbgrader cell metadata is reset
   to the source's instead of failing the whole notebook;
-- ``OverwriteCells.add_missing_cells``: a deleted test cell is put back and run.
+- ``OverwriteCells.add_missing_cells``: a deleted test cell is put back and run;
+- ``SanitizeOutputs`` last: what the notebook displays is cleaned of anything that could run in
+  the browser of whoever opens it (formgrader, feedback) (``autograder.grading.sanitize``);
+
+and for ``nbgrader generate_feedback``: ``SanitizeOutputs`` again, before the HTML is written.
 
 Values set in ``nbgrader_config.py`` after the call, or on the command line, win.
 """
 from __future__ import annotations
 
-from nbgrader.converters import Autograde
+from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
 from .execute import GradingExecute
 from .preprocessors import FlagGradingFailures, HarmlessStderr, RestoreCellMetadata
 from .report import RecordingExporter
+from .sanitize import SanitizeOutputs
 from .replay import ReplayChecks
 from ..sandbox import SandboxedKernelManager
 
@@ -59,7 +64,12 @@ def autograde_preprocessors() -> list[type]:
             pipeline += [HarmlessStderr, SaveAutoGrades, FlagGradingFailures]
         else:
             pipeline.append(pp)
-    return pipeline
+    return pipeline + [SanitizeOutputs]
+
+
+def feedback_preprocessors() -> list[type]:
+    """nbgrader's feedback pipeline with SanitizeOutputs before the HTML is written."""
+    return [*GenerateFeedback.class_traits()["preprocessors"].default(), SanitizeOutputs]
 
 
 def configure(c) -> None:
@@ -68,4 +78,5 @@ def configure(c) -> None:
     c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
     c.Autograde.autograde_preprocessors = autograde_preprocessors()
     c.Autograde.exporter_class = RecordingExporter
+    c.GenerateFeedback.preprocessors = feedback_preprocessors()
     c.OverwriteCells.add_missing_cells = True
