@@ -6,6 +6,8 @@ copy of the course, and print their points per test cell.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +50,31 @@ def demo(workdir: Path, names: tuple[str, ...] | None = None) -> None:
                 for (nb, cell), (score, max_score) in cells.items()]
         rows.sort(key=lambda r: (list(DEMO_STUDENTS).index(r[0]), order.index(r[1])))
         _print_table(rows, DEMO_STUDENTS)
+    print(next_steps(workdir, names))
+
+
+def next_steps(workdir: Path, names: tuple[str, ...]) -> str:
+    """What to do with the demo course: where it is, and the commands that continue from there."""
+    bin_dir = Path(sys.executable).parent
+    try:
+        shown = os.path.relpath(workdir)
+    except ValueError:
+        shown = str(workdir)
+    example = names[0]
+    return "\n".join([
+        "",
+        f"The demo course is a separate nbgrader course in {workdir}",
+        "(its own gradebook.db, submitted/, autograded/); the repository root is left as it was.",
+        "Continue there:",
+        "",
+        f"  cd {shown}",
+        f"  export PATH={bin_dir}:$PATH",
+        f"  nbgrader generate_feedback {example}    # HTML per student in feedback/<student>/{example}/",
+        "  nbgrader export                             # grades.csv, one row per student and assignment",
+        "  jupyter lab                                 # Nbgrader > Formgrader: scores, manual grading",
+        "  python -m autograder failures               # notebooks whose grading failed",
+        "",
+    ])
 
 
 def _print_table(rows, students) -> None:

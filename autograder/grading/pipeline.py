@@ -25,7 +25,13 @@ and for ``nbgrader autograde``:
   interrupted gradings are graded again on the next run;
 - ``RestoreCellMetadata`` before ``OverwriteCells``: tampered nbgrader cell metadata is reset
   to the source's instead of failing the whole notebook;
-- ``OverwriteCells.add_missing_cells``: a deleted test cell is put back and run.
+- ``OverwriteCells.add_missing_cells``: a deleted test cell is put back and run;
+- ``RecordingExporter`` also stops, with the command that fixes it, when the assignment was
+  never released (``autograder.grading.preflight``);
+
+and for ``nbgrader generate_feedback`` (and the formgrader's feedback button):
+
+- ``FeedbackExporter``: feedback folders hold only the HTML, not the student's weight files.
 
 Values set in ``nbgrader_config.py`` after the call, or on the command line, win.
 """
@@ -35,6 +41,7 @@ from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
 from .execute import GradingExecute
+from .feedback import FeedbackExporter
 from .preprocessors import FlagGradingFailures, HarmlessStderr, RestoreCellMetadata
 from .report import RecordingExporter
 from .replay import ReplayChecks
@@ -69,3 +76,4 @@ def configure(c) -> None:
     c.Autograde.autograde_preprocessors = autograde_preprocessors()
     c.Autograde.exporter_class = RecordingExporter
     c.OverwriteCells.add_missing_cells = True
+    c.GenerateFeedback.exporter_class = FeedbackExporter
