@@ -246,3 +246,26 @@ def test_pyproject_builds_without_warnings():
             os.chdir(cwd)
     assert [str(w.message) for w in caught if "license" in str(w.message).lower()] == []
     assert dist.metadata.license_expression == "MIT"
+
+
+# -- 11: collecting submissions from a learning platform ----------------------------------------------
+
+@pytest.mark.slow
+def test_zip_collect_brings_notebooks_and_weights(course):
+    """Does `nbgrader zip_collect` put each student's notebook and weights into submitted/ (course config)?"""
+    import zipfile
+
+    archive = course / "downloaded" / "toy" / "archive"
+    archive.mkdir(parents=True)
+    nb = nbformat.writes(fill(release(course, "toy"), {"square": SQUARE}))
+    with zipfile.ZipFile(archive / "all_submissions.zip", "w") as zf:
+        for student in ["zoe", "yan"]:
+            zf.writestr(f"{student}/toy.ipynb", nb)
+            zf.writestr(f"{student}/w.pth", b"weights of " + student.encode())
+            zf.writestr(f"{student}/notes.txt", "not collected")
+    run = nbgrader(course, "zip_collect", "toy")
+    assert run.returncode == 0, run.stdout + run.stderr
+    for student in ["zoe", "yan"]:
+        folder = course / "submitted" / student / "toy"
+        assert sorted(p.name for p in folder.iterdir()) == ["toy.ipynb", "w.pth"]
+        assert (folder / "w.pth").read_bytes() == b"weights of " + student.encode()
