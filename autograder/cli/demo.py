@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ..grading.course import COURSE_ROOT, RELEASE, all_scores, autograde, build_course, submit
+from ..grading.course import (COURSE_ROOT, RELEASE, AutogradeRun, all_scores, autograde_command, build_course,
+                              nbgrader_env, submit)
 from ..manifest import assignments, notebooks
 from .weights import reference_dir, source_path, train_weights, write_untrained_weights
 
@@ -38,10 +40,12 @@ def demo(workdir: Path, names: tuple[str, ...] | None = None) -> None:
                                           **{w: weights / w for w in nb.weights}}, assignment)
             dest = submit(workdir, "untrained", {f"{nb.name}.ipynb": solution}, assignment)
             write_untrained_weights(dest, [nb.name], assignment=assignment)
+        print(f"nbgrader autograde {assignment}: grading {len(DEMO_STUDENTS)} submissions ...", flush=True)
         start = time.perf_counter()
-        run = autograde(workdir, force=True, assignment=assignment)
-        print(f"nbgrader autograde {assignment}: {len(DEMO_STUDENTS)} submissions in "
-              f"{time.perf_counter() - start:.0f} s")
+        run = autograde_with_progress(workdir, assignment)
+        took = time.perf_counter() - start
+        print(f"nbgrader autograde {assignment}: {len(DEMO_STUDENTS)} submissions in {took:.0f} s "
+              f"({took / len(DEMO_STUDENTS):.0f} s per submission)")
         if run.returncode:
             print(run.output[-6000:])
         order = [nb.name for nb in notebooks(assignment)]
@@ -51,6 +55,21 @@ def demo(workdir: Path, names: tuple[str, ...] | None = None) -> None:
         rows.sort(key=lambda r: (list(DEMO_STUDENTS).index(r[0]), order.index(r[1])))
         _print_table(rows, DEMO_STUDENTS)
     print(next_steps(workdir, names))
+
+
+def autograde_with_progress(workdir: Path, assignment: str) -> AutogradeRun:
+    """``nbgrader autograde --force`` on every demo student, printing each notebook as it starts."""
+    start = time.monotonic()
+    lines = []
+    with subprocess.Popen(autograde_command(workdir, force=True, assignment=assignment), cwd=workdir,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=nbgrader_env()) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if "] Autograding " in line:
+                where = Path(line.split("] Autograding ", 1)[1].strip())
+                print(f"  {where.parent.parent.name}: {where.name}", flush=True)
+    return AutogradeRun(proc.returncode, "".join(lines), time.monotonic() - start)
 
 
 def next_steps(workdir: Path, names: tuple[str, ...]) -> str:

@@ -48,6 +48,9 @@ def execute_notebook(path: Path, *, timeout: int = 1800, env: dict | None = None
     run_env = dict(os.environ if env is None else env)
     run_env.pop("NBGRADER_EXECUTION", None)  # training mode
     run_env.setdefault("MPLBACKEND", "Agg")
+    # These small networks train fastest on one thread, and several times slower on two threads
+    # of a CPU that other programs keep busy (docs/calibration.md); notebooks may still set more.
+    run_env.setdefault("OMP_NUM_THREADS", "1")
     runtime = tempfile.mkdtemp(prefix="autograder-train-")
     # IPC sockets in a private folder: no TCP port, and no "running over TCP without encryption"
     km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(runtime, "kernel"),
