@@ -17,8 +17,8 @@ from autograder.cli.demo import next_steps
 from autograder.cli.weights import execute_notebook
 from autograder.grading.course import _config_text
 from autograder.grading.report import main as report_main
-from nbgrader_harness import (autograde, cell_source, fill, flagged, grade_cell, graded, make_course, markdown,
-                              nbgrader, notebook, outputs, release, scores, solution_cell, submit)
+from nbgrader_harness import (autograde, cell_source, fill, flagged, grade_cell, graded, make_course,
+                              markdown, nbgrader, notebook, outputs, release, scores, solution_cell, submit)
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKSUM_WARNING = "Attribute 'checksum' for cell"
@@ -32,7 +32,8 @@ PHYSICAL_CORES = "import joblib\nprint('physical cores:', joblib.cpu_count(only_
 def toy_source():
     return notebook(
         markdown("# Toy assignment\nImplement `square`."),
-        solution_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION", "square"),
+        solution_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+                      "square"),
         grade_cell("assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(12) == 144\n"
                    "### END HIDDEN TESTS", "test_square", 2),
         grade_cell(PHYSICAL_CORES, "test_cores", 1),
@@ -173,7 +174,7 @@ def test_feedback_holds_only_the_html(course):
 # -- 11: the failures command ---------------------------------------------------------------------
 
 def test_failures_command_before_any_grading(tmp_path, capsys):
-    """Does `python -m autograder failures` say that no grading has happened yet, rather than 'no failures'?"""
+    """Does `python -m autograder failures` say that no grading happened yet, rather than 'no failures'?"""
     assert report_main(["--course", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "no grading has happened yet" in out and "nbgrader autograde" in out
@@ -203,8 +204,8 @@ def test_training_shows_progress(tmp_path, capfd):
     """Does executing a notebook for training announce each cell and relay its bar live, without TCP noise?"""
     nb = notebook(markdown("# Training"),
                   nbformat.v4.new_code_cell("from tqdm import tqdm\nimport time"),
-                  nbformat.v4.new_code_cell("for epoch in tqdm(range(3), desc='epochs'):\n    time.sleep(0.3)\n"
-                                            "print('trained')"))
+                  nbformat.v4.new_code_cell("for epoch in tqdm(range(3), desc='epochs'):\n"
+                                            "    time.sleep(0.3)\nprint('trained')"))
     path = tmp_path / "train.ipynb"
     nbformat.write(nb, path)
     start = time.monotonic()

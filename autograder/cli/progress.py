@@ -71,7 +71,8 @@ class ProgressClient(NotebookClient):
         while not self._done.wait(5):
             if time.monotonic() - self._last >= self.heartbeat:
                 minutes = (time.monotonic() - self._cell_started) / 60
-                self._write(f"{self._newline()}[{self.label}] ... still running ({minutes:.0f} min in this cell)\n")
+                self._write(f"{self._newline()}[{self.label}] ... still running "
+                            f"({minutes:.0f} min in this cell)\n")
 
     def execute(self, **kw):
         beat = threading.Thread(target=self._beat, daemon=True)

@@ -4,7 +4,8 @@ nbgrader runs student code in the grader's own account. :class:`SandboxedKernelM
 starts each kernel inside `bubblewrap <https://github.com/containers/bubblewrap>`_ instead:
 
 - an empty root file system with read-only views of ``/usr``, ``/etc``, the CPU topology
-  (``/sys/devices/system/cpu``), the Python installation, the virtualenv, the course packages and the data directories;
+  (``/sys/devices/system/cpu``), the Python installation, the virtualenv, the course packages
+  and the data directories;
 - the notebook's working copy (the kernel's cwd) as the only writable host directory;
   the notebook files in it are hidden, because the sanitized copies hold the hidden tests;
 - the course root (gradebook, ``solutions/``, other students' folders) is not mounted;
