@@ -28,8 +28,13 @@ and for ``nbgrader autograde``:
 - ``OverwriteCells.add_missing_cells``: a deleted test cell is put back and run;
 - ``SanitizeOutputs`` last: what the notebook displays is cleaned of anything that could run in
   the browser of whoever opens it (formgrader, feedback) (``autograder.grading.sanitize``);
+- ``RecordingExporter`` also stops, with the command that fixes it, when the assignment was
+  never released (``autograder.grading.preflight``);
 
-and for ``nbgrader generate_feedback``: ``SanitizeOutputs`` again, before the HTML is written.
+and for ``nbgrader generate_feedback`` (and the formgrader's feedback button):
+
+- ``SanitizeOutputs`` again, before the HTML is written;
+- ``FeedbackExporter``: feedback folders hold only the HTML, not the student's weight files.
 
 Values set in ``nbgrader_config.py`` after the call, or on the command line, win.
 """
@@ -39,6 +44,7 @@ from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
 from .execute import GradingExecute
+from .feedback import FeedbackExporter
 from .preprocessors import FlagGradingFailures, HarmlessStderr, RestoreCellMetadata
 from .report import RecordingExporter
 from .sanitize import SanitizeOutputs
@@ -80,3 +86,4 @@ def configure(c) -> None:
     c.Autograde.exporter_class = RecordingExporter
     c.GenerateFeedback.preprocessors = feedback_preprocessors()
     c.OverwriteCells.add_missing_cells = True
+    c.GenerateFeedback.exporter_class = FeedbackExporter

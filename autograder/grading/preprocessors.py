@@ -7,6 +7,13 @@ was turned into a solution cell, makes nbgrader fail the whole notebook ("Incons
 checksums"), and a renamed grade_id crashes it (KeyError); with it the test cell is restored
 and run, so the student gets what the code deserves, no more and no less.
 
+It also puts the hidden tests back into locked cells that the student left as released.
+nbgrader records a locked cell's checksum and source *with* its hidden tests (SaveCells runs
+before ClearHiddenTests), so ``OverwriteCells`` finds every released test cell "changed" and
+warns ``Attribute 'checksum' for cell ... has changed!`` for honest submissions. A cell whose
+source is exactly the released text gets the recorded source silently; a cell that really was
+changed is left to ``OverwriteCells``, which warns and restores it.
+
 nbgrader scores a grade cell 0 when it has *any* stderr output (``utils.determine_grade``
 treats a stderr stream like an error), so a PyTorch warning or a tqdm progress bar in a
 passing test cell would cost all its points. ``HarmlessStderr`` (before SaveAutoGrades)
@@ -21,9 +28,10 @@ from __future__ import annotations
 
 from traitlets import Bool
 
+from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 
 
 class RestoreCellMetadata(NbGraderPreprocessor):
@@ -37,7 +45,14 @@ class RestoreCellMetadata(NbGraderPreprocessor):
             self.solution_cells = {c.name for c in source.solution_cells}
             self.task_cells = {c.name: c.max_score for c in source.task_cells}
             self.source_cells = {c.name: (c.locked, c.cell_type) for c in source.source_cells}
+            self.locked_sources = {c.name: c.source for c in source.source_cells if c.locked}
             return super().preprocess(nb, resources)
+
+    def released_source(self, source: str) -> str:
+        """A locked cell's recorded source as the release shows it (hidden tests removed)."""
+        cell = NotebookNode(source=source, cell_type="code", metadata={})
+        ClearHiddenTests(parent=self)._remove_hidden_test_region(cell)
+        return cell.source
 
     def preprocess_cell(self, cell, resources, cell_index):
         meta = cell.metadata.get("nbgrader")
@@ -65,6 +80,9 @@ class RestoreCellMetadata(NbGraderPreprocessor):
         if changed:
             self.log.warning("Cell %r: restoring nbgrader metadata %s from the source", grade_id, changed)
         cell.metadata["nbgrader"] = restored
+        recorded = self.locked_sources.get(grade_id)
+        if recorded is not None and cell.source != recorded and cell.source == self.released_source(recorded):
+            cell.source = recorded  # as released: put the hidden tests back without a warning
         return cell, resources
 
 

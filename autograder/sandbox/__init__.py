@@ -3,8 +3,9 @@
 nbgrader runs student code in the grader's own account. :class:`SandboxedKernelManager`
 starts each kernel inside `bubblewrap <https://github.com/containers/bubblewrap>`_ instead:
 
-- an empty root file system with read-only views of ``/usr``, ``/etc``, the Python
-  installation, the virtualenv, the course packages and the data directories;
+- an empty root file system with read-only views of ``/usr``, ``/etc``, the CPU topology
+  (``/sys/devices/system/cpu``), the Python installation, the virtualenv, the course packages
+  and the data directories;
 - the notebook's working copy (the kernel's cwd) as the only writable host directory;
   the notebook files in it are hidden, because the sanitized copies hold the hidden tests;
 - the course root (gradebook, ``solutions/``, other students' folders) is not mounted;
@@ -45,6 +46,7 @@ ENV_SWITCH = "AUTOGRADER_SANDBOX"
 GiB = 1024 ** 3
 MiB = 1024 ** 2
 LAUNCHER = Path(__file__).resolve().parent / "launch.py"
+CPU_INFO_DIR = "/sys/devices/system/cpu"
 FIX = ("Install bubblewrap with `make setup` (or `sudo scripts/setup_sandbox.sh`). "
        "Developers only: AUTOGRADER_SANDBOX=off runs student code without any isolation.")
 OFF_WARNING = (
@@ -154,9 +156,7 @@ class Sandbox(Configurable):
         ["NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "MNIST_ROOT", "TZ", "OMP_NUM_THREADS"],
         help="Environment variables copied into the sandbox when set; all others are dropped.").tag(config=True)
     env = Dict(
-        {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-         # joblib (scikit-learn) cannot count physical cores without /sys, and says so on stderr
-         "LOKY_MAX_CPU_COUNT": str(os.cpu_count() or 1)},
+        {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"},
         help="Environment variables set inside the sandbox.").tag(config=True)
 
     _probed: dict = {}
@@ -215,6 +215,10 @@ class Sandbox(Configurable):
         plan.bind("/etc")
         plan.special("--proc", "/proc")
         plan.special("--dev", "/dev")
+        # The CPU topology, read-only: without it lscpu fails and joblib (scikit-learn's probe,
+        # t-SNE) warns "Could not find the number of physical cores" into the student's output.
+        if os.path.isdir(CPU_INFO_DIR):
+            plan.bind(CPU_INFO_DIR)
         plan.tmpfs("/dev/shm", mode="1777", size=self.tmp_size)
         plan.tmpfs("/tmp", mode="1777", size=self.tmp_size)
 
