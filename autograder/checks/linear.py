@@ -509,9 +509,9 @@ def check_kl_sparsity(kl_sparsity, *, seed: int = 0) -> None:
         # 1. rho_hat = rho for every unit: 0.
         _check_kl_case(kl_sparsity, 0.05, torch.full((4, 3), 0.05),
                        "z = 0.05 everywhere, shape (4, 3) (rho_hat = rho, so KL = 0)")
-        # 2. By hand: 2 * (0.05 log 0.1 + 0.95 log 1.9) = 0.989257.
+        # 2. By hand: 2 * (0.05 log 0.1 + 0.95 log 1.9) = 0.989264.
         _check_kl_case(kl_sparsity, 0.05, torch.full((4, 2), 0.5),
-                       "z = 0.5 everywhere, shape (4, 2) (KL = 2 * 0.494629)")
+                       "z = 0.5 everywhere, shape (4, 2) (KL = 2 * 0.494632)")
         # 3. Activations that vary over the batch, several shapes and targets.
         for rho, (b, h) in ((0.05, (8, 5)), (0.2, (32, 20)), (0.05, (3, 7)), (0.1, (64, 2))):
             _check_kl_case(kl_sparsity, rho, _activations(gen, b, h),
@@ -543,6 +543,11 @@ def _sparse_forward(model, x, n: int, what: str):
                       "return z, xrec: the hidden activations first, then the reconstruction")
     z, xrec = out
     b = x.shape[0]
+    if getattr(z, "dim", lambda: 0)() == 4 and getattr(xrec, "dim", lambda: 0)() == 2:
+        raise failure(f"{what}: the outputs are in the wrong order",
+                      "a tuple (z, xrec): z of shape (batch_size, n_hidden) first",
+                      f"shapes {tuple(z.shape)} and {tuple(xrec.shape)}",
+                      "return z, xrec: the hidden activations first, then the reconstruction")
     check_tensor_output(z, (b, n), f"{what}: z", _code_hint(n, z).replace(
         "n_components", "n_hidden"))
     check_tensor_output(xrec, (b, 1, 28, 28), f"{what}: xrec",
@@ -594,7 +599,7 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     qa, _ = _qr(_f64(a).T)
     qb, _ = _qr(_f64(b).T)
     cos = _svdvals(qa.T @ qb).clamp(max=1.0)
-    return torch.rad2deg(torch.arccos(cos)).flip(0)
+    return torch.rad2deg(torch.arccos(cos))
 
 
 _DIVERGED = "the training diverged: lower the learning rate and train again"
