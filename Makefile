@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 
 # nbgrader runs alembic from PATH, hence the venv's bin first.
 release: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment autoencoders --force
+	for a in autoencoders bestiary; do PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment $$a --force || exit 1; done
 
 weights: $(STAMP)
 	$(PY) -m autograder weights

@@ -550,8 +550,9 @@ def test_thresholds_cover_both_sources_and_are_not_stricter_on_mnist():
 
 def test_bars_sit_between_reference_and_baselines():
     """Does every bar lie between the worst calibrated reference run and the best baseline?"""
-    ref = json.loads((COURSE_ROOT / "docs/calibration/linear-embedded.json").read_text())
-    plain = json.loads((COURSE_ROOT / "docs/calibration/linear-embedded-sparsity_weight=0.0.json").read_text())
+    folder = COURSE_ROOT / "docs" / "calibration"
+    ref = json.loads((folder / "linear-embedded.json").read_text())
+    plain = json.loads((folder / "linear-embedded-sparsity_weight=0.0.json").read_text())
     bars = THRESHOLDS["embedded"]["linear"]
     assert ref["max_angle_reference_max"] < bars["max_angle"] < ref["max_angle_untrained_min"]
     assert ref["error_ratio_reference_max"] < bars["error_ratio"] < ref["error_ratio_untrained_min"]

@@ -52,12 +52,18 @@ import torch
 from torch.distributions import Bernoulli, kl_divergence
 
 from ..manifest import notebook
-from .core import (call, failure, fmt, require_finite, require_shape, require_tensor,
-                   worst_element)
+from .core import call, failure, fmt, require_finite, require_shape, require_tensor, worst_element
 from .data import mnist_evaluation, mnist_sets
 from .modules import build, check_gradients, check_tensor_output, codes, image_hint, images, load_weights
-from .vae import (_check_loss_grads, _f64, _isolated_rng, _mistake_hint, _name_mistake,
-                  _require_callable, _require_loss_scalar)
+from .vae import (
+    _check_loss_grads,
+    _f64,
+    _isolated_rng,
+    _mistake_hint,
+    _name_mistake,
+    _require_callable,
+    _require_loss_scalar,
+)
 
 __all__ = [
     "check_pca", "check_linear_autoencoder", "check_l1_penalty", "check_kl_sparsity",
