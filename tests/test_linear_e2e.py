@@ -64,7 +64,7 @@ def graded(tmp_path_factory):
     mistakes = _edit(mistakes, "linear_kl", KL_LINE, KL_SWAPPED)
     submit(course, "mistakes", {"linear.ipynb": mistakes, **trained}, ASSIGNMENT)
     # Correct alternatives: eigh with reordering, and a linear AE without biases.
-    alternative = _edit(solution, "linear_pca", PCA_SVD + "\n", PCA_EIGH + "\n    ")
+    alternative = _edit(solution, "linear_pca", PCA_SVD, PCA_EIGH)
     alternative = _edit(alternative, "linear_autoencoder", "nn.Linear(28 * 28, n_components)",
                         "nn.Linear(28 * 28, n_components, bias=False)")
     alternative = _edit(alternative, "linear_autoencoder", "nn.Linear(n_components, 28 * 28)",
