@@ -21,10 +21,14 @@ from types import MappingProxyType
 
 @dataclass(frozen=True)
 class Model:
-    """A class the student writes, built as ``cls(n_components)``, saved as ``weights``."""
+    """A class the student writes, built as ``cls(n_components)`` (or ``cls(size)`` when
+    ``size`` is given), saved as ``weights``."""
 
     cls: str
     weights: str
+    #: The argument the instructor tools build the class with, when not ``n_components``
+    #: (e.g. ``SparseAutoencoder(n_hidden)``).
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,18 @@ NOTEBOOKS: tuple[Notebook, ...] = (
         points=_points(test_vae_encoder=1, test_vae_sample=2, test_vae_loss_kl=2,
                        test_vae_decoder=2, test_vae_loss_loglik=2, test_vae_trained=4),
         eval_seeds=VARIANCE_EVAL_SEEDS,
+    ),
+    Notebook(
+        name="linear", assignment="bestiary", checks="autograder.checks.linear",
+        models=(Model("LinearAutoencoder", "linear_ae.pth"),
+                Model("SparseAutoencoder", "sparse_ae.pth", size=64)),
+        settings=("skip_training", "n_components", "n_hidden", "n_epochs", "n_epochs_sparse",
+                  "batch_size", "learning_rate", "sparsity_weight", "rho", "seed"),
+        points=_points(test_linear_pca=3, test_linear_autoencoder=2, test_linear_subspace=2,
+                       test_linear_error=2, test_linear_l1=1, test_linear_kl=2,
+                       test_linear_sparse_autoencoder=1, test_linear_sparse_activation=1,
+                       test_linear_sparse_share=1, test_linear_sparse_error=1),
+        n_components=6,
     ),
 )
 

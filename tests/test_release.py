@@ -13,16 +13,15 @@ import nbformat
 import pytest
 
 from autograder.grading.course import nbgrader_env
+from autograder.manifest import assignments, notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "solutions"
-RELEASE = ROOT / "assignments"
-#: The notebooks this test expects, pinned: a notebook that vanishes from the manifest or from
-#: solutions/ fails here instead of dropping out of the parametrization.
+#: The notebooks every assignment must hold (pinned, so that a vanished notebook fails).
 EXPECTED = {
-    "autoencoders": ("ae", "dae", "vae"),
+    "autoencoders": ["ae.ipynb", "dae.ipynb", "vae.ipynb"],
+    "bestiary": ["linear.ipynb"],
 }
-NOTEBOOKS = [f"{a}/{n}.ipynb" for a, names in EXPECTED.items() for n in names]
+NOTEBOOKS = [(a, name) for a in sorted(EXPECTED) for name in EXPECTED[a]]
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS",
            "### END HIDDEN TESTS")
 
@@ -37,7 +36,7 @@ def regenerated(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions", course / "solutions",
                     ignore=shutil.ignore_patterns("*.pth", ".ipynb_checkpoints"))
-    for assignment in EXPECTED:
+    for assignment in sorted(EXPECTED):
         proc = subprocess.run([str(Path(sys.executable).with_name("nbgrader")), "generate_assignment",
                                assignment, "--force", "--no-db"], cwd=course,
                               capture_output=True, text=True, env=nbgrader_env())
@@ -45,33 +44,38 @@ def regenerated(tmp_path_factory) -> Path:
     return course / "assignments"
 
 
-def test_expected_notebooks_are_the_course():
-    """Are the pinned notebooks exactly the manifest's, and exactly the source notebooks on disk
-    (no notebook vanished, none unregistered)?"""
-    from autograder.manifest import NOTEBOOKS as MANIFEST
+@pytest.mark.parametrize("assignment", sorted(EXPECTED))
+def test_there_are_notebooks(assignment):
+    """Does each assignment hold exactly the source and release notebooks it should, those of
+    the course manifest?"""
+    expected = EXPECTED[assignment]
+    assert sorted(p.name for p in (ROOT / "solutions" / assignment).glob("*.ipynb")) == expected
+    assert sorted(p.name for p in (ROOT / "assignments" / assignment).glob("*.ipynb")) == expected
+    assert sorted(f"{nb.name}.ipynb" for nb in notebooks(assignment)) == expected
 
-    pinned = {(a, n) for a, names in EXPECTED.items() for n in names}
-    assert {(nb.assignment, nb.name) for nb in MANIFEST} == pinned
-    on_disk = {(p.parent.name, p.stem) for p in SOURCE.glob("*/*.ipynb")}
-    assert on_disk == pinned, "solutions/ and the course manifest disagree"
+
+def test_every_assignment_is_pinned():
+    """Is every assignment of the course manifest in the pinned list?"""
+    assert sorted(assignments()) == sorted(EXPECTED)
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_release_is_regenerated(name, regenerated):
+@pytest.mark.parametrize("assignment, name", NOTEBOOKS)
+def test_release_is_regenerated(assignment, name, regenerated):
     """Is the committed release identical to a fresh `nbgrader generate_assignment`?"""
-    fresh = json.loads((regenerated / name).read_text())
-    committed_path = RELEASE / name
+    fresh = json.loads((regenerated / assignment / name).read_text())
+    committed_path = ROOT / "assignments" / assignment / name
     assert committed_path.exists(), f"{committed_path} is missing: run `make release`"
     committed = json.loads(committed_path.read_text())
     assert committed == fresh, (f"{name}: assignments/ differs from what solutions/ generates; "
                                 f"edit solutions/ only and run `make release`")
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_no_solution_or_hidden_text_leaks(name):
+@pytest.mark.parametrize("assignment, name", NOTEBOOKS)
+def test_no_solution_or_hidden_text_leaks(assignment, name):
     """Does no line of a solution or hidden-test region appear in the release?"""
-    source = nbformat.read(SOURCE / name, as_version=4)
-    release_text = "\n".join(c.source for c in nbformat.read(RELEASE / name, as_version=4).cells)
+    source = nbformat.read(ROOT / "solutions" / assignment / name, as_version=4)
+    release_text = "\n".join(c.source for c in nbformat.read(ROOT / "assignments" / assignment / name,
+                                                             as_version=4).cells)
     for marker in MARKERS:
         assert marker not in release_text, f"{name}: marker {marker!r} in the release"
     secret_lines, public_text = set(), []
@@ -92,10 +96,10 @@ def test_no_solution_or_hidden_text_leaks(name):
     assert not leaked, f"{name}: solution/hidden text in the release: {leaked[:5]}"
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_markers_are_balanced(name):
+@pytest.mark.parametrize("assignment, name", NOTEBOOKS)
+def test_markers_are_balanced(assignment, name):
     """Is every BEGIN marker of the source closed by its END marker in the same cell?"""
-    for i, cell in enumerate(nbformat.read(SOURCE / name, as_version=4).cells):
+    for i, cell in enumerate(nbformat.read(ROOT / "solutions" / assignment / name, as_version=4).cells):
         lines = [line.strip() for line in cell.source.splitlines()]
         for begin, end in (MARKERS[:2], MARKERS[2:]):
             depth = 0

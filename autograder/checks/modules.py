@@ -224,6 +224,20 @@ def split_outputs(out, spec: Spec, batch_size: int, n: int | None, what: str) ->
     return outs
 
 
+def check_tensor_output(out, shape: tuple, what: str, hint: str | None = None) -> torch.Tensor:
+    """One output, coarse to fine: a real torch.Tensor, float32, the shape, finite values."""
+    out = require_tensor(out, what)
+    require_dtype(out, _float32, what)
+    require_shape(out, shape, what, hint)
+    require_finite(out, what)
+    return out
+
+
+def check_gradients(model: nn.Module, loss: torch.Tensor, what: str) -> None:
+    """Backpropagating ``loss`` gives finite gradients, not all zero, to the parameters."""
+    grads_reach_parameters(model, (loss,), ("the output",), what, torch.Generator().manual_seed(0))
+
+
 def _check_distinct(outs, spec: Spec, what: str) -> None:
     a, b = outs[0], outs[1]
     if bool(_equal(a.detach(), b.detach())):
