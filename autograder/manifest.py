@@ -49,6 +49,8 @@ class Notebook:
     eval_seeds: tuple[int, int] | None = None
     #: ``n_components`` of the models the instructor tools build (untrained weights, calibration).
     n_components: int = 10
+    #: Further files the notebook saves for its own plots; never graded, never required.
+    extra_files: tuple[str, ...] = ()
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -109,6 +111,7 @@ NOTEBOOKS: tuple[Notebook, ...] = (
                        test_linear_sparse_autoencoder=1, test_linear_sparse_activation=1,
                        test_linear_sparse_share=1, test_linear_sparse_error=1),
         n_components=6,
+        extra_files=("plain_ae.pth",),  # the plain AE of the activation-histogram comparison
     ),
 )
 
