@@ -17,7 +17,7 @@ FULL = {"test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_trained": 4.0}
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     weights = reference_weights("ae")
-    course = build_course(tmp_path_factory.mktemp("ae") / "course")
+    course = build_course(tmp_path_factory.mktemp("ae") / "course", (ASSIGNMENT,))
     solution = SOLUTIONS / "ae.ipynb"
     trained = {w: weights / w for w in WEIGHTS["ae"]}
     submit(course, "reference", {"ae.ipynb": solution, **trained})

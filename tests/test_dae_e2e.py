@@ -17,7 +17,7 @@ FULL = {"test_dae": 3.0, "test_dae_trained": 4.0}
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     weights = reference_weights("dae")
-    course = build_course(tmp_path_factory.mktemp("dae") / "course")
+    course = build_course(tmp_path_factory.mktemp("dae") / "course", (ASSIGNMENT,))
     solution = SOLUTIONS / "dae.ipynb"
     trained = {w: weights / w for w in WEIGHTS["dae"]}
     submit(course, "reference", {"dae.ipynb": solution, **trained})

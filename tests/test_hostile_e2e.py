@@ -80,7 +80,7 @@ def _replace_solution(text: str, grade_id: str, new_body: str) -> str:
 def graded(tmp_path_factory):
     ae_weights = reference_weights("ae")
     vae_weights = reference_weights("vae")
-    course = build_course(tmp_path_factory.mktemp("hostile") / "course")
+    course = build_course(tmp_path_factory.mktemp("hostile") / "course", (ASSIGNMENT,))
     ae = (SOLUTIONS / "ae.ipynb").read_text()
 
     patched = _edit_cell(ae.replace("nn.Linear(250, n_components),", "nn.Linear(250, 10),"),

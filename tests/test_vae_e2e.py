@@ -20,7 +20,7 @@ FULL = {"test_vae_encoder": 1.0, "test_vae_sample": 2.0, "test_vae_loss_kl": 2.0
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     weights = reference_weights("vae")
-    course = build_course(tmp_path_factory.mktemp("vae") / "course")
+    course = build_course(tmp_path_factory.mktemp("vae") / "course", (ASSIGNMENT,))
     solution = SOLUTIONS / "vae.ipynb"
     trained = {w: weights / w for w in WEIGHTS["vae"]}
     submit(course, "reference", {"vae.ipynb": solution, **trained})
