@@ -53,9 +53,10 @@ check_trained_vae_probe / check_trained_vae_loss(Encoder, Decoder, n_components,
     both). The saved weights load into freshly built models, put in eval() mode; on the seeded
     varianceMNIST evaluation sets (``EVAL_SEED_TRAIN``, ``EVAL_SEED_TEST``), a
     logistic-regression probe on z_mean passes the calibrated accuracy bar, and the negative
-    ELBO per test image (KL + NLL without the constant 0.5*784*log(2*pi)), computed by :func:`evaluate_vae` in float64 with torch.distributions and
-    one z per image drawn with the fixed seed ``EVAL_Z_SEED`` (never with the student's loss
-    functions or ``sample``), passes the calibrated loss bar (``autograder.thresholds``).
+    ELBO per test image (KL + NLL without the constant 0.5*784*log(2*pi)), computed by
+    :func:`evaluate_vae` in float64 with torch.distributions and one z per image drawn with
+    the fixed seed ``EVAL_Z_SEED`` (never with the student's loss functions or ``sample``),
+    passes the calibrated loss bar (``autograder.thresholds``).
 """
 from __future__ import annotations
 
@@ -1070,8 +1071,9 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
 
     Both sets are made seeded varianceMNIST sets (``data.seeded_variance``), and both models
     are put in eval mode (``train_mode=True``: left in train mode, for a hint). The probe is
-    fitted on z_mean of the training samples and scored on z_mean of the test samples. The loss uses none of the student's loss functions and not their ``sample``: for
-    each test image, z = z_mean + exp(0.5*z_logvar) * eps with eps from a generator seeded with
+    fitted on z_mean of the training samples and scored on z_mean of the test samples. The
+    loss uses none of the student's loss functions and not their ``sample``: for each test
+    image, z = z_mean + exp(0.5*z_logvar) * eps with eps from a generator seeded with
     ``EVAL_Z_SEED`` (one draw per image, in test-set order), then, in float64 with
     torch.distributions, KL(q(z | x) || N(0, I)) and -log N(x | y_mean, exp(y_logvar)) of the
     decoder's output for that z (without the constant 0.5*784*log(2*pi), as in the notebook).
