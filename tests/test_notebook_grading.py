@@ -199,3 +199,16 @@ def test_save_model_moves_cuda_weights_to_the_cpu(tmp_path):
     state = torch.load(tmp_path / "w.pth", weights_only=True)
     assert {t.device.type for t in state.values()} == {"cpu"}
     assert next(model.parameters()).device.type == "cuda"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_gpu_check_fails_clearly_without_cuda(course_root):
+    """Does scripts/gpu_check.sh stop at once, saying why, where no CUDA device exists?"""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=course_root, capture_output=True,
+                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+    assert proc.returncode == 1
+    assert "gpu_check: no CUDA device: torch.cuda.is_available() is False" in proc.stderr
+    assert not (course_root / "gpu-check").exists()
