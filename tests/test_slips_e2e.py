@@ -54,8 +54,12 @@ AE_SOFTMAX = "        return F.softmax(self.deconv(h).flatten(1), dim=1).reshape
 
 
 def _swap(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    """The notebook JSON ``text`` with ``old`` replaced by ``new`` in the one cell holding it."""
+    nb = nbformat.reads(text, as_version=4)
+    assert sum(c.source.count(old) for c in nb.cells) == 1, old
+    for cell in nb.cells:
+        cell.source = cell.source.replace(old, new)
+    return nbformat.writes(nb)
 
 
 def _state(path):
