@@ -198,7 +198,9 @@ def test_validate_fails_a_missed_bar_and_passes_the_reference(graded_course, tmp
     missed = _validate(tmp_path / "untrained", "ae")
     text = missed.stdout + missed.stderr
     assert "VALIDATION FAILED" in text, text[-3000:]
-    assert "accuracy too low" in text and "reconstruction error" in text, text[-3000:]
+    # nbgrader validate shortens long lines: the short lines of both messages are there.
+    assert "expected >= 0.750" in text and "expected <= 0.0350" in text, text[-3000:]
+    assert "the message below says what to change" in text
     passed = _validate(tmp_path / "trained", "ae")
     text = passed.stdout + passed.stderr
     assert "Success! Your notebook passes all the tests." in text, text[-3000:]

@@ -50,6 +50,7 @@ def test_kernel_traceback_shows_the_call_and_message_only(tracebacks):
     assert "checks.check_encoder(Encoder)  # my call" in text
     assert "CheckFailure" in text and "use n_components in the last layer" in text
     assert "autograder/checks" not in text and "modules.py" not in text, text
+    assert "File <check_encoder>:1" in text and "the message below says what to change" in text
 
 
 def test_the_frames_would_be_there_without_hiding(tracebacks):

@@ -7,6 +7,7 @@ what was tried, what was expected, what came out, and a hint tied to a common mi
 from __future__ import annotations
 
 import functools
+import linecache
 import math
 import traceback
 
@@ -34,6 +35,10 @@ def failure(tried: str, expected: str | None = None, got: str | None = None,
     return CheckFailure("\n".join(lines))
 
 
+#: The one line a student sees of a failed check's own frame.
+_RAISE_SOURCE = "raise failure from None  # the message below says what to change\n"
+
+
 def student_facing(check):
     """Show a student only their own call when ``check`` fails.
 
@@ -44,7 +49,9 @@ def student_facing(check):
     their cell that called the check, and the message. Any other exception (a bug in the
     grader) keeps its full traceback.
     """
-    raiser = compile("raise failure from None", f"<{check.__name__}>", "exec")
+    filename = f"<{check.__name__}>"
+    raiser = compile(_RAISE_SOURCE, filename, "exec")
+    linecache.cache[filename] = (len(_RAISE_SOURCE), None, [_RAISE_SOURCE], filename)
 
     @functools.wraps(check)
     def wrapper(*args, **kwargs):
