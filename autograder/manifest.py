@@ -43,7 +43,8 @@ class Notebook:
     models: tuple[Model, ...]
     #: The literal constants of the settings cell (the replay keeps the student's values).
     settings: tuple[str, ...]
-    #: Points per grade cell, as in the source notebook (a test compares the two).
+    #: Points per grade cell, as in the source notebook (a test compares the two). Each
+    #: property of a trained model has its own cell: one bar, one set of points.
     points: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     #: Seeds of the graded evaluation sets (noise of train item i and test item i), or None.
     eval_seeds: tuple[int, int] | None = None
@@ -83,13 +84,14 @@ NOTEBOOKS: tuple[Notebook, ...] = (
         name="ae", assignment="autoencoders", checks="autograder.checks.ae",
         models=(Model("Encoder", "ae_encoder.pth"), Model("Decoder", "ae_decoder.pth")),
         settings=_SETTINGS,
-        points=_points(test_ae_encoder=2, test_ae_decoder=2, test_ae_trained=4),
+        points=_points(test_ae_encoder=2, test_ae_decoder=2, test_ae_probe=2,
+                       test_ae_reconstruction=2),
     ),
     Notebook(
         name="dae", assignment="autoencoders", checks="autograder.checks.dae",
         models=(Model("DAE", "dae.pth"),),
         settings=(*_SETTINGS, "sigma_n"),
-        points=_points(test_dae=3, test_dae_trained=4),
+        points=_points(test_dae=3, test_dae_probe=2, test_dae_denoising=2),
         eval_seeds=VARIANCE_EVAL_SEEDS,
     ),
     Notebook(
@@ -97,7 +99,8 @@ NOTEBOOKS: tuple[Notebook, ...] = (
         models=(Model("Encoder", "vae_encoder.pth"), Model("Decoder", "vae_decoder.pth")),
         settings=_SETTINGS,
         points=_points(test_vae_encoder=1, test_vae_sample=2, test_vae_loss_kl=2,
-                       test_vae_decoder=2, test_vae_loss_loglik=2, test_vae_trained=4),
+                       test_vae_decoder=2, test_vae_loss_loglik=2, test_vae_probe=2,
+                       test_vae_loss=2),
         eval_seeds=VARIANCE_EVAL_SEEDS,
     ),
     Notebook(

@@ -27,6 +27,8 @@ builtins.abs = lambda x: 0
 sklearn.linear_model.LogisticRegression.score = lambda self, X, y: 1.0
 autograder.checks.ae.check_encoder = lambda *a, **k: None
 autograder.checks.ae.check_trained_ae = lambda *a, **k: None
+autograder.checks.ae.check_trained_ae_probe = lambda *a, **k: None
+autograder.checks.ae.check_trained_ae_reconstruction = lambda *a, **k: None
 autograder.checks.core.require_shape = lambda *a, **k: None
 data_tools.probe.probe_accuracy = lambda *a, **k: 1.0
 _ip = get_ipython()
@@ -126,10 +128,12 @@ def test_patched_checks_earn_nothing(graded):
     swallows errors and one that shows a number after each cell (partial credit) gain no point?"""
     course, result = graded
     assert _points(result, "patcher", "ae") == {
-        "test_ae_encoder": 0.0, "test_ae_decoder": 2.0, "test_ae_trained": 0.0}
+        "test_ae_encoder": 0.0, "test_ae_decoder": 2.0, "test_ae_probe": 0.0,
+        "test_ae_reconstruction": 0.0}
     errors = _errors(course, "patcher", "ae")
     assert "use n_components in the last layer" in errors["test_ae_encoder"]
-    assert "accuracy too low" in errors["test_ae_trained"]
+    assert "accuracy too low" in errors["test_ae_probe"]
+    assert "reconstruction error" in errors["test_ae_reconstruction"]
 
 
 @pytest.mark.parametrize("student, message", [
@@ -143,8 +147,10 @@ def test_bad_weights_lose_only_trained_points(graded, student, message):
     with a message naming the problem?"""
     course, result = graded
     assert _points(result, student, "ae") == {
-        "test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_trained": 0.0}
-    assert message in _errors(course, student, "ae")["test_ae_trained"]
+        "test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_probe": 0.0,
+        "test_ae_reconstruction": 0.0}
+    errors = _errors(course, student, "ae")
+    assert message in errors["test_ae_probe"] and message in errors["test_ae_reconstruction"]
 
 
 def test_malicious_pickle_never_runs(graded):

@@ -901,7 +901,8 @@ def test_evaluate_is_repeatable_and_seeds_the_data(block_data):
 
 
 def test_trained_check_passes_a_good_model(block_data, tmp_path, capsys):
-    """Does a model that knows the data pass, with a one-line report of got and required?"""
+    """Does a model that knows the data pass, with one line per graded number: got, passes,
+    required and the data source?"""
     from data_tools.utils import save_model
 
     save_model(BlockEncoder(), tmp_path / "enc.pth")
@@ -911,7 +912,11 @@ def test_trained_check_passes_a_good_model(block_data, tmp_path, capsys):
                           testset=block_data[1], encoder_path=tmp_path / "enc.pth",
                           decoder_path=tmp_path / "dec.pth")
     out = capsys.readouterr().out
-    assert out.startswith("probe accuracy on z_mean 1.000 (required >= ") and "test loss" in out
+    probe, loss = out.splitlines()
+    assert probe.startswith("linear probe accuracy on z_mean of the test samples: 1.000, passes: "
+                            "required >= 0.700 (reference about 0.792) on the embedded data")
+    assert probe.endswith("models in eval() mode")
+    assert loss.startswith("test loss per image (KL + NLL): ") and ", passes: required <= " in loss
 
 
 def _check(tmp_path, Encoder_, Decoder_, data):
@@ -985,17 +990,19 @@ def test_trained_check_unreadable_weights(tmp_path, block_data):
 
 
 def test_notebook_states_the_current_bars():
-    """Does the notebook tell students the bars that autograder/checks/thresholds.py holds?"""
+    """Does the notebook's table tell students, per data source, the bars that
+    autograder/checks/thresholds.py holds?"""
     import nbformat
 
     from conftest import SOLUTIONS
 
     nb = nbformat.read(SOLUTIONS / "vae.ipynb", as_version=4)
-    text = " ".join(" ".join(c.source for c in nb.cells if c.cell_type == "markdown").split())
-    emb, full = THRESHOLDS["embedded"]["vae"], THRESHOLDS["mnist"]["vae"]
-    assert (f"probe accuracy of at least {emb['probe_accuracy']:.2f} and a test loss of at most "
-            f"{emb['loss']:,.0f} on the embedded data") in text
-    assert f"at least {full['probe_accuracy']:.2f} and at most {full['loss']:,.0f})" in text
+    rows = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
+            if line.startswith("| ")]
+    for source, label in (("embedded", "| embedded, "), ("mnist", "| full MNIST, ")):
+        bars = THRESHOLDS[source]["vae"]
+        (row,) = [r for r in rows if r.startswith(label)]
+        assert f"≥ {bars['probe_accuracy']:.2f}" in row and f"≤ {bars['loss']:.0f}" in row, row
 
 
 class HugeNegativeDecoder(ConstantDecoder):

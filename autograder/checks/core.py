@@ -7,6 +7,8 @@ what was tried, what was expected, what came out, and a hint tied to a common mi
 from __future__ import annotations
 
 import contextlib
+import functools
+import linecache
 import math
 import traceback
 
@@ -38,6 +40,36 @@ def failure(tried: str, expected: str | None = None, got: str | None = None,
     return CheckFailure("\n".join(lines))
 
 
+#: The one line a student sees of a failed check's own frame.
+_RAISE_SOURCE = "raise failure from None  # the message below says what to change\n"
+
+
+def student_facing(check):
+    """Show a student only their own call when ``check`` fails.
+
+    A :class:`CheckFailure` leaves ``check`` with its traceback cut at this wrapper, whose frame
+    IPython (and pytest) leave out (``__tracebackhide__``), and is raised again from a frame
+    that holds no code of the grader and is named after the check (``File <check_encoder>:1``):
+    IPython always shows the frame an exception was raised in. The student sees the line of
+    their cell that called the check, and the message. Any other exception (a bug in the
+    grader) keeps its full traceback.
+    """
+    filename = f"<{check.__name__}>"
+    raiser = compile(_RAISE_SOURCE, filename, "exec")
+    linecache.cache[filename] = (len(_RAISE_SOURCE), None, [_RAISE_SOURCE], filename)
+
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
+        try:
+            return check(*args, **kwargs)
+        except CheckFailure as exc:
+            caught = exc.with_traceback(None)
+        exec(raiser, {"failure": caught})
+
+    return wrapper
+
+
 def _student_frame(exc: BaseException) -> str:
     """The innermost traceback frame that is not library code, as 'line N: code'."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -54,6 +86,7 @@ def _student_frame(exc: BaseException) -> str:
 
 def call(fn, *args, what: str, **kwargs):
     """Call student code; turn a stub or a crash into a readable CheckFailure."""
+    __tracebackhide__ = True  # noqa: F841
     try:
         return fn(*args, **kwargs)
     except NotImplementedError:
@@ -87,6 +120,7 @@ def _crash_hint(exc: Exception) -> str:
 
 def require_tensor(value, what: str) -> torch.Tensor:
     """The value is a real torch.Tensor (not a subclass, tuple, array or look-alike)."""
+    __tracebackhide__ = True  # noqa: F841
     if type(value) is not _Tensor:
         if isinstance(value, (tuple, list)):
             hint = (f"return a single tensor, not a {type(value).__name__} of "
@@ -102,6 +136,7 @@ def require_tensor(value, what: str) -> torch.Tensor:
 
 def require_dtype(t: torch.Tensor, dtype: torch.dtype, what: str) -> None:
     """The tensor has the given dtype."""
+    __tracebackhide__ = True  # noqa: F841
     if t.dtype != dtype:
         raise failure(f"{what}: wrong dtype", str(dtype), str(t.dtype),
                       "keep the computation in float32 (no .double(), no numpy round trip)")
@@ -109,6 +144,7 @@ def require_dtype(t: torch.Tensor, dtype: torch.dtype, what: str) -> None:
 
 def require_shape(t: torch.Tensor, shape: tuple, what: str, hint: str | None = None) -> None:
     """The tensor has exactly the given shape."""
+    __tracebackhide__ = True  # noqa: F841
     if tuple(t.shape) != tuple(shape):
         raise failure(f"{what}: wrong shape", f"shape {tuple(shape)}",
                       f"shape {tuple(t.shape)}", hint)
@@ -116,6 +152,7 @@ def require_shape(t: torch.Tensor, shape: tuple, what: str, hint: str | None = N
 
 def require_finite(t: torch.Tensor, what: str, hint: str | None = None) -> None:
     """All entries are finite."""
+    __tracebackhide__ = True  # noqa: F841
     finite = _isfinite(t.detach())
     if not bool(finite.all()):
         n_bad = int((~finite).sum())
