@@ -1,7 +1,7 @@
 """Helpers of the training cells: the test-set loss of an epoch."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 from autograder.cli.weights import write_untrained_weights
-from autograder.grading.course import all_scores, autograde, build_course, submit, nbgrader
-
-from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
+from autograder.grading.course import all_scores, autograde, build_course, nbgrader, submit
 
 pytestmark = pytest.mark.slow
 

@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import solution_namespace
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from autograder import CheckFailure, NotImplementedYet
 from autograder import dae as checks
-from data_tools.variance import (CORRUPTION_STREAM, DATA_STREAM, VarianceMNIST, corrupt,
-                                 seeded_normal)
-
-from conftest import solution_namespace
+from data_tools.variance import CORRUPTION_STREAM, DATA_STREAM, VarianceMNIST, corrupt, seeded_normal
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,9 +92,9 @@ def test_seeded_set_is_fixed_and_independent_of_access_order():
 
 def test_seeded_set_is_identical_in_another_process():
     """Does a fresh Python process draw the very same seeded samples (grading on another machine)?"""
-    code = ("import torch, sys; sys.path.insert(0, %r)\n"
+    code = (f"import torch, sys; sys.path.insert(0, {str(REPO)!r})\n"
             "from data_tools.variance import seeded_normal\n"
-            "print(repr(seeded_normal(1002, [0, 17, 999])[:, 0, 10, 10:14].tolist()))" % str(REPO))
+            "print(repr(seeded_normal(1002, [0, 17, 999])[:, 0, 10, 10:14].tolist()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     here = seeded_normal(1002, [0, 17, 999])[:, 0, 10, 10:14].tolist()
     assert out.stdout.strip() == repr(here)

@@ -12,13 +12,28 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbgrader_harness import (
+    autograde,
+    cell_source,
+    fill,
+    flagged,
+    grade_cell,
+    graded,
+    make_course,
+    markdown,
+    nbgrader,
+    notebook,
+    outputs,
+    release,
+    scores,
+    solution_cell,
+    submit,
+)
 
 from autograder.cli.demo import next_steps
 from autograder.cli.weights import execute_notebook
 from autograder.grading.course import _config_text
 from autograder.grading.report import main as report_main
-from nbgrader_harness import (autograde, cell_source, fill, flagged, grade_cell, graded, make_course,
-                              markdown, nbgrader, notebook, outputs, release, scores, solution_cell, submit)
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKSUM_WARNING = "Attribute 'checksum' for cell"

@@ -9,6 +9,7 @@ import re
 import nbformat
 import pytest
 import torch
+from conftest import COURSE_ROOT, definitions
 from torch import nn
 from torch.distributions import Bernoulli, kl_divergence
 
@@ -16,7 +17,6 @@ from autograder import linear as checks
 from autograder.checks.core import CheckFailure, NotImplementedYet
 from autograder.checks.thresholds import THRESHOLDS
 from autograder.manifest import notebook
-from conftest import COURSE_ROOT, definitions
 
 SOURCE = COURSE_ROOT / "solutions" / "bestiary" / "linear.ipynb"
 

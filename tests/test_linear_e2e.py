@@ -5,13 +5,11 @@ from __future__ import annotations
 import nbformat
 import pytest
 import torch
+from conftest import COURSE_ROOT, grade_cell_errors, reference_weights
 
 from autograder.cli.weights import write_untrained_weights
-from autograder.grading.course import (all_scores, autograde, build_course, cell_source, fill,
-                                       submit)
+from autograder.grading.course import all_scores, autograde, build_course, cell_source, fill, submit
 from autograder.manifest import notebook
-
-from conftest import COURSE_ROOT, grade_cell_errors, reference_weights
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from data_tools.linear_plots import (plot_activation_histograms, plot_angles,  # noqa: E402
-                                     plot_epoch_losses, plot_error_vs_k)
+from data_tools.linear_plots import plot_activation_histograms, plot_angles, plot_epoch_losses, plot_error_vs_k  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

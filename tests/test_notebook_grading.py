@@ -9,11 +9,10 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from conftest import SOLUTIONS
 
 from autograder.checks.thresholds import EPOCHS, THRESHOLDS
 from autograder.manifest import notebooks
-
-from conftest import SOLUTIONS
 
 NAMES = [nb.name for nb in notebooks("autoencoders")]
 #: The total points of each notebook, as before the trained-model points were split.

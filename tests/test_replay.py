@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import nbformat
 import pytest
+from conftest import SOLUTIONS
 
 from autograder.grading.replay import Step, build_plan, definitions, run_plan, settings
-
-from conftest import SOLUTIONS
 
 
 @pytest.mark.parametrize("statement", [

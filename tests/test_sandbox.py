@@ -20,9 +20,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
+from nbgrader_harness import host_address, sandbox_processes
 
 from autograder.sandbox import FIX, GiB, MiB, Sandbox, SandboxedKernelManager, SandboxUnavailable
-from nbgrader_harness import host_address, sandbox_processes
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "setup_sandbox.sh"

@@ -156,7 +156,8 @@ class JupyterServer:
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"jupyter server did not start: {(tmp / 'server.log').read_text()}")
+                    raise RuntimeError(
+                        f"jupyter server did not start: {(tmp / 'server.log').read_text()}") from None
                 time.sleep(0.3)
 
     def stop(self):

@@ -17,12 +17,20 @@ import sys
 import nbformat
 import pytest
 import torch
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 from autograder.cli.weights import write_untrained_weights
-from autograder.grading.course import (all_scores, autograde, build_course, fill, graded, nbgrader_env,
-                                       outputs, release, submit)
-
-from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
+from autograder.grading.course import (
+    all_scores,
+    autograde,
+    build_course,
+    fill,
+    graded,
+    nbgrader_env,
+    outputs,
+    release,
+    submit,
+)
 
 pytestmark = pytest.mark.slow
 

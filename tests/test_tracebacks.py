@@ -62,8 +62,9 @@ def test_the_frames_would_be_there_without_hiding(tracebacks):
 def test_python_traceback_is_cut_at_the_check():
     """Does a failed check raised in plain Python carry no frame of autograder/checks but the
     hidden wrapper's?"""
-    from autograder import ae as checks
     from conftest import solution_namespace
+
+    from autograder import ae as checks
 
     Decoder = solution_namespace("ae")["Decoder"]
     with pytest.raises(CheckFailure) as info:

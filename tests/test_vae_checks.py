@@ -7,13 +7,19 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import solution_namespace
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from autograder.checks.core import CheckFailure, NotImplementedYet
-from autograder.checks.vae import (MIN_LOGVAR_ALLOWED, check_decoder, check_encoder, check_loss_kl,
-                                   check_loss_loglik, check_sample)
-from conftest import solution_namespace
+from autograder.checks.vae import (
+    MIN_LOGVAR_ALLOWED,
+    check_decoder,
+    check_encoder,
+    check_loss_kl,
+    check_loss_loglik,
+    check_sample,
+)
 
 # ---------------------------------------------------------------------------------------------
 # The reference: the solution notebook's own definitions, extracted as the replay extracts a
@@ -993,7 +999,6 @@ def test_notebook_states_the_current_bars():
     """Does the notebook's table tell students, per data source, the bars that
     autograder/checks/thresholds.py holds?"""
     import nbformat
-
     from conftest import SOLUTIONS
 
     nb = nbformat.read(SOLUTIONS / "vae.ipynb", as_version=4)

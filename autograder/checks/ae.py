@@ -18,8 +18,18 @@ from ..manifest import notebook
 from . import cache
 from .core import call, failure, fmt, student_facing
 from .data import mnist_evaluation, mnist_sets
-from .modules import (BATCH_SIZES, N_COMPONENTS, Spec, build, check_module, code, code_input, image,
-                      image_input, load_weights)
+from .modules import (
+    BATCH_SIZES,
+    N_COMPONENTS,
+    Spec,
+    build,
+    check_module,
+    code,
+    code_input,
+    image,
+    image_input,
+    load_weights,
+)
 from .thresholds import graded_line, required, source_name, threshold
 
 NOTEBOOK = notebook("ae", "autoencoders")

@@ -26,8 +26,19 @@ from ..manifest import notebook
 from . import cache
 from .core import call, failure, fmt, student_facing
 from .data import seeded_variance, variance_evaluation, variance_sets
-from .modules import (BATCH_SIZES, N_COMPONENTS, Output, Spec, build, check_module, code, forward,
-                      image_hint, load_weights, split_outputs)
+from .modules import (
+    BATCH_SIZES,
+    N_COMPONENTS,
+    Output,
+    Spec,
+    build,
+    check_module,
+    code,
+    forward,
+    image_hint,
+    load_weights,
+    split_outputs,
+)
 from .thresholds import graded_line, required, source_name, threshold
 
 __all__ = ["check_dae", "check_trained_dae", "check_trained_dae_probe",

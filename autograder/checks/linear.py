@@ -53,15 +53,15 @@ from torch.distributions import Bernoulli, kl_divergence
 
 from ..manifest import notebook
 from .core import call, failure, fmt, require_finite, require_shape, require_tensor, worst_element
-from .data import mnist_evaluation, mnist_sets
-from .modules import build, check_gradients, check_tensor_output, codes, image_hint, images, load_weights
 from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
+from .data import mnist_evaluation, mnist_sets
 from .losses import check_loss_grads as _check_loss_grads
 from .losses import mistake_hint as _mistake_hint
 from .losses import name_mistake as _name_mistake
 from .losses import require_loss_scalar as _require_loss_scalar
+from .modules import build, check_gradients, check_tensor_output, codes, image_hint, images, load_weights
 
 __all__ = [
     "check_pca", "check_linear_autoencoder", "check_l1_penalty", "check_kl_sparsity",

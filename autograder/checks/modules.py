@@ -18,14 +18,25 @@ untouched. Messages have four parts (tried, expected, got, hint).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
-from .core import (CheckFailure, NotImplementedYet, call, failure, isolated_rng, require_callable,
-                   require_dtype, require_finite, require_shape, require_tensor, shape_str)
+from .core import (
+    CheckFailure,
+    NotImplementedYet,
+    call,
+    failure,
+    isolated_rng,
+    require_callable,
+    require_dtype,
+    require_finite,
+    require_shape,
+    require_tensor,
+    shape_str,
+)
 
 _randn = torch.randn
 _rand = torch.rand

@@ -66,16 +66,16 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
+from ..manifest import notebook
 from . import cache
 from .core import call, failure, fmt, require_tensor, student_facing
 from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
-from ..manifest import notebook
 from .data import seeded_variance, variance_evaluation, variance_sets
+from .losses import check_loss_grads, mistake_hint, name_mistake, require_loss_scalar
 from .modules import Output, Spec, build, check_module, load_weights, require_class, split_outputs
 from .modules import forward as modules_forward
-from .losses import check_loss_grads, mistake_hint, name_mistake, require_loss_scalar
 from .sampling import SAMPLE_N_DRAWS, SAMPLE_Z_BOUND, check_sample  # noqa: F401  (re-exported)
 
 __all__ = [

@@ -12,8 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-from ..grading.course import (COURSE_ROOT, RELEASE, AutogradeRun, all_scores, autograde_command, build_course,
-                              nbgrader_env, submit)
+from ..grading.course import (
+    COURSE_ROOT,
+    RELEASE,
+    AutogradeRun,
+    all_scores,
+    autograde_command,
+    build_course,
+    nbgrader_env,
+    submit,
+)
 from ..manifest import assignments, notebooks
 from .weights import reference_dir, source_path, train_weights, write_untrained_weights
 

@@ -32,7 +32,7 @@ class FeedbackExporter(HTMLExporter):
 
     def prune(self, folder: str) -> None:
         """Remove the files in `folder` that match no pattern of `keep`, and emptied folders."""
-        for root, dirs, files in os.walk(folder, topdown=False):
+        for root, _dirs, files in os.walk(folder, topdown=False):
             for name in files:
                 if not any(fnmatch.fnmatch(name, pattern) for pattern in self.keep):
                     os.remove(os.path.join(root, name))

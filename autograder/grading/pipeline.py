@@ -43,13 +43,13 @@ from __future__ import annotations
 from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
+from ..sandbox import SandboxedKernelManager
 from .execute import GradingExecute
 from .feedback import FeedbackExporter
 from .preprocessors import FlagGradingFailures, HarmlessStderr, RestoreCellMetadata
+from .replay import ReplayChecks
 from .report import RecordingExporter
 from .sanitize import SanitizeOutputs
-from .replay import ReplayChecks
-from ..sandbox import SandboxedKernelManager
 
 
 def sanitize_preprocessors() -> list[type]:

@@ -26,12 +26,11 @@ to the instructor instead of an ordinary 0.
 """
 from __future__ import annotations
 
-from traitlets import Bool
-
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from traitlets import Bool
 
 
 class RestoreCellMetadata(NbGraderPreprocessor):

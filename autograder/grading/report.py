@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         for entry in found:
             for problem in entry["problems"]:
                 where = f"{entry['assignment']}/{entry['student']}/{entry['notebook']}"
-                cell = f" [{problem['grade_id'] or 'cell ' + str(problem['cell'])}]" if problem["cell"] is not None else ""
+                cell = (f" [{problem['grade_id'] or 'cell ' + str(problem['cell'])}]"
+                        if problem["cell"] is not None else "")
                 print(f"{where}{cell}: grading failed: {problem['reason']}")
         if not report_path(args.course).exists():
             print(f"no grading has happened yet in {os.path.abspath(args.course)} (there is no "

@@ -132,8 +132,10 @@ class Sandbox(Configurable):
     max_processes = Integer(
         256, help="Limit on processes and threads (RLIMIT_NPROC) of the sandbox's user (Linux "
         "never enforces it for root, hence the sandbox uids).").tag(config=True)
-    max_file_size = Integer(1 * GiB, help="Largest file the kernel may write (RLIMIT_FSIZE), in bytes.").tag(config=True)
-    tmp_size = Integer(1 * GiB, help="Size of the private tmpfs on /tmp (also HOME) and on /dev/shm, in bytes.").tag(config=True)
+    max_file_size = Integer(
+        1 * GiB, help="Largest file the kernel may write (RLIMIT_FSIZE), in bytes.").tag(config=True)
+    tmp_size = Integer(
+        1 * GiB, help="Size of the private tmpfs on /tmp (also HOME) and on /dev/shm, in bytes.").tag(config=True)
     uid = Integer(
         2_000_000_000, help="When the grader is root, each kernel runs as its own unprivileged "
         "uid (and gid of the same number) from `uid` to `uid + uid_count - 1`, so that the process "
