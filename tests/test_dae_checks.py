@@ -414,8 +414,10 @@ def test_trained_check_messages(DAE, tmp_path, monkeypatch):
                                  path=str(tmp_path / "dae.pth"))
     assert "hint: " in str(info.value)
     # a model that denoises but whose codes say nothing: the probe bar fails
-    bars = {**checks.threshold("embedded", "dae"), "denoise_ratio": 10.0, "probe_accuracy": 1.01}
-    monkeypatch.setattr(checks, "threshold", lambda key, nb: bars)
+    from autograder.checks import evaluation, thresholds
+
+    bars = {**thresholds.threshold("embedded", "dae"), "denoise_ratio": 10.0, "probe_accuracy": 1.01}
+    monkeypatch.setattr(evaluation, "threshold", lambda key, nb: bars)
     with pytest.raises(CheckFailure, match=r"accuracy too low\n  expected >= 1\.010") as info:
         checks.check_trained_dae(DAE, 10, trainset=train, testset=test,
                                  path=str(tmp_path / "dae.pth"))
@@ -459,7 +461,9 @@ def test_dae_trained_without_corruption_fails(DAE, tmp_path, monkeypatch):
         result = checks.evaluate_dae(model, train_eval, test_eval)
     finally:
         torch.set_num_threads(threads)
-    bars = checks.threshold("embedded", "dae")
+    from autograder.checks.thresholds import threshold
+
+    bars = threshold("embedded", "dae")
     assert result["probe_accuracy"] < bars["probe_accuracy"] - 0.2, result
     assert result["denoise_ratio"] > 0.9, result
     save_model(model, tmp_path / "dae.pth")

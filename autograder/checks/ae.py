@@ -15,22 +15,11 @@ import numpy as np
 import torch
 
 from ..manifest import notebook
-from . import cache
 from .core import call, failure, fmt, student_facing
 from .data import mnist_evaluation, mnist_sets
-from .modules import (
-    BATCH_SIZES,
-    N_COMPONENTS,
-    Spec,
-    build,
-    check_module,
-    code,
-    code_input,
-    image,
-    image_input,
-    load_weights,
-)
-from .thresholds import graded_line, required, source_name, threshold
+from .evaluation import load_models, mode_layers, require_bar, results
+from .modules import BATCH_SIZES, N_COMPONENTS, Spec, check_module, code, code_input, image, image_input
+from .thresholds import graded_line
 
 NOTEBOOK = notebook("ae", "autoencoders")
 ENCODER_PATH, DECODER_PATH = NOTEBOOK.weights
@@ -58,12 +47,6 @@ def check_decoder(Decoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
     """Decoder(n_components) maps (B, n_components) codes to (B, 1, 28, 28) float32 images."""
     check_module(Decoder, DECODER, seed=seed, batch_sizes=batch_sizes,
                  n_components_list=n_components_list)
-
-
-def _mode_layers(*models) -> bool:
-    """Do the models hold layers that act differently in train and eval mode?"""
-    kinds = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.Dropout, torch.nn.Dropout2d)
-    return any(isinstance(m, kinds) for model in models for m in model.modules())
 
 
 def evaluate_ae(encoder, decoder, trainset, testset, *, train_mode: bool = False) -> dict[str, float]:
@@ -113,48 +96,28 @@ def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODE
                  decoder_path: str = DECODER_PATH):
     """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
     __tracebackhide__ = True  # noqa: F841
-    encoder = build(Encoder, n_components, "Encoder")
-    decoder = build(Decoder, n_components, "Decoder")
-    load_weights("autoencoder", (encoder, encoder_path), (decoder, decoder_path))
-    return encoder, decoder
+    return load_models("autoencoder", n_components, (Encoder, "Encoder", encoder_path),
+                       (Decoder, "Decoder", decoder_path))
 
 
 def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
-                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
-    """The graded numbers of the saved models (evaluated once per process, see ``cache``).
-
-    Returns the dict of :func:`evaluate_ae` with ``source`` (the data source's threshold key)
-    and ``bars`` (its thresholds) added. The models are evaluated in eval() mode.
-    """
+                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH,
+                    train_mode: bool = False) -> dict:
+    """The graded numbers of the saved models (evaluated once per process, see ``cache``):
+    the dict of :func:`evaluate_ae` with ``source`` and ``bars``. The models are evaluated in
+    eval() mode (``train_mode=True``: in train mode, for the hint of a failed bar)."""
     __tracebackhide__ = True  # noqa: F841
     given = (trainset, testset)
     trainset, testset, source_key = mnist_evaluation(trainset, testset, "autoencoder")
 
     def compute():
         encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-        result = evaluate_ae(encoder, decoder, trainset, testset)
-        result["mode_layers"] = _mode_layers(encoder, decoder)
+        result = evaluate_ae(encoder, decoder, trainset, testset, train_mode=train_mode)
+        result["mode_layers"] = mode_layers(encoder, decoder)
         return result
 
-    result = cache.evaluation((Encoder, Decoder, *given), ("ae", n_components, source_key),
-                              (encoder_path, decoder_path), compute)
-    result["source"], result["bars"] = source_key, threshold(source_key, "ae")
-    return result
-
-
-def _train_mode_result(Encoder, Decoder, n_components, trainset, testset, encoder_path,
-                       decoder_path) -> dict:
-    encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-    trainset, testset, _ = mnist_evaluation(trainset, testset, "autoencoder")
-    return evaluate_ae(encoder, decoder, trainset, testset, train_mode=True)
-
-
-EVAL_MODE_HINT = ("in train mode your models pass this bar, but the grader evaluates them in "
-                  "eval() mode (it calls .eval() itself, as every evaluation should), where "
-                  "BatchNorm uses the running statistics it collected during training and "
-                  "Dropout is off: train in train() mode (call .train() before the loop, and "
-                  "again after any .eval() inside it), and use nn.Dropout rather than "
-                  "F.dropout without training=self.training")
+    return results("ae", (Encoder, Decoder), given, (n_components, source_key, train_mode),
+                   (encoder_path, decoder_path), source_key, compute)
 
 
 def probe_line(result: dict) -> str:
@@ -188,21 +151,15 @@ def check_trained_ae_probe(Encoder, Decoder, n_components: int, *, trainset=None
                            encoder_path: str = ENCODER_PATH,
                            decoder_path: str = DECODER_PATH) -> None:
     """A linear probe on the saved encoder's test codes passes the accuracy bar (eval mode)."""
-    result = trained_results(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
-                             encoder_path=encoder_path, decoder_path=decoder_path)
-    bars, acc = result["bars"], result["probe_accuracy"]
-    if acc < bars["probe_accuracy"]:
-        hint = ("train longer or with a larger learning rate, check that the training loop "
-                "updates the encoder, and save the weights after training")
-        if result["mode_layers"]:
-            train = _train_mode_result(Encoder, Decoder, n_components, trainset, testset,
-                                       encoder_path, decoder_path)
-            if train["probe_accuracy"] >= bars["probe_accuracy"]:
-                hint = f"{EVAL_MODE_HINT} (train mode: {train['probe_accuracy']:.3f})"
-        raise failure(
-            "linear probe on the trained encoder's test codes (models in eval() mode, "
-            f"{source_name(result['source'])}): accuracy too low",
-            required(bars["probe_accuracy"], bars["reference_accuracy"]), f"{acc:.3f}", hint)
+    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
+                  decoder_path=decoder_path)
+    result = trained_results(Encoder, Decoder, n_components, **kwargs)
+    require_bar(result, "probe_accuracy", what="linear probe on the trained encoder's test codes",
+                problem="accuracy too low", reference="reference_accuracy", generic=True,
+                hint="train longer or with a larger learning rate, check that the training loop "
+                     "updates the encoder, and save the weights after training",
+                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
+                                                   **kwargs))
     print(probe_line(result))
 
 
@@ -225,20 +182,16 @@ def check_trained_ae_reconstruction(Encoder, Decoder, n_components: int, *, trai
                                     testset=None, encoder_path: str = ENCODER_PATH,
                                     decoder_path: str = DECODER_PATH) -> None:
     """The saved autoencoder reconstructs the test images within the MSE bar (eval mode)."""
-    result = trained_results(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
-                             encoder_path=encoder_path, decoder_path=decoder_path)
-    bars, mse = result["bars"], result["recon_mse"]
-    if mse > bars["recon_mse"]:
-        hint = _mse_hint(result, bars["recon_mse"])
-        if result["mode_layers"] and "train longer" in hint:
-            train = _train_mode_result(Encoder, Decoder, n_components, trainset, testset,
-                                       encoder_path, decoder_path)
-            if train["recon_mse"] <= bars["recon_mse"]:
-                hint = f"{EVAL_MODE_HINT} (train mode: {train['recon_mse']:.4f})"
-        raise failure(
-            "reconstruction error of the trained autoencoder on the test images (mean over "
-            f"pixels, models in eval() mode, {source_name(result['source'])})",
-            required(bars["recon_mse"], bars["reference_mse"], ".4f", "<="), fmt(mse), hint)
+    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
+                  decoder_path=decoder_path)
+    result = trained_results(Encoder, Decoder, n_components, **kwargs)
+    hint = _mse_hint(result, result["bars"]["recon_mse"])
+    require_bar(result, "recon_mse", op="<=", fmt=".4f", got=fmt(result["recon_mse"]),
+                what="reconstruction error of the trained autoencoder on the test images (mean "
+                     "over pixels)", reference="reference_mse", hint=hint,
+                generic="train longer" in hint,
+                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
+                                                   **kwargs))
     print(mse_line(result))
 
 

@@ -23,23 +23,11 @@ import numpy as np
 import torch
 
 from ..manifest import notebook
-from . import cache
 from .core import call, failure, fmt, student_facing
 from .data import seeded_variance, variance_evaluation, variance_sets
-from .modules import (
-    BATCH_SIZES,
-    N_COMPONENTS,
-    Output,
-    Spec,
-    build,
-    check_module,
-    code,
-    forward,
-    image_hint,
-    load_weights,
-    split_outputs,
-)
-from .thresholds import graded_line, required, source_name, threshold
+from .evaluation import load_models, mode_layers, require_bar, results
+from .modules import BATCH_SIZES, N_COMPONENTS, Output, Spec, check_module, code, forward, image_hint, split_outputs
+from .thresholds import graded_line
 
 __all__ = ["check_dae", "check_trained_dae", "check_trained_dae_probe",
            "check_trained_dae_denoising", "evaluate_dae", "evaluation_data", "load_trained",
@@ -176,12 +164,6 @@ def _forward(model, x: torch.Tensor, what: str):
     return split_outputs(call(model, x, what=what), DAE_SPEC, len(x), None, what)
 
 
-def _mode_layers(model) -> bool:
-    """Does the model hold layers that act differently in train and eval mode?"""
-    kinds = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.Dropout, torch.nn.Dropout2d)
-    return any(isinstance(m, kinds) for m in model.modules())
-
-
 @torch.no_grad()
 def evaluate_dae(model, trainset, testset, *, train_mode: bool = False) -> dict[str, float]:
     """Probe accuracy of the codes and denoising errors of a trained DAE.
@@ -235,18 +217,15 @@ def evaluate_dae(model, trainset, testset, *, train_mode: bool = False) -> dict[
 def load_trained(DAE, n_components: int, path: str = DAE_PATH):
     """Build DAE(n_components) and load the saved weights; a problem becomes a CheckFailure."""
     __tracebackhide__ = True  # noqa: F841
-    model = build(DAE, n_components, "DAE")
-    load_weights("DAE", (model, path))
+    (model,) = load_models("DAE", n_components, (DAE, "DAE", path))
     return model
 
 
 def trained_results(DAE, n_components: int, *, trainset=None, testset=None,
-                    path: str = DAE_PATH) -> dict:
-    """The graded numbers of the saved DAE (evaluated once per process, see ``cache``).
-
-    Returns the dict of :func:`evaluate_dae` with ``source`` (the data source's threshold key)
-    and ``bars`` (its thresholds) added. The model is evaluated in eval() mode.
-    """
+                    path: str = DAE_PATH, train_mode: bool = False) -> dict:
+    """The graded numbers of the saved DAE (evaluated once per process, see ``cache``): the
+    dict of :func:`evaluate_dae` with ``source`` and ``bars``. The model is evaluated in eval()
+    mode (``train_mode=True``: in train mode, for the hint of a failed bar)."""
     __tracebackhide__ = True  # noqa: F841
     given = (trainset, testset)
     trainset, testset, source_key = variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds,
@@ -254,28 +233,12 @@ def trained_results(DAE, n_components: int, *, trainset=None, testset=None,
 
     def compute():
         model = load_trained(DAE, n_components, path)
-        result = evaluate_dae(model, trainset, testset)
-        result["mode_layers"] = _mode_layers(model)
+        result = evaluate_dae(model, trainset, testset, train_mode=train_mode)
+        result["mode_layers"] = mode_layers(model)
         return result
 
-    result = cache.evaluation((DAE, *given), ("dae", n_components, source_key, NOTEBOOK.eval_seeds),
-                              (path,), compute)
-    result["source"], result["bars"] = source_key, threshold(source_key, "dae")
-    return result
-
-
-def _train_mode_result(DAE, n_components, trainset, testset, path) -> dict:
-    model = load_trained(DAE, n_components, path)
-    trainset, testset, _ = variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds, "DAE")
-    return evaluate_dae(model, trainset, testset, train_mode=True)
-
-
-EVAL_MODE_HINT = ("in train mode your model passes this bar, but the grader evaluates it in "
-                  "eval() mode (it calls .eval() itself, as every evaluation should), where "
-                  "BatchNorm uses the running statistics it collected during training and "
-                  "Dropout is off: train in train() mode (call .train() before the loop, and "
-                  "again after any .eval() inside it), and use nn.Dropout rather than "
-                  "F.dropout without training=self.training")
+    return results("dae", (DAE,), given, (n_components, source_key, NOTEBOOK.eval_seeds, train_mode),
+                   (path,), source_key, compute)
 
 
 def probe_line(result: dict) -> str:
@@ -329,23 +292,17 @@ def _denoise_hint(result: dict, bar: float) -> str:
 def check_trained_dae_denoising(DAE, n_components: int, *, trainset=None, testset=None,
                                 path: str = DAE_PATH) -> None:
     """The saved DAE (eval mode) denoises the seeded varianceMNIST test set within the bar."""
-    result = trained_results(DAE, n_components, trainset=trainset, testset=testset, path=path)
-    bars, ratio = result["bars"], result["denoise_ratio"]
-    if ratio > bars["denoise_ratio"]:
-        hint = _denoise_hint(result, bars["denoise_ratio"])
-        if result["mode_layers"] and "train longer" in hint:
-            train = _train_mode_result(DAE, n_components, trainset, testset, path)
-            if train["denoise_ratio"] <= bars["denoise_ratio"]:
-                hint = f"{EVAL_MODE_HINT} (train mode: {train['denoise_ratio']:.3f})"
-        raise failure(
-            f"denoising the seeded varianceMNIST test set corrupted with sigma_n = {SIGMA_N} "
-            f"(model in eval() mode, {source_name(result['source'])}): "
-            f"MSE(denoised_x, clean x) / MSE(x_tilde, clean x) too high",
-            required(bars["denoise_ratio"], bars.get("reference_ratio"), op="<="),
-            f"{ratio:.3f} (MSE {fmt(result['mse_denoised'])} vs {fmt(result['mse_noisy'])} "
-            f"for the noisy input; denoised_x in [{result['out_min']:.3f}, "
-            f"{result['out_max']:.3f}])",
-            hint)
+    kwargs = dict(trainset=trainset, testset=testset, path=path)
+    result = trained_results(DAE, n_components, **kwargs)
+    hint = _denoise_hint(result, result["bars"]["denoise_ratio"])
+    require_bar(result, "denoise_ratio", op="<=", reference="reference_ratio", models="model",
+                what=f"denoising the seeded varianceMNIST test set corrupted with sigma_n = {SIGMA_N}",
+                problem="MSE(denoised_x, clean x) / MSE(x_tilde, clean x) too high",
+                got=(f"{result['denoise_ratio']:.3f} (MSE {fmt(result['mse_denoised'])} vs "
+                     f"{fmt(result['mse_noisy'])} for the noisy input; denoised_x in "
+                     f"[{result['out_min']:.3f}, {result['out_max']:.3f}])"),
+                hint=hint, generic="train longer" in hint,
+                train_mode=lambda: trained_results(DAE, n_components, train_mode=True, **kwargs))
     print(denoising_line(result))
 
 
@@ -353,24 +310,18 @@ def check_trained_dae_denoising(DAE, n_components: int, *, trainset=None, testse
 def check_trained_dae_probe(DAE, n_components: int, *, trainset=None, testset=None,
                             path: str = DAE_PATH) -> None:
     """A linear probe on the saved DAE's codes (eval mode) passes the accuracy bar."""
-    result = trained_results(DAE, n_components, trainset=trainset, testset=testset, path=path)
-    bars, acc = result["bars"], result["probe_accuracy"]
-    if acc < bars["probe_accuracy"]:
-        no_noise = bars.get("no_noise_accuracy")
-        without = (f" (the same network trained without corruption scores about {no_noise:.2f})"
-                   if no_noise else "")
-        hint = ("train longer, check that the model is trained on corrupt(x, sigma_n) with "
-                f"sigma_n > 0{without}, and save the weights after training; on varianceMNIST a "
-                "convolutional encoder (as suggested) learns much better codes than an MLP")
-        if result["mode_layers"]:
-            train = _train_mode_result(DAE, n_components, trainset, testset, path)
-            if train["probe_accuracy"] >= bars["probe_accuracy"]:
-                hint = f"{EVAL_MODE_HINT} (train mode: {train['probe_accuracy']:.3f})"
-        raise failure(
-            "linear probe on the trained DAE's codes of the seeded varianceMNIST test set "
-            f"(model in eval() mode, {source_name(result['source'])}): accuracy too low",
-            required(bars["probe_accuracy"], bars.get("reference_accuracy")),
-            f"{acc:.3f}", hint)
+    kwargs = dict(trainset=trainset, testset=testset, path=path)
+    result = trained_results(DAE, n_components, **kwargs)
+    no_noise = result["bars"].get("no_noise_accuracy")
+    without = (f" (the same network trained without corruption scores about {no_noise:.2f})"
+               if no_noise else "")
+    require_bar(result, "probe_accuracy", reference="reference_accuracy", models="model",
+                what="linear probe on the trained DAE's codes of the seeded varianceMNIST test set",
+                problem="accuracy too low", generic=True,
+                hint=("train longer, check that the model is trained on corrupt(x, sigma_n) with "
+                      f"sigma_n > 0{without}, and save the weights after training; on varianceMNIST "
+                      "a convolutional encoder (as suggested) learns much better codes than an MLP"),
+                train_mode=lambda: trained_results(DAE, n_components, train_mode=True, **kwargs))
     print(probe_line(result))
 
 

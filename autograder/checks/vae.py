@@ -63,20 +63,20 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from ..manifest import notebook
-from . import cache
 from .core import call, failure, fmt, require_tensor, student_facing
 from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import seeded_variance, variance_evaluation, variance_sets
+from .evaluation import load_models, mode_layers, require_bar, results
 from .losses import check_loss_grads, mistake_hint, name_mistake, require_loss_scalar
-from .modules import Output, Spec, build, check_module, load_weights, require_class, split_outputs
+from .modules import Output, Spec, build, check_module, require_class, split_outputs
 from .modules import forward as modules_forward
 from .sampling import SAMPLE_N_DRAWS, SAMPLE_Z_BOUND, check_sample  # noqa: F401  (re-exported)
+from .thresholds import graded_line
 
 __all__ = [
     "check_loss_kl", "check_loss_loglik", "check_sample", "check_encoder", "check_decoder",
@@ -661,28 +661,17 @@ def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODE
                  decoder_path: str = DECODER_PATH):
     """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
     __tracebackhide__ = True  # noqa: F841
-    encoder = build(Encoder, n_components, "Encoder")
-    decoder = build(Decoder, n_components, "Decoder")
-    load_weights("VAE", (encoder, encoder_path), (decoder, decoder_path))
-    return encoder, decoder
-
-
-def _mode_layers(*models) -> bool:
-    """Do the models hold layers that act differently in train and eval mode?"""
-    kinds = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d)
-    return any(isinstance(m, kinds) for model in models for m in model.modules())
+    return load_models("VAE", n_components, (Encoder, "Encoder", encoder_path),
+                       (Decoder, "Decoder", decoder_path))
 
 
 def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
-                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
-    """The graded numbers of the saved VAE (evaluated once per process, see ``cache``).
-
-    Returns the dict of :func:`evaluate_vae` with ``source`` (the data source's threshold key)
-    and ``bars`` (its thresholds) added. The models are evaluated in eval() mode.
-    """
+                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH,
+                    train_mode: bool = False) -> dict:
+    """The graded numbers of the saved VAE (evaluated once per process, see ``cache``): the dict
+    of :func:`evaluate_vae` with ``source`` and ``bars``. The models are evaluated in eval() mode
+    (``train_mode=True``: in train mode, for the hint of a failed bar)."""
     __tracebackhide__ = True  # noqa: F841
-    from .thresholds import threshold
-
     given = (trainset, testset)
     trainset, testset, source_key = variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds,
                                                         "VAE")
@@ -690,32 +679,14 @@ def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, tests
     def compute():
         encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
         with _isolated_rng(EVAL_Z_SEED):
-            result = evaluate_vae(encoder, decoder, trainset, testset, n_components=n_components)
-        result["mode_layers"] = _mode_layers(encoder, decoder)
+            result = evaluate_vae(encoder, decoder, trainset, testset, n_components=n_components,
+                                  train_mode=train_mode)
+        result["mode_layers"] = mode_layers(encoder, decoder)
         return result
 
-    result = cache.evaluation((Encoder, Decoder, *given),
-                              ("vae", n_components, source_key, NOTEBOOK.eval_seeds),
-                              (encoder_path, decoder_path), compute)
-    result["source"], result["bars"] = source_key, threshold(source_key, "vae")
-    return result
-
-
-def _train_mode_result(Encoder, Decoder, n_components, trainset, testset, encoder_path,
-                       decoder_path) -> dict:
-    encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-    trainset, testset, _ = variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds, "VAE")
-    with _isolated_rng(EVAL_Z_SEED):
-        return evaluate_vae(encoder, decoder, trainset, testset, n_components=n_components,
-                            train_mode=True)
-
-
-EVAL_MODE_HINT = ("in train mode your models pass this bar, but the grader evaluates them in "
-                  "eval() mode (it calls .eval() itself, as every evaluation should), where "
-                  "BatchNorm uses the running statistics it collected during training and "
-                  "Dropout is off: train in train() mode (call .train() before the loop, and "
-                  "again after any .eval() inside it), and use nn.Dropout rather than "
-                  "F.dropout without training=self.training")
+    return results("vae", (Encoder, Decoder), given,
+                   (n_components, source_key, NOTEBOOK.eval_seeds, train_mode),
+                   (encoder_path, decoder_path), source_key, compute)
 
 
 def _probe_hint(result: dict) -> str:
@@ -751,8 +722,6 @@ def _loss_hint(result: dict, bar: float) -> str:
 
 def probe_line(result: dict) -> str:
     """The graded probe accuracy beside its bar."""
-    from .thresholds import graded_line
-
     bars = result["bars"]
     return graded_line("linear probe accuracy on z_mean of the test samples",
                        result["probe_accuracy"], bars["probe_accuracy"],
@@ -761,8 +730,6 @@ def probe_line(result: dict) -> str:
 
 def loss_line(result: dict) -> str:
     """The graded test loss beside its bar."""
-    from .thresholds import graded_line
-
     bars = result["bars"]
     return (graded_line("test loss per image (KL + NLL)", result["loss"], bars["loss"],
                         bars.get("reference_loss"), result["source"], fmt=".1f", op="<=")
@@ -785,23 +752,14 @@ def check_trained_vae_probe(Encoder, Decoder, n_components: int, *, trainset=Non
                             testset=None, encoder_path: str = ENCODER_PATH,
                             decoder_path: str = DECODER_PATH) -> None:
     """A linear probe on z_mean of the saved encoder (eval mode) passes the accuracy bar."""
-    from .thresholds import required, source_name
-
-    result = trained_results(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
-                             encoder_path=encoder_path, decoder_path=decoder_path)
-    bars, acc = result["bars"], result["probe_accuracy"]
-    if acc < bars["probe_accuracy"]:
-        hint = _probe_hint(result)
-        if result["mode_layers"]:
-            train = _train_mode_result(Encoder, Decoder, n_components, trainset, testset,
-                                       encoder_path, decoder_path)
-            if train["probe_accuracy"] >= bars["probe_accuracy"]:
-                hint = f"{EVAL_MODE_HINT} (train mode: {train['probe_accuracy']:.3f})"
-        raise failure(
-            "linear probe on z_mean of the trained encoder, seeded varianceMNIST test set "
-            f"(models in eval() mode, {source_name(result['source'])}): accuracy too low",
-            required(bars["probe_accuracy"], bars.get("reference_accuracy")),
-            f"{acc:.3f}", hint)
+    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
+                  decoder_path=decoder_path)
+    result = trained_results(Encoder, Decoder, n_components, **kwargs)
+    require_bar(result, "probe_accuracy", reference="reference_accuracy", generic=True,
+                what="linear probe on z_mean of the trained encoder, seeded varianceMNIST test set",
+                problem="accuracy too low", hint=_probe_hint(result),
+                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
+                                                   **kwargs))
     print(probe_line(result))
 
 
@@ -810,24 +768,18 @@ def check_trained_vae_loss(Encoder, Decoder, n_components: int, *, trainset=None
                            encoder_path: str = ENCODER_PATH,
                            decoder_path: str = DECODER_PATH) -> None:
     """The saved VAE's negative ELBO per test image (eval mode) passes the loss bar."""
-    from .thresholds import required, source_name
-
-    result = trained_results(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
-                             encoder_path=encoder_path, decoder_path=decoder_path)
-    bars, loss = result["bars"], result["loss"]
-    if loss > bars["loss"]:
-        hint = _loss_hint(result, bars["loss"])
-        if result["mode_layers"] and hint.startswith("train longer"):
-            train = _train_mode_result(Encoder, Decoder, n_components, trainset, testset,
-                                       encoder_path, decoder_path)
-            if train["loss"] <= bars["loss"]:
-                hint = f"{EVAL_MODE_HINT} (train mode: {train['loss']:.1f})"
-        raise failure(
-            "negative ELBO of the trained VAE on the seeded varianceMNIST test set (KL + NLL "
-            "per image, NLL without the constant 0.5*784*log(2*pi), one z per image drawn with "
-            f"a fixed seed, models in eval() mode, {source_name(result['source'])}): too high",
-            required(bars["loss"], bars.get("reference_loss"), fmt=".1f", op="<="),
-            f"{loss:.1f} (KL {result['kl']:.1f} + NLL {result['nll']:.1f})", hint)
+    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
+                  decoder_path=decoder_path)
+    result = trained_results(Encoder, Decoder, n_components, **kwargs)
+    hint = _loss_hint(result, result["bars"]["loss"])
+    require_bar(result, "loss", op="<=", fmt=".1f", reference="reference_loss",
+                what="negative ELBO of the trained VAE on the seeded varianceMNIST test set (KL + NLL "
+                     "per image, NLL without the constant 0.5*784*log(2*pi), one z per image drawn "
+                     "with a fixed seed)", problem="too high",
+                got=f"{result['loss']:.1f} (KL {result['kl']:.1f} + NLL {result['nll']:.1f})",
+                hint=hint, generic=hint.startswith("train longer"),
+                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
+                                                   **kwargs))
     print(loss_line(result))
 
 
