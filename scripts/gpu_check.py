@@ -90,7 +90,8 @@ def main(argv: list[str]) -> int:
             continue
         print(f"{nb.name}: trained in {time.perf_counter() - start:.0f} s; grading on the CPU",
               flush=True)
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(ROOT))
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         proc = subprocess.run([sys.executable, "-c", GRADE, nb.name, epochs], cwd=work, env=env,
                               capture_output=True, text=True)
         print(proc.stdout, end="")

@@ -46,8 +46,7 @@ from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 from ..sandbox import SandboxedKernelManager
 from .execute import GradingExecute
 from .feedback import FeedbackExporter
-from .preprocessors import FlagGradingFailures, HarmlessStderr, RestoreCellMetadata
-from .replay import ReplayChecks
+from .preprocessors import FlagGradingFailures, HarmlessStderr, ReplayChecks, RestoreCellMetadata
 from .report import RecordingExporter
 from .sanitize import SanitizeOutputs
 
