@@ -78,7 +78,7 @@ def _state(path):
 def graded_course(tmp_path_factory):
     ae_w, dae_w, vae_w = (reference_weights(n) for n in ("ae", "dae", "vae"))
     tmp = tmp_path_factory.mktemp("slips")
-    course = build_course(tmp / "course")
+    course = build_course(tmp / "course", (ASSIGNMENT,))
     ae, dae, vae = ((SOLUTIONS / f"{n}.ipynb").read_text() for n in ("ae", "dae", "vae"))
     ae_weights = {w: ae_w / w for w in WEIGHTS["ae"]}
 
