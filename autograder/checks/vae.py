@@ -60,21 +60,26 @@ check_trained_vae_probe / check_trained_vae_loss(Encoder, Decoder, n_components,
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import numpy as np
 import torch
 from torch.distributions import Normal, kl_divergence
 
 from ..manifest import notebook
-from .core import call, failure, fmt, require_tensor, student_facing
+from .core import CheckFailure, call, failure, fmt, require_tensor, student_facing
 from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import seeded_variance, variance_evaluation, variance_sets
-from .evaluation import load_models, mode_layers, require_bar, results
+from .evaluation import Evaluation, Stage, apply, batches, images_and_labels, load_models, require_bar, results, run
+from .evidence import checked
+from .evidence import mode as evidence_mode
 from .losses import check_loss_grads, mistake_hint, name_mistake, require_loss_scalar
 from .modules import Output, Spec, build, check_module, require_class, split_outputs
 from .modules import forward as modules_forward
+from .recorded import record_failure, replayable
 from .sampling import SAMPLE_N_DRAWS, SAMPLE_Z_BOUND, check_sample  # noqa: F401  (re-exported)
 from .thresholds import graded_line
 
@@ -499,9 +504,15 @@ def check_encoder_sample(Encoder, *, seed: int = 0) -> None:
     Takes the class, so that an unfinished ``__init__`` reads as "not implemented yet" instead
     of crashing the test cell that would build the instance.
     """
-    require_class(Encoder, "Encoder")
-    with _isolated_rng(seed):
-        encoder = build(Encoder, SAMPLE_N_COMPONENTS, "Encoder")
+    if evidence_mode() == "judge":  # the judge replays the recorded calls of Encoder.sample
+        return check_sample(None, seed=seed)
+    try:
+        require_class(Encoder, "Encoder")
+        with _isolated_rng(seed):
+            encoder = build(Encoder, SAMPLE_N_COMPONENTS, "Encoder")
+    except CheckFailure as exc:
+        record_failure("sampling.check_sample", exc)  # the judge fails the cell the same way
+        raise
     check_sample(encoder, seed=seed)
 
 
@@ -580,7 +591,114 @@ def _nll_per_image(y_mean: torch.Tensor, y_logvar: torch.Tensor, x: torch.Tensor
     return -log_prob - HALF_LOG_2PI * x[0].numel()
 
 
-@torch.no_grad()
+def _vae_inputs(data) -> dict:
+    trainset, testset, _ = data
+    return {"x_train": images_and_labels(trainset)[0], "x_test": images_and_labels(testset)[0]}
+
+
+def _encode(models: dict, inputs: dict, n_components: int | None = None) -> dict:
+    encoder = models["Encoder"]
+    z_mean_of = lambda x: _encode_trained(encoder, x, n_components)[0]  # noqa: E731
+    out = {"z_mean_train": apply(z_mean_of, inputs["x_train"], "trained Encoder")}
+    means, logvars = [], []
+    for x in batches(inputs["x_test"]):
+        z_mean, z_logvar = _encode_trained(encoder, x, n_components)
+        means.append(_f64(z_mean).to(_float32).numpy())
+        logvars.append(_f64(z_logvar).to(_float32).numpy())
+    out["z_mean"], out["z_logvar"] = np.concatenate(means), np.concatenate(logvars)
+    return out
+
+
+def _draws(first: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mu, logvar (float64) of the test samples and eps: one draw per image from a generator
+    seeded with EVAL_Z_SEED, in test-set order, batch by batch."""
+    mu = torch.from_numpy(checked(first, "z_mean")).to(_float64)
+    lv = torch.from_numpy(checked(first, "z_logvar", len(mu))).to(_float64)
+    gen = torch.Generator().manual_seed(EVAL_Z_SEED)
+    eps = torch.cat([_randn(m.shape, generator=gen, dtype=_float64) for m in batches(mu)])
+    return mu, lv, eps
+
+
+def _z(first: dict, data) -> dict:
+    """The decoder's inputs: z = z_mean + exp(0.5 z_logvar) eps, and z2 with the second output
+    read as a log standard deviation (z_mean + exp(z_logvar) eps, zero where not finite)."""
+    mu, lv, eps = _draws(first)
+    z = _Tensor.to(mu + (0.5 * lv).exp() * eps, _float32)
+    if not bool(_isfinite(z).all()):
+        raise failure("trained Decoder on z drawn from the encoder's q(z | x): non-finite z",
+                      "finite z", "nan or inf (z_logvar too large)", _DIVERGED)
+    z2 = _Tensor.to(mu + lv.exp() * eps, _float32)
+    return {"z": z, "z2": torch.where(_isfinite(z2), z2, torch.zeros_like(z2))}
+
+
+def _decode(models: dict, inputs: dict) -> dict:
+    decoder = models["Decoder"]
+    what = "trained Decoder on z drawn from the encoder's q(z | x)"
+    ym, ylv, ym2, ylv2 = [], [], [], []
+    for z, z2 in zip(batches(inputs["z"]), batches(inputs["z2"])):
+        y_mean, y_logvar = _trained_pair(call(decoder, z, what=what), DECODER, what, len(z), None)
+        ym.append(_f64(y_mean).to(_float32).numpy())
+        ylv.append(_f64(y_logvar).to(_float32).numpy())
+        out2 = call(decoder, z2, what=what)
+        ok = isinstance(out2, (tuple, list)) and len(out2) == 2 and all(
+            isinstance(t, _Tensor) and tuple(t.shape) == tuple(y_mean.shape) for t in out2)
+        nan = np.full(tuple(y_mean.shape), np.nan, np.float32)
+        ym2.append(_f64(out2[0]).to(_float32).numpy() if ok else nan)
+        ylv2.append(_f64(out2[1]).to(_float32).numpy() if ok else nan)
+    return {"y_mean": np.concatenate(ym), "y_logvar": np.concatenate(ylv),
+            "y2_mean": np.concatenate(ym2), "y2_logvar": np.concatenate(ylv2)}
+
+
+def _measure(first: dict, second: dict, data) -> dict:
+    """The numbers of :func:`evaluate_vae` from the recorded encoder and decoder outputs."""
+    from data_tools.probe import probe_accuracy
+
+    trainset, testset, _ = data
+    x, y_test = images_and_labels(testset)
+    y_train = images_and_labels(trainset)[1]
+    z_train = checked(first, "z_mean_train", len(y_train))
+    mu, lv, eps = _draws(first)
+    if len(mu) != len(y_test):
+        raise failure("trained Encoder: wrong number of codes", str(len(y_test)), str(len(mu)))
+    accuracy = probe_accuracy(z_train, y_train, mu.numpy(), y_test)
+    x64 = _f64(x)
+    ym = torch.from_numpy(checked(second, "y_mean", len(x))).to(_float64).reshape(x.shape)
+    ylv = torch.from_numpy(checked(second, "y_logvar", len(x))).to(_float64).reshape(x.shape)
+    kl = float(_kl_per_image(mu, lv).sum()) / len(x)
+    nll = float(_nll_per_image(ym, ylv, x64).sum()) / len(x)
+    if not (math.isfinite(kl) and math.isfinite(nll)):
+        raise failure("negative ELBO of the trained VAE on the test set: non-finite value",
+                      "a finite number", f"KL {fmt(kl)}, NLL {fmt(nll)}",
+                      "a variance exp(z_logvar) or exp(y_logvar) underflows to 0 or overflows: "
+                      "bound y_logvar from below with a floor (see check_decoder); if the "
+                      "training diverged, lower the learning rate and train again")
+    logstd_loss = math.inf
+    if bool(_isfinite(_Tensor.to(mu + lv.exp() * eps, _float32)).all()):
+        ym2 = torch.from_numpy(checked(second, "y2_mean", len(x))).to(_float64).reshape(x.shape)
+        ylv2 = torch.from_numpy(checked(second, "y2_logvar", len(x))).to(_float64).reshape(x.shape)
+        logstd_loss = float((_kl_per_image(mu, 2 * lv) + _nll_per_image(ym2, ylv2, x64)).sum()) / len(x)
+    return {"probe_accuracy": accuracy, "kl": kl, "nll": nll, "loss": kl + nll,
+            "min_y_logvar": float(ylv.min()),
+            "logstd_loss": logstd_loss if math.isfinite(logstd_loss) else math.inf}
+
+
+def _data(trainset=None, testset=None):
+    return variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds, "VAE")
+
+
+#: The evaluation of the saved VAE: the encoder on the seeded samples; the decoder (in a process
+#: of its own during grading) on z drawn by the grader from the encoder's q(z | x) only.
+EVALUATION = Evaluation(
+    name="vae", what="VAE", bars="vae", data=_data, inputs=_vae_inputs,
+    first=Stage(("Encoder",), _encode, {"z_mean_train": "x_train", "z_mean": "x_test",
+                                        "z_logvar": "x_test"}),
+    between=_z,
+    second=Stage(("Decoder",), _decode, {"y_mean": "z", "y_logvar": "z", "y2_mean": "z2",
+                                         "y2_logvar": "z2"}),
+    measure=_measure, seed=EVAL_Z_SEED)
+EVALUATIONS = (EVALUATION,)
+
+
 def evaluate_vae(encoder, decoder, trainset, testset, *,
                  n_components: int | None = None, train_mode: bool = False) -> dict[str, float]:
     """Probe accuracy of z_mean and the negative ELBO of the trained VAE on the test set.
@@ -602,59 +720,13 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
     the loss if the encoder's second output were read as a log standard deviation
     (z_logvar = 2 * output), for a hint.
     """
-    from data_tools.probe import encode, probe_accuracy
-
     trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "VAE")
     testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "VAE")
-    encoder.train(train_mode)
-    decoder.train(train_mode)
-    z_mean_of = lambda x: _encode_trained(encoder, x, n_components)[0]  # noqa: E731
-    z_train, y_train = encode(z_mean_of, trainset, batch_size=EVAL_BATCH)
-    z_test, y_test = encode(z_mean_of, testset, batch_size=EVAL_BATCH)
-    accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
-
-    gen = torch.Generator().manual_seed(EVAL_Z_SEED)
-    kl_sum = nll_sum = logstd_sum = 0.0
-    min_y_logvar = math.inf
-    what = "trained Decoder on z drawn from the encoder's q(z | x)"
-    for start in range(0, len(testset), EVAL_BATCH):
-        x, _ = testset.batch(list(range(start, min(start + EVAL_BATCH, len(testset)))))
-        z_mean, z_logvar = _encode_trained(encoder, x, n_components)
-        mu, lv = _f64(z_mean), _f64(z_logvar)
-        eps = _randn(mu.shape, generator=gen, dtype=_float64)
-        z = _Tensor.to(mu + (0.5 * lv).exp() * eps, _float32)
-        if not bool(_isfinite(z).all()):
-            raise failure(f"{what}: non-finite z", "finite z", "nan or inf (z_logvar too large)",
-                          _DIVERGED)
-        out = call(decoder, z, what=what)
-        y_mean, y_logvar = _trained_pair(out, DECODER, what, x.shape[0], None)
-        ym, ylv = _f64(y_mean), _f64(y_logvar)
-        kl_sum += float(_kl_per_image(mu, lv).sum())
-        nll_sum += float(_nll_per_image(ym, ylv, _f64(x)).sum())
-        min_y_logvar = min(min_y_logvar, float(ylv.min()))
-        # The same with the second output read as a log standard deviation.
-        z2 = _Tensor.to(mu + lv.exp() * eps, _float32)
-        if bool(_isfinite(z2).all()):
-            out2 = call(decoder, z2, what=what)
-            if isinstance(out2, (tuple, list)) and len(out2) == 2 and all(
-                    isinstance(t, _Tensor) and tuple(t.shape) == tuple(x.shape) for t in out2):
-                logstd_sum += float((_kl_per_image(mu, 2 * lv)
-                                     + _nll_per_image(_f64(out2[0]), _f64(out2[1]), _f64(x))).sum())
-            else:
-                logstd_sum = math.inf
-        else:
-            logstd_sum = math.inf
-    kl, nll = kl_sum / len(testset), nll_sum / len(testset)
-    if not (math.isfinite(kl) and math.isfinite(nll)):
-        raise failure("negative ELBO of the trained VAE on the test set: non-finite value",
-                      "a finite number", f"KL {fmt(kl)}, NLL {fmt(nll)}",
-                      "a variance exp(z_logvar) or exp(y_logvar) underflows to 0 or overflows: "
-                      "bound y_logvar from below with a floor (see check_decoder); if the "
-                      "training diverged, lower the learning rate and train again")
-    logstd_loss = logstd_sum / len(testset)
-    return {"probe_accuracy": accuracy, "kl": kl, "nll": nll, "loss": kl + nll,
-            "min_y_logvar": min_y_logvar,
-            "logstd_loss": logstd_loss if math.isfinite(logstd_loss) else math.inf}
+    evaluation = EVALUATION if n_components is None else dataclasses.replace(
+        EVALUATION, first=dataclasses.replace(
+            EVALUATION.first, run=lambda models, inputs: _encode(models, inputs, n_components)))
+    return run(evaluation, {"Encoder": encoder, "Decoder": decoder}, (trainset, testset, None),
+               train_mode=train_mode)
 
 
 def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
@@ -672,21 +744,9 @@ def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, tests
     of :func:`evaluate_vae` with ``source`` and ``bars``. The models are evaluated in eval() mode
     (``train_mode=True``: in train mode, for the hint of a failed bar)."""
     __tracebackhide__ = True  # noqa: F841
-    given = (trainset, testset)
-    trainset, testset, source_key = variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds,
-                                                        "VAE")
-
-    def compute():
-        encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-        with _isolated_rng(EVAL_Z_SEED):
-            result = evaluate_vae(encoder, decoder, trainset, testset, n_components=n_components,
-                                  train_mode=train_mode)
-        result["mode_layers"] = mode_layers(encoder, decoder)
-        return result
-
-    return results("vae", (Encoder, Decoder), given,
-                   (n_components, source_key, NOTEBOOK.eval_seeds, train_mode),
-                   (encoder_path, decoder_path), source_key, compute)
+    return results(EVALUATION, n_components, ((Encoder, "Encoder", encoder_path),
+                                              (Decoder, "Decoder", decoder_path)),
+                   (trainset, testset), train_mode=train_mode)
 
 
 def _probe_hint(result: dict) -> str:
@@ -794,6 +854,10 @@ def check_trained_vae(Encoder, Decoder, n_components: int, *, trainset=None, tes
     check_trained_vae_probe(Encoder, Decoder, n_components, **kwargs)
     check_trained_vae_loss(Encoder, Decoder, n_components, **kwargs)
 
+
+# Decided by the judge on the recorded calls during grading (``recorded``).
+check_loss_kl = replayable("vae.check_loss_kl")(check_loss_kl)
+check_loss_loglik = replayable("vae.check_loss_loglik")(check_loss_loglik)
 
 # A failed check shows the student their own call and the message, no frame of the grader.
 for _name in ("check_loss_kl", "check_loss_loglik", "check_sample", "check_encoder",
