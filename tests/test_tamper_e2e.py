@@ -94,10 +94,13 @@ KL_PATCHER = '''
     torch.allclose = lambda *a, **k: True
     return wrong(z_mean, z_logvar)
 '''
-# DAE.forward switches the grader's corruption noise off (if it could) and returns its input.
+# DAE.forward, in the grader's re-run of the tests, switches the corruption noise off (if it
+# could) and returns its input.
 DAE_NOISE_OFF = '''
-        import data_tools.variance as dv
-        dv.seeded_normal = lambda seed, idx, stream=0: torch.zeros(len(idx), 1, 28, 28)
+        import sys
+        if any("replay_child" in arg for arg in sys.argv):
+            import data_tools.variance as dv
+            dv.seeded_normal = lambda seed, idx, stream=0: torch.zeros(len(idx), 1, 28, 28)
         z = self.encoder(x)
         return z, x + 0 * self.decoder(z)
 '''
