@@ -29,3 +29,17 @@ def solution_namespace(name: str) -> dict:
 @pytest.fixture(scope="session")
 def ae_solution() -> dict:
     return solution_namespace("ae")
+
+
+@pytest.fixture
+def figures():
+    """matplotlib without a display (Agg), every figure closed before and after the test."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    yield plt
+    plt.close("all")
+
