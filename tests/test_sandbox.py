@@ -20,7 +20,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
-from nbgrader_harness import host_address, sandbox_processes
+from nbgrader_harness import PROBE, host_address, sandbox_processes
 
 from autograder.sandbox import FIX, GiB, MiB, Sandbox, SandboxedKernelManager, SandboxUnavailable
 
@@ -56,17 +56,6 @@ def run(code: str, cwd: Path, *, env: dict | None = None, timeout: float = 120, 
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-PROBE = """
-    import json, os
-    def attempt(fn):
-        try:
-            fn()
-            return "ok"
-        except Exception as e:
-            return type(e).__name__
-"""
 
 
 def test_sandbox_starts():
