@@ -327,9 +327,9 @@ def check_loss_loglik(loss_loglik, *, seed: int = 0) -> None:
 # ---------------------------------------------------------- Encoder and Decoder (the generic module check)
 
 def _pixel_hint(n, got: tuple) -> str:
-    if len(got) == 2 and got[1] == N_PIXELS:   # half of the decoder's 2 * 784 outputs, flat
-        return ("reshape to (batch_size, 1, 28, 28), e.g. h.view(-1, 2, 28, 28), then split it "
-                "into y_mean = h[:, :1] and y_logvar = h[:, 1:]")
+    if len(got) == 2 and got[1] == N_PIXELS:
+        return ("y_mean and y_logvar are images: reshape to (batch_size, 1, 28, 28), e.g. "
+                "h.view(-1, 1, 28, 28)")
     return image_hint(got)
 
 
