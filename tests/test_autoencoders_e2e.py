@@ -99,6 +99,7 @@ CASES = (
     ),
 )
 IDS = [case.name for case in CASES]
+STUDENTS = ("reference", "untouched", "untrained", "mistakes", "alternative")
 
 
 def _edited(text: str, edits) -> str:
@@ -128,11 +129,10 @@ def graded(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def feedback(graded):
-    """The feedback folder after one `nbgrader generate_feedback` for the reference and the
-    student with the named mistakes."""
-    course, _ = graded
-    proc = nbgrader(course, "generate_feedback", ASSIGNMENT, "--force",
-                    "--CourseDirectory.student_id_exclude=untouched,untrained,alternative")
+    """The feedback folder after one `nbgrader generate_feedback` for every student."""
+    course, result = graded
+    assert sorted(result) == sorted(STUDENTS)
+    proc = nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return course / "feedback"
 
@@ -191,8 +191,10 @@ def test_correct_alternatives_keep_full_marks(graded, case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_feedback_shows_every_cell_and_the_hints(feedback, case):
-    """Does `nbgrader generate_feedback` write the reference's report with every grade cell, and
-    the report of the student with the named mistakes with their hints?"""
+    """Does `nbgrader generate_feedback` write a report for every student, the reference's with
+    every grade cell, and that of the student with the named mistakes with their hints?"""
+    for student in STUDENTS:
+        assert (feedback / student / ASSIGNMENT / f"{case.name}.html").is_file(), student
     html = (feedback / "reference" / ASSIGNMENT / f"{case.name}.html").read_text()
     assert all(cell in html for cell in case.full), case.name
     html = (feedback / "mistakes" / ASSIGNMENT / f"{case.name}.html").read_text()
