@@ -2,23 +2,14 @@
 Jupyter would show a second time?"""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
 
-matplotlib.use("Agg")
+from data_tools import plot_embeddings, plot_images, plot_loss, plot_rows
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from data_tools import plot_embeddings, plot_images, plot_loss, plot_rows  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    plt.close("all")
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("figures")
 
 
 def _images_drawn() -> list:

@@ -30,7 +30,7 @@ from .evaluation import (
     tensor_rows,
 )
 from .evidence import checked
-from .modules import BATCH_SIZES, N_COMPONENTS, Spec, check_module, code, code_input, image, image_input
+from .modules import Spec, code, code_input, image, image_input, module_check
 from .thresholds import graded_line
 
 NOTEBOOK = notebook("ae", "autoencoders")
@@ -45,20 +45,10 @@ def evaluation_data(root=None):
     return mnist_sets(root)
 
 
-@student_facing
-def check_encoder(Encoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
-                  n_components_list=N_COMPONENTS) -> None:
-    """Encoder(n_components) maps (B, 1, 28, 28) images to (B, n_components) float32 codes."""
-    check_module(Encoder, ENCODER, seed=seed, batch_sizes=batch_sizes,
-                 n_components_list=n_components_list)
-
-
-@student_facing
-def check_decoder(Decoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
-                  n_components_list=N_COMPONENTS) -> None:
-    """Decoder(n_components) maps (B, n_components) codes to (B, 1, 28, 28) float32 images."""
-    check_module(Decoder, DECODER, seed=seed, batch_sizes=batch_sizes,
-                 n_components_list=n_components_list)
+check_encoder = student_facing(module_check(
+    ENCODER, "Encoder(n_components) maps (B, 1, 28, 28) images to (B, n_components) float32 codes."))
+check_decoder = student_facing(module_check(
+    DECODER, "Decoder(n_components) maps (B, n_components) codes to (B, 1, 28, 28) float32 images."))
 
 
 def _ae_inputs(data) -> dict:

@@ -27,7 +27,15 @@ from .core import call, failure, fmt, student_facing
 from .data import seeded_variance, variance_evaluation, variance_sets
 from .evaluation import Evaluation, Stage, apply, images_and_labels, load_models, require_bar, results, run
 from .evidence import checked
-from .modules import BATCH_SIZES, N_COMPONENTS, Output, Spec, check_module, code, forward, image_hint, split_outputs
+from .modules import (
+    Output,
+    Spec,
+    code,
+    forward,
+    image_hint,
+    module_check,
+    split_outputs,
+)
 from .thresholds import graded_line
 
 __all__ = ["check_dae", "check_trained_dae", "check_trained_dae_probe",
@@ -144,13 +152,9 @@ DAE_SPEC = Spec(
     inspect=_swapped, extra=_not_identity_and_trainable_codes)
 
 
-@student_facing
-def check_dae(DAE, *, seed: int = 0, batch_sizes=BATCH_SIZES,
-              n_components_list=N_COMPONENTS) -> None:
-    """DAE(n_components) maps (B, 1, 28, 28) inputs to (z, denoised_x), float32 tensors of shapes
-    (B, n_components) and (B, 1, 28, 28), both depending on the input, trainable end to end."""
-    check_module(DAE, DAE_SPEC, seed=seed, batch_sizes=batch_sizes,
-                 n_components_list=n_components_list)
+check_dae = student_facing(module_check(
+    DAE_SPEC, "DAE(n_components) maps (B, 1, 28, 28) inputs to (z, denoised_x), float32 tensors of "
+    "shapes (B, n_components) and (B, 1, 28, 28), both depending on the input, trainable end to end."))
 
 
 # --------------------------------------------------------------------------- trained model

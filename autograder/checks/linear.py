@@ -64,7 +64,21 @@ from .losses import check_loss_grads as _check_loss_grads
 from .losses import mistake_hint as _mistake_hint
 from .losses import name_mistake as _name_mistake
 from .losses import require_loss_scalar as _require_loss_scalar
-from .modules import build, check_gradients, check_tensor_output, codes, image_hint, images
+from .modules import (
+    Output,
+    Spec,
+    build,
+    check_gradients,
+    check_module,
+    check_tensor_output,
+    codes,
+    forward,
+    image,
+    image_hint,
+    image_input,
+    images,
+    split_outputs,
+)
 from .recorded import replayable
 
 __all__ = [
@@ -350,7 +364,7 @@ def check_linear_autoencoder(LinearAutoencoder, *, seed: int = 0, batch_sizes=BA
                 what = f"{name}.encode(x), x of shape {tuple(x.shape)}"
                 with torch.no_grad():
                     z = call(encode, x, what=what)
-                check_tensor_output(z, (b, n), what, _code_hint(n, z))
+                check_tensor_output(z, (b, n), what, _code_hint(n, tuple(getattr(z, "shape", ()))))
                 what = f"{name}.decode(z), z of shape {(b, n)}"
                 with torch.no_grad():
                     xrec = call(decode, z, what=what)
@@ -375,12 +389,10 @@ def check_linear_autoencoder(LinearAutoencoder, *, seed: int = 0, batch_sizes=BA
             check_gradients(model, (out ** 2).sum(), name)
 
 
-def _code_hint(n: int, z) -> str:
-    shape = tuple(getattr(z, "shape", ()))
+def _code_hint(n: int, shape: tuple, size: str = "n_components") -> str:
     if len(shape) == 2 and shape[1] != n:
-        return (f"the code has {shape[1]} columns for n_components={n}: use n_components "
-                f"instead of a fixed number")
-    return "flatten the image to (batch_size, 784), then one nn.Linear(784, n_components)"
+        return f"the code has {shape[1]} columns for {size}={n}: use {size} instead of a fixed number"
+    return f"flatten the image to (batch_size, 784), then one nn.Linear(784, {size})"
 
 
 def _depends_on_input(fn, a, b, what: str) -> None:
@@ -542,55 +554,46 @@ def check_kl_sparsity(kl_sparsity, *, seed: int = 0) -> None:
 
 _SIGMOID = ("the hidden activations must lie strictly between 0 and 1 (the KL penalty treats "
             "them as probabilities): apply torch.sigmoid to the hidden layer")
+_SPARSE_ORDER = "return z, xrec: the hidden activations first, then the reconstruction"
 
 
-def _sparse_forward(model, x, n: int, what: str):
-    out = call(model, x, what=what)
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise failure(f"{what}: wrong return type", "a tuple (z, xrec)", type(out).__qualname__,
-                      "return z, xrec: the hidden activations first, then the reconstruction")
-    z, xrec = out
-    b = x.shape[0]
+def _swapped(outs, batch_size: int, n, what: str) -> None:
+    z, xrec = outs
     if getattr(z, "dim", lambda: 0)() == 4 and getattr(xrec, "dim", lambda: 0)() == 2:
         raise failure(f"{what}: the outputs are in the wrong order",
                       "a tuple (z, xrec): z of shape (batch_size, n_hidden) first",
-                      f"shapes {tuple(z.shape)} and {tuple(xrec.shape)}",
-                      "return z, xrec: the hidden activations first, then the reconstruction")
-    check_tensor_output(z, (b, n), f"{what}: z", _code_hint(n, z).replace(
-        "n_components", "n_hidden"))
-    check_tensor_output(xrec, (b, 1, 28, 28), f"{what}: xrec",
-                        image_hint(tuple(getattr(xrec, "shape", ()))))
-    return z, xrec
+                      f"shapes {tuple(z.shape)} and {tuple(xrec.shape)}", _SPARSE_ORDER)
+
+
+def _activations_in_unit_interval(model, n: int, gen: torch.Generator) -> None:
+    """z lies strictly between 0 and 1 (eval mode)."""
+    x = images(max(BATCH_SIZES), gen)
+    what = f"SparseAutoencoder(n_hidden={n}) on x of shape {tuple(x.shape)} (eval mode)"
+    with torch.no_grad():
+        z, _ = _sparse_forward(model, x, n, what)
+    low, high = float(z.min()), float(z.max())
+    if low <= 0.0 or high >= 1.0:
+        raise failure(f"{what}: z outside (0, 1)", "0 < z < 1 everywhere",
+                      f"values from {fmt(low)} to {fmt(high)}", _SIGMOID)
+
+
+def _sparse_forward(model, x, n: int, what: str):
+    """(z, xrec) of the model on x, checked coarse to fine (the outputs of ``SPARSE_SPEC``)."""
+    return split_outputs(forward(model, x, n, what), SPARSE_SPEC, x.shape[0], n, what)
+
+
+SPARSE_SPEC = Spec(
+    "SparseAutoencoder", "x", image_input,
+    (Output("z", lambda b, n: (b, n), lambda n, got: _code_hint(n, got, "n_hidden")), image("xrec")),
+    single_hint=lambda got: _SPARSE_ORDER, inspect=_swapped, extra=_activations_in_unit_interval,
+    size="n_hidden")
 
 
 def check_sparse_autoencoder(SparseAutoencoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
                              n_hidden_list=N_HIDDEN) -> None:
     """forward(x) returns (z in (0, 1) of shape (B, n_hidden), xrec of shape (B, 1, 28, 28))."""
-    gen = torch.Generator().manual_seed(seed)
-    with _isolated_rng(seed):
-        for n in n_hidden_list:
-            model = build(SparseAutoencoder, n, "SparseAutoencoder")
-            name = f"SparseAutoencoder({n})"
-            model.eval()
-            for b in batch_sizes:
-                x = images(b, gen)
-                what = f"{name}(x), x of shape {tuple(x.shape)}"
-                with torch.no_grad():
-                    z, _ = _sparse_forward(model, x, n, what)
-                low, high = float(z.min()), float(z.max())
-                if low <= 0.0 or high >= 1.0:
-                    raise failure(f"{what}: z outside (0, 1)", "0 < z < 1 everywhere",
-                                  f"values from {fmt(low)} to {fmt(high)}", _SIGMOID)
-            with torch.no_grad():
-                za, _ = _sparse_forward(model, images(2, gen), n, name)
-                zb, _ = _sparse_forward(model, images(2, gen), n, name)
-            if float((za - zb).abs().max()) == 0.0:
-                raise failure(f"{name}: the same z for two different inputs",
-                              "z that depends on x", "identical z",
-                              "compute z from the argument x")
-            model.train()
-            z, xrec = _sparse_forward(model, images(GRAD_BATCH, gen), n, f"{name} in train mode")
-            check_gradients(model, (xrec ** 2).sum() + z.sum(), name)
+    check_module(SparseAutoencoder, SPARSE_SPEC, seed=seed, batch_sizes=batch_sizes,
+                 n_components_list=n_hidden_list, grad_batch=GRAD_BATCH)
 
 
 # ---------------------------------------------------------------------------------------------
