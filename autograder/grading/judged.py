@@ -86,6 +86,7 @@ class _Run:
     """The files of one notebook's judged replay."""
 
     def __init__(self, checks_module: str, weight_files: tuple, root: Path) -> None:
+        self.checks_module = checks_module
         self.evaluations = _evaluations(checks_module)
         self.weight_files = set(weight_files)
         self.shared = root / "producer"
@@ -205,7 +206,8 @@ class _Run:
         path = self.second / "plan.json"
         path.write_text(json.dumps(steps))
         (self.second / "requests.json").write_text(json.dumps(
-            [{k: r[k] for k in ("id", "evaluation", "n_components", "specs", "train_mode")}
+            [{"module": self.checks_module,
+              **{k: r[k] for k in ("id", "evaluation", "n_components", "specs", "train_mode")}}
              for r in self.requests]))
         return path
 

@@ -24,10 +24,6 @@ import torch
 import autograder  # noqa: F401  (imported first: its modules bind their references now)
 import autograder.checks.core
 import autograder.checks.evidence as _ev
-from autograder.manifest import check_modules
-
-for _module in check_modules():
-    importlib.import_module(_module)
 
 _CheckFailure = autograder.checks.core.CheckFailure
 _BaseException = BaseException
@@ -38,10 +34,11 @@ _str = str
 _type = type
 
 
-def _evaluations() -> dict:
+def _evaluations(modules) -> dict:
+    """The evaluations of the checks modules (imported now, before any student code)."""
     found = {}
-    for module in check_modules():
-        for evaluation in getattr(sys.modules[module], "EVALUATIONS", ()):
+    for module in sorted(set(modules)):
+        for evaluation in getattr(importlib.import_module(module), "EVALUATIONS", ()):
             found[evaluation.name] = evaluation
     return found
 
@@ -54,10 +51,10 @@ def main(plan_path: str, folder: str) -> None:
         steps = json.load(f)
     with open(_join(folder, "requests.json")) as f:
         requests = json.load(f)
+    evaluations = _evaluations(r["module"] for r in requests)
     inputs = {r["id"]: {k: torch.from_numpy(np.array(v, dtype=np.float32))
                         for k, v in _ev.load_arrays(_join(folder, r["id"] + ".in.npz")).items()}
               for r in requests}
-    evaluations = _evaluations()
     namespace: dict = {"__name__": "__main__"}
     sink = io.StringIO()
     for step in steps:
