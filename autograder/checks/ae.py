@@ -22,8 +22,10 @@ from .evaluation import (
     Stage,
     apply,
     batches,
+    image_inputs,
     images_and_labels,
     load_models,
+    report,
     require_bar,
     results,
     run,
@@ -49,11 +51,6 @@ check_encoder = student_facing(module_check(
     ENCODER, "Encoder(n_components) maps (B, 1, 28, 28) images to (B, n_components) float32 codes."))
 check_decoder = student_facing(module_check(
     DECODER, "Decoder(n_components) maps (B, n_components) codes to (B, 1, 28, 28) float32 images."))
-
-
-def _ae_inputs(data) -> dict:
-    trainset, testset, _ = data
-    return {"x_train": images_and_labels(trainset)[0], "x_test": images_and_labels(testset)[0]}
 
 
 def _encode(models: dict, inputs: dict) -> dict:
@@ -106,7 +103,7 @@ def _measure(first: dict, second: dict, data) -> dict:
 EVALUATION = Evaluation(
     name="ae", what="autoencoder", bars="ae",
     data=lambda trainset=None, testset=None: mnist_evaluation(trainset, testset, "autoencoder"),
-    inputs=_ae_inputs,
+    inputs=image_inputs,
     first=Stage(("Encoder",), _encode, {"z_train": "x_train", "z_test": "x_test"}),
     between=_codes,
     second=Stage(("Decoder",), _decode, {"xrec": "z"}),
@@ -165,11 +162,9 @@ def report_trained(Encoder, Decoder, n_components: int, *, trainset=None, testse
                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
     """Print every graded number of the saved models beside its bar (never fails a bar)."""
     __tracebackhide__ = True  # noqa: F841
-    result = trained_results(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
-                             encoder_path=encoder_path, decoder_path=decoder_path)
-    print(probe_line(result))
-    print(mse_line(result))
-    return result
+    return report(trained_results(Encoder, Decoder, n_components, trainset=trainset,
+                                  testset=testset, encoder_path=encoder_path,
+                                  decoder_path=decoder_path), probe_line, mse_line)
 
 
 @student_facing

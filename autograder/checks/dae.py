@@ -25,7 +25,18 @@ import torch
 from ..manifest import notebook
 from .core import call, failure, fmt, student_facing
 from .data import seeded_variance, variance_evaluation, variance_sets
-from .evaluation import Evaluation, Stage, apply, images_and_labels, load_models, require_bar, results, run
+from .evaluation import (
+    Evaluation,
+    Stage,
+    apply,
+    image_inputs,
+    images_and_labels,
+    load_models,
+    report,
+    require_bar,
+    results,
+    run,
+)
 from .evidence import checked
 from .modules import (
     Output,
@@ -176,11 +187,6 @@ def _noisy(x: torch.Tensor, testset) -> torch.Tensor:
     return x + SIGMA_N * seeded_normal(testset.eval_seed, list(range(len(x))), stream=CORRUPTION_STREAM)
 
 
-def _clean_inputs(data) -> dict:
-    trainset, testset, _ = data
-    return {"x_train": images_and_labels(trainset)[0], "x_test": images_and_labels(testset)[0]}
-
-
 def _encode(models: dict, inputs: dict) -> dict:
     model = models["DAE"]
     enc = lambda x: _forward(model, x, "trained DAE on varianceMNIST images")[0]  # noqa: E731
@@ -233,7 +239,7 @@ def _data(trainset=None, testset=None):
 #: The evaluation of the saved DAE: its codes of the clean samples, and (in a process of its
 #: own during grading, which never sees a clean test sample) its output for the corrupted ones.
 EVALUATION = Evaluation(
-    name="dae", what="DAE", bars="dae", data=_data, inputs=_clean_inputs,
+    name="dae", what="DAE", bars="dae", data=_data, inputs=image_inputs,
     first=Stage(("DAE",), _encode, {"z_train": "x_train", "z_test": "x_test"}),
     between=_corrupted,
     second=Stage(("DAE",), _denoise, {"denoised": "x_tilde"}),
@@ -298,10 +304,8 @@ def report_trained(DAE, n_components: int, *, trainset=None, testset=None,
                    path: str = DAE_PATH) -> dict:
     """Print every graded number of the saved DAE beside its bar (never fails a bar)."""
     __tracebackhide__ = True  # noqa: F841
-    result = trained_results(DAE, n_components, trainset=trainset, testset=testset, path=path)
-    print(probe_line(result))
-    print(denoising_line(result))
-    return result
+    return report(trained_results(DAE, n_components, trainset=trainset, testset=testset, path=path),
+                  probe_line, denoising_line)
 
 
 def _denoise_hint(result: dict, bar: float) -> str:

@@ -126,6 +126,19 @@ def images_and_labels(dataset) -> tuple[torch.Tensor, np.ndarray]:
     return x.to(torch.float32), np.asarray(y, dtype=np.int64)
 
 
+def image_inputs(data) -> dict:
+    """The first stage's usual inputs: every image of the train and the test set."""
+    trainset, testset, _ = data
+    return {"x_train": images_and_labels(trainset)[0], "x_test": images_and_labels(testset)[0]}
+
+
+def report(result: dict, *lines) -> dict:
+    """Print each graded number beside its bar (``lines``: functions of the result)."""
+    for line in lines:
+        print(line(result))
+    return result
+
+
 def batches(x: torch.Tensor, size: int = EVAL_BATCH):
     """``x`` in consecutive batches of at most ``size`` rows."""
     for start in range(0, len(x), size):

@@ -57,8 +57,10 @@ from .evaluation import (
     Stage,
     apply,
     batches,
+    image_inputs,
     images_and_labels,
     load_models,
+    report,
     require_bar,
     results,
     run,
@@ -154,10 +156,15 @@ _KL_FALLBACK = ("per latent dimension, use KL(N(mu, sigma^2) || N(0, 1)) with "
                 "the batch")
 
 
+def _kl_rows(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, std^2) || N(0, I)) of each row, float64 (std may underflow to 0: no validation)."""
+    prior = _Normal(torch.zeros_like(mu), torch.ones_like(std), validate_args=False)
+    return _kl_divergence(_Normal(mu, std, validate_args=False), prior).sum(-1)
+
+
 def _kl64(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Oracle: sum over latent dims, mean over batch of KL(N(mu, std^2) || N(0, 1)), float64."""
-    prior = _Normal(torch.zeros_like(mu), torch.ones_like(std))
-    return _kl_divergence(_Normal(mu, std), prior).sum(-1).mean()
+    return _kl_rows(mu, std).mean()
 
 
 #: The known mistakes of loss_kl: the KL each formula mistake gives from z_mean and z_logvar
@@ -257,9 +264,14 @@ _LL_FALLBACK = ("per pixel, -log N(x | y_mean, sigma^2) with sigma^2 = exp(y_log
 _CONST = HALF_LOG_2PI * N_PIXELS
 
 
+def _nll_rows(y_mean, std, x) -> torch.Tensor:
+    """-log N(x | y_mean, std^2) of each image with the constant, float64 (no validation)."""
+    return -_Normal(y_mean, std, validate_args=False).log_prob(x).flatten(1).sum(1)
+
+
 def _nll64(y_mean, std, x) -> torch.Tensor:
     """Oracle with the constant: -sum over pixels, mean over batch of Normal.log_prob, float64."""
-    return -_Normal(y_mean, std).log_prob(x).flatten(1).sum(1).mean()
+    return _nll_rows(y_mean, std, x).mean()
 
 
 def _per_image(terms: torch.Tensor) -> float:
@@ -481,26 +493,6 @@ def _encode_trained(encoder, x: torch.Tensor, n_components: int | None):
     return _trained_pair(out, ENCODER, what, x.shape[0], n_components)
 
 
-def _kl_per_image(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) of each row, float64, via torch.distributions."""
-    std = (0.5 * logvar).exp()   # may underflow to 0: no validation, a non-finite KL is reported
-    prior = _Normal(torch.zeros_like(mu), torch.ones_like(std), validate_args=False)
-    return _kl_divergence(_Normal(mu, std, validate_args=False), prior).sum(-1)
-
-
-def _nll_per_image(y_mean: torch.Tensor, y_logvar: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log N(x | y_mean, exp(y_logvar)) of each image without the constant 0.5*D*log(2*pi),
-    float64, via torch.distributions."""
-    std = (0.5 * y_logvar).exp()  # may underflow to 0: no validation, a non-finite NLL is reported
-    log_prob = _Normal(y_mean, std, validate_args=False).log_prob(x).flatten(1).sum(1)
-    return -log_prob - HALF_LOG_2PI * x[0].numel()
-
-
-def _vae_inputs(data) -> dict:
-    trainset, testset, _ = data
-    return {"x_train": images_and_labels(trainset)[0], "x_test": images_and_labels(testset)[0]}
-
-
 def _encode(models: dict, inputs: dict, n_components: int | None = None) -> dict:
     encoder = models["Encoder"]
     z_mean_of = lambda x: _encode_trained(encoder, x, n_components)[0]  # noqa: E731
@@ -569,8 +561,8 @@ def _measure(first: dict, second: dict, data) -> dict:
     x64 = _f64(x)
     ym = torch.from_numpy(checked(second, "y_mean", len(x))).to(_float64).reshape(x.shape)
     ylv = torch.from_numpy(checked(second, "y_logvar", len(x))).to(_float64).reshape(x.shape)
-    kl = float(_kl_per_image(mu, lv).sum()) / len(x)
-    nll = float(_nll_per_image(ym, ylv, x64).sum()) / len(x)
+    kl = float(_kl_rows(mu, (0.5 * lv).exp()).mean())
+    nll = float(_nll_rows(ym, (0.5 * ylv).exp(), x64).mean()) - _CONST
     if not (math.isfinite(kl) and math.isfinite(nll)):
         raise failure("negative ELBO of the trained VAE on the test set: non-finite value",
                       "a finite number", f"KL {fmt(kl)}, NLL {fmt(nll)}",
@@ -581,7 +573,7 @@ def _measure(first: dict, second: dict, data) -> dict:
     if bool(_isfinite(_Tensor.to(mu + lv.exp() * eps, _float32)).all()):
         ym2 = torch.from_numpy(checked(second, "y2_mean", len(x))).to(_float64).reshape(x.shape)
         ylv2 = torch.from_numpy(checked(second, "y2_logvar", len(x))).to(_float64).reshape(x.shape)
-        logstd_loss = float((_kl_per_image(mu, 2 * lv) + _nll_per_image(ym2, ylv2, x64)).sum()) / len(x)
+        logstd_loss = float((_kl_rows(mu, lv.exp()) + _nll_rows(ym2, (0.5 * ylv2).exp(), x64)).mean()) - _CONST
     return {"probe_accuracy": accuracy, "kl": kl, "nll": nll, "loss": kl + nll,
             "min_y_logvar": float(ylv.min()),
             "logstd_loss": logstd_loss if math.isfinite(logstd_loss) else math.inf}
@@ -594,7 +586,7 @@ def _data(trainset=None, testset=None):
 #: The evaluation of the saved VAE: the encoder on the seeded samples; the decoder (in a process
 #: of its own during grading) on z drawn by the grader from the encoder's q(z | x) only.
 EVALUATION = Evaluation(
-    name="vae", what="VAE", bars="vae", data=_data, inputs=_vae_inputs,
+    name="vae", what="VAE", bars="vae", data=_data, inputs=image_inputs,
     first=Stage(("Encoder",), _encode, {"z_mean_train": "x_train", "z_mean": "x_test",
                                         "z_logvar": "x_test"}),
     between=_z,
@@ -608,22 +600,15 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
                  n_components: int | None = None, train_mode: bool = False) -> dict[str, float]:
     """Probe accuracy of z_mean and the negative ELBO of the trained VAE on the test set.
 
-    Both sets are made seeded varianceMNIST sets (``data.seeded_variance``), and both models
-    are put in eval mode (``train_mode=True``: left in train mode, for a hint). The probe is
-    fitted on z_mean of the training samples and scored on z_mean of the test samples. The
-    loss uses none of the student's loss functions and not their ``sample``: for each test
-    image, z = z_mean + exp(0.5*z_logvar) * eps with eps from a generator seeded with
-    ``EVAL_Z_SEED`` (one draw per image, in test-set order), then, in float64 with
-    torch.distributions, KL(q(z | x) || N(0, I)) and -log N(x | y_mean, exp(y_logvar)) of the
-    decoder's output for that z (without the constant 0.5*784*log(2*pi), as in the notebook).
-    ``n_components`` (optional) is the expected width of z_mean; by default, whatever it is.
-
-    Returns
-    -------
-    dict with ``probe_accuracy``; ``kl``, ``nll`` and ``loss`` = kl + nll, means per test image;
-    ``min_y_logvar``, the smallest y_logvar the decoder output on the test set; ``logstd_loss``,
-    the loss if the encoder's second output were read as a log standard deviation
-    (z_logvar = 2 * output), for a hint.
+    On seeded varianceMNIST sets, models in eval mode (``train_mode=True``: train mode, for a
+    hint). The probe is fitted on z_mean of the training samples, scored on the test samples'.
+    The loss uses none of the student's functions: per test image, z = z_mean +
+    exp(0.5*z_logvar) * eps, eps seeded with ``EVAL_Z_SEED`` in test-set order, then in float64
+    KL(q(z | x) || N(0, I)) and -log N(x | y_mean, exp(y_logvar)) without the constant
+    0.5*784*log(2*pi). ``n_components``: the expected width of z_mean (default: any).
+    Returns ``probe_accuracy``, ``kl``, ``nll``, ``loss`` (means per test image),
+    ``min_y_logvar`` and ``logstd_loss`` (the loss with the second output read as a log
+    standard deviation, for a hint).
     """
     trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "VAE")
     testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "VAE")
@@ -705,11 +690,9 @@ def report_trained(Encoder, Decoder, n_components: int, *, trainset=None, testse
                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
     """Print every graded number of the saved VAE beside its bar (never fails a bar)."""
     __tracebackhide__ = True  # noqa: F841
-    result = trained_results(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
-                             encoder_path=encoder_path, decoder_path=decoder_path)
-    print(probe_line(result))
-    print(loss_line(result))
-    return result
+    return report(trained_results(Encoder, Decoder, n_components, trainset=trainset,
+                                  testset=testset, encoder_path=encoder_path,
+                                  decoder_path=decoder_path), probe_line, loss_line)
 
 
 @student_facing
