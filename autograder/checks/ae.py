@@ -162,9 +162,9 @@ def report_trained(Encoder, Decoder, n_components: int, *, trainset=None, testse
                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
     """Print every graded number of the saved models beside its bar (never fails a bar)."""
     __tracebackhide__ = True  # noqa: F841
-    return report(trained_results(Encoder, Decoder, n_components, trainset=trainset,
-                                  testset=testset, encoder_path=encoder_path,
-                                  decoder_path=decoder_path), probe_line, mse_line)
+    return report(lambda: trained_results(Encoder, Decoder, n_components, trainset=trainset,
+                                          testset=testset, encoder_path=encoder_path,
+                                          decoder_path=decoder_path), probe_line, mse_line)
 
 
 @student_facing

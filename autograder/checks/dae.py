@@ -304,8 +304,8 @@ def report_trained(DAE, n_components: int, *, trainset=None, testset=None,
                    path: str = DAE_PATH) -> dict:
     """Print every graded number of the saved DAE beside its bar (never fails a bar)."""
     __tracebackhide__ = True  # noqa: F841
-    return report(trained_results(DAE, n_components, trainset=trainset, testset=testset, path=path),
-                  probe_line, denoising_line)
+    return report(lambda: trained_results(DAE, n_components, trainset=trainset, testset=testset,
+                                          path=path), probe_line, denoising_line)
 
 
 def _denoise_hint(result: dict, bar: float) -> str:

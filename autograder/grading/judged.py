@@ -292,7 +292,8 @@ def run_judged(plan: list[Step], source_nb, checks_module: str, weight_files: tu
     for grade_id, produced_verdict in produced.items():
         verdict = judged.get(grade_id)
         if isinstance(verdict, dict) and verdict.get("decided"):
-            verdicts[grade_id] = {"passed": bool(verdict["passed"]), "error": str(verdict["error"])}
+            verdicts[grade_id] = {"passed": bool(verdict["passed"]), "error": str(verdict["error"]),
+                                  "output": str(verdict.get("output", ""))}
         else:
             verdicts[grade_id] = produced_verdict
     return verdicts

@@ -167,6 +167,10 @@ class ReplayChecks(NbGraderPreprocessor):
         for cell in grade_cells:
             grade_id = cell.metadata.nbgrader["grade_id"]
             verdict = verdicts.get(grade_id)
+            # A trained-model check that the kernel left to the grader's own evaluation
+            # (``evaluation.results`` under autograde) is no failure of the kernel's.
+            deferred = any(o.get("ename") == "Deferred" for o in cell.outputs)
+            cell.outputs = [o for o in cell.outputs if o.get("ename") != "Deferred"]
             kernel_failed = any(o.output_type == "error" for o in cell.outputs)
             # The replay decides, never a value the cell displayed: nbgrader reads an
             # execute_result as partial credit, and a display hook in student code can emit one.
@@ -184,6 +188,8 @@ class ReplayChecks(NbGraderPreprocessor):
                 continue
             cell.outputs = [o for o in cell.outputs if o.output_type != "error"]
             if verdict["passed"]:
+                if deferred and verdict.get("output"):
+                    cell.outputs.append(new_output("stream", name="stdout", text=verdict["output"]))
                 if kernel_failed:
                     cell.outputs.append(new_output(
                         "stream", name="stdout",
