@@ -180,7 +180,7 @@ def test_tampering_methods_gain_no_trained_points(graded, student):
                            "test_ae_reconstruction"}
 
 
-@pytest.mark.parametrize("student", ["stash", "patch_all", "label_counter"])
+@pytest.mark.parametrize("student", ["stash", "patch_all"])
 def test_tampering_methods_get_the_honest_numbers(graded, student):
     """Do the attacks read as an untrained model's probe accuracy and reconstruction error,
     not the 1.000 and MSE 0 they aimed at?"""
@@ -190,6 +190,15 @@ def test_tampering_methods_get_the_honest_numbers(graded, student):
     assert _probe(errors["test_ae_probe"]) < 0.75
     got = float(re.search(r"got\s+([0-9.e-]+)", errors["test_ae_reconstruction"]).group(1))
     assert got > 0.035, errors["test_ae_reconstruction"]
+
+
+def test_label_counter_finds_no_labels(graded):
+    """Does an encoder that reads the labels of the notebook's datasets find none in the
+    grader's evaluation (which loads no dataset where student code runs), and say so?"""
+    course, _ = graded
+    errors = _errors(course, "label_counter", "ae")
+    for cell in ("test_ae_probe", "test_ae_reconstruction"):
+        assert "your code used `trainset` of the notebook" in errors[cell], errors[cell]
 
 
 def test_forged_files_gain_nothing(graded):

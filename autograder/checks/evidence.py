@@ -237,6 +237,11 @@ def produce(evaluation, n_components: int, specs: tuple) -> None:
                 meta["modes"][name] = error_record(exc)
     except CheckFailure as exc:
         meta["error"] = error_record(exc)
+    except NeedsProducer as exc:  # student code used a name of the notebook's data cells
+        meta["error"] = {"type": "CheckFailure", "message": (
+            f"evaluating the saved {evaluation.what}: your code used `{exc}` of the notebook, "
+            f"which the grader's evaluation does not provide\n  hint: compute the outputs from "
+            f"the method's arguments only")}
     write_json(_path_join(folder, f"{key}.json"), meta)
     raise Deferred(key)
 
