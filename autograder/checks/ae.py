@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..manifest import notebook
-from .core import call, failure, fmt, student_facing
+from .core import call, fmt, student_facing
 from .data import mnist_evaluation, mnist_sets
 from .evaluation import (
     Evaluation,
@@ -25,6 +25,7 @@ from .evaluation import (
     image_inputs,
     images_and_labels,
     load_models,
+    probe_codes,
     report,
     require_bar,
     results,
@@ -77,19 +78,9 @@ def _decode(models: dict, inputs: dict) -> dict:
 
 def _measure(first: dict, second: dict, data) -> dict:
     """Probe accuracy of the codes and reconstruction errors (see :func:`evaluate_ae`)."""
-    from data_tools.probe import probe_accuracy
-
-    trainset, testset, _ = data
-    x_test, y_test = images_and_labels(testset)
-    y_train = images_and_labels(trainset)[1]
-    z_train = checked(first, "z_train", len(y_train))
-    z_test = checked(first, "z_test", len(y_test))
-    if not (np.isfinite(z_train).all() and np.isfinite(z_test).all()):
-        raise failure("trained encoder on the MNIST images: non-finite codes",
-                      "finite codes", "nan or inf",
-                      "the training diverged: lower the learning rate and train again")
-    accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
-    xrec = torch.from_numpy(checked(second, "xrec", len(y_test))).double().reshape(x_test.shape)
+    accuracy = probe_codes(first, data, "trained encoder on the MNIST images")
+    x_test = images_and_labels(data[1])[0]
+    xrec = torch.from_numpy(checked(second, "xrec", len(x_test))).double().reshape(x_test.shape)
     x = x_test.double()
     count = x.numel()
     sums = xrec.flatten(1).sum(1)

@@ -19,7 +19,6 @@ x_tilde = x + SIGMA_N * eps'; the denoiser can at best recover x, never the MNIS
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..manifest import notebook
@@ -32,6 +31,7 @@ from .evaluation import (
     image_inputs,
     images_and_labels,
     load_models,
+    probe_codes,
     report,
     require_bar,
     results,
@@ -207,19 +207,10 @@ def _denoise(models: dict, inputs: dict) -> dict:
 
 def _measure(first: dict, second: dict, data) -> dict:
     """The numbers of :func:`evaluate_dae` from the recorded codes and denoised images."""
-    from data_tools.probe import probe_accuracy
-
-    trainset, testset, _ = data
-    x, y_test = images_and_labels(testset)
-    y_train = images_and_labels(trainset)[1]
-    z_train = checked(first, "z_train", len(y_train))
-    z_test = checked(first, "z_test", len(y_test))
-    if not (np.isfinite(z_train).all() and np.isfinite(z_test).all()):
-        raise failure("trained DAE on the varianceMNIST images: non-finite codes",
-                      "finite codes", "nan or inf",
-                      "the training diverged: lower the learning rate and train again")
-    accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
-    d = torch.from_numpy(checked(second, "denoised", len(y_test))).double().reshape(len(x), -1)
+    accuracy = probe_codes(first, data, "trained DAE on the varianceMNIST images")
+    testset = data[1]
+    x = images_and_labels(testset)[0]
+    d = torch.from_numpy(checked(second, "denoised", len(x))).double().reshape(len(x), -1)
     x64 = x.double().reshape(len(x), -1)
     xt = _noisy(x, testset).double().reshape(len(x), -1)
     err_denoised = float(((d - x64) ** 2).sum())

@@ -128,6 +128,30 @@ def images_and_labels(dataset) -> tuple[torch.Tensor, np.ndarray]:
     return x.to(torch.float32), np.asarray(y, dtype=np.int64)
 
 
+def labels_of(dataset) -> np.ndarray:
+    """The labels of ``dataset``, without building its images when it keeps them apart."""
+    targets = getattr(dataset, "targets", None)
+    if isinstance(targets, _Tensor):
+        return np.asarray(targets, dtype=np.int64)
+    return images_and_labels(dataset)[1]
+
+
+def probe_codes(first: dict, data, what: str) -> float:
+    """The linear-probe accuracy of the recorded codes ``z_train``/``z_test`` against the
+    grader's labels; non-finite codes fail as a diverged training."""
+    from data_tools.probe import probe_accuracy
+
+    from .evidence import checked
+
+    y_train, y_test = labels_of(data[0]), labels_of(data[1])
+    z_train = checked(first, "z_train", len(y_train))
+    z_test = checked(first, "z_test", len(y_test))
+    if not (np.isfinite(z_train).all() and np.isfinite(z_test).all()):
+        raise failure(f"{what}: non-finite codes", "finite codes", "nan or inf",
+                      "the training diverged: lower the learning rate and train again")
+    return probe_accuracy(z_train, y_train, z_test, y_test)
+
+
 def image_inputs(data) -> dict:
     """The first stage's usual inputs: every image of the train and the test set."""
     trainset, testset, _ = data
