@@ -26,7 +26,7 @@ from autograder.grading.replay import build_plan
 def modes():
     """Leaves the process in local mode, whatever a test switched to."""
     yield
-    evidence._STATE.update(mode=None, dir=None, inputs={}, produced=set(), cell="", data={})
+    evidence._STATE.update(mode=None, dir=None, inputs={}, produced=set(), cell="", data={}, judged={})
     recorded._STATE.update(entries=None, dir=None, used={})
 
 

@@ -48,7 +48,7 @@ _str = str
 MAX_ELEMENTS = 80_000_000
 MAX_FILE_BYTES = 400_000_000
 
-_STATE: dict = {"mode": None, "dir": None, "inputs": {}, "produced": set(), "cell": "",
+_STATE: dict = {"mode": None, "dir": None, "inputs": {}, "produced": set(), "cell": "", "judged": {},
                 "data": {}}
 
 
@@ -250,7 +250,7 @@ def produce(evaluation, n_components: int, specs: tuple) -> None:
 
 def start_judging(directory: str) -> None:
     """Judge mode: the trained-model outputs are in ``directory`` (written by the grader)."""
-    _STATE.update(mode="judge", dir=directory, data={})
+    _STATE.update(mode="judge", dir=directory, data={}, judged={})
 
 
 def judge_data(evaluation):
@@ -267,6 +267,9 @@ def judged(evaluation, n_components: int, paths: tuple, train_mode: bool) -> dic
 
     key = evidence_key(evaluation, n_components, paths)
     name = "train" if train_mode else "eval"
+    done = _STATE.setdefault("judged", {})
+    if (key, name) in done:  # one measure per evaluation, however many cells read it
+        return dict(done[key, name])
     folder = _STATE["dir"]
     meta = read_json(_path_join(folder, f"{key}.json"))
     if not _isinstance(meta, dict):
@@ -293,4 +296,5 @@ def judged(evaluation, n_components: int, paths: tuple, train_mode: bool) -> dic
                                f"({type(exc).__name__}: {exc})") from None
     result["mode_layers"] = bool(meta.get("mode_layers"))
     result["source"] = data[2]
-    return result
+    done[key, name] = result
+    return dict(result)
