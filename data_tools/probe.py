@@ -1,4 +1,10 @@
-"""Encoding a dataset and scoring the codes with a linear probe classifier."""
+"""Encoding a dataset and scoring the codes with a linear probe classifier.
+
+scikit-learn is imported only when a probe is fitted: every notebook imports ``encode``, and
+the import of scikit-learn (with SciPy) takes longer than torch's on a 2-core machine, which
+each graded notebook would pay in its kernel and in each of the grader's processes
+(docs/performance.md).
+"""
 from __future__ import annotations
 
 import warnings
@@ -6,10 +12,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 # The probe sees at most this many training codes: full MNIST would otherwise make the
 # logistic regression the slowest step of grading, for no gain in what it measures.
@@ -59,6 +61,11 @@ def probe_accuracy(train_codes: np.ndarray, train_labels: np.ndarray,
     if len(train_codes) > max_train:
         idx = np.random.default_rng(seed).choice(len(train_codes), max_train, replace=False)
         train_codes, train_labels = train_codes[np.sort(idx)], np.asarray(train_labels)[np.sort(idx)]
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=ConvergenceWarning)

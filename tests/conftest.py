@@ -83,3 +83,10 @@ def assert_full_marks(course: Path, result: dict, student: str, notebook: str, f
     found = errors(course, student, notebook, assignment)
     assert points(result, student, notebook) == full, found
     assert set(found.values()) == {""}, found
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files with slow tests first: in a parallel run (``make test``: one process per core,
+    one file per process at a time) the longest files then start at once instead of last."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

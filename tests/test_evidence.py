@@ -7,6 +7,7 @@ separate sandboxed processes: tests/test_tamper_e2e.py).
 """
 from __future__ import annotations
 
+import importlib
 import json
 
 import nbformat
@@ -184,3 +185,40 @@ def test_judge_refuses_outputs_with_the_wrong_rows(ae_weights, modes, monkeypatc
     evidence.start_judging(str(run.private))
     with pytest.raises(CheckFailure, match="rows"):
         ae.check_trained_ae_probe(evidence.Placeholder("Encoder"), evidence.Placeholder("Decoder"), 10)
+
+
+def _judge_in_fork(queue):
+    import torch
+
+    from autograder.checks import evidence
+    from data_tools.probe import probe_accuracy
+
+    x = torch.randn(2000, 784) @ torch.randn(784, 200)  # a parallel region in the fork
+    z, y = np.random.default_rng(0).normal(size=(600, 4)), np.arange(600) % 10
+    queue.put((sorted(evidence._PRELOADED), float(x.std()) > 0, probe_accuracy(z, y, z, y)))
+
+
+@pytest.mark.slow
+def test_judges_forked_from_the_preloaded_server_compute_without_hanging():
+    """Does the judge's server read every evaluation's data before it forks, and can a judge
+    forked from it still run torch in parallel and fit the probe (a pool of OpenMP threads
+    started in the server would deadlock it)?"""
+    import multiprocessing
+
+    from autograder.manifest import check_modules
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["autograder.grading.judge_preload"])
+    expected = sorted(e.name for m in check_modules()
+                      for e in getattr(importlib.import_module(m), "EVALUATIONS", ()))
+    for _ in range(2):
+        queue = context.Queue()
+        process = context.Process(target=_judge_in_fork, args=(queue,))
+        process.start()
+        process.join(120)
+        alive = process.is_alive()
+        if alive:
+            process.kill()
+        assert not alive, "a judge forked from the preloaded server hung"
+        preloaded, computed, accuracy = queue.get(timeout=5)
+        assert preloaded == expected and computed and 0.0 <= accuracy <= 1.0

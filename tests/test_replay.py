@@ -68,14 +68,17 @@ def test_plan_of_the_ae_solution():
 
 
 def test_patch_in_a_solution_cell_does_not_reach_the_checks(tmp_path):
-    """Does a top-level patch of torch.allclose in a solution cell stay out of the replay?"""
+    """Does a top-level patch of torch.allclose in a solution cell stay out of the replay, and
+    does a passing test cell's verdict carry what it printed?"""
     steps = [
         Step("student", "import torch\ntorch.allclose = lambda *a, **k: True"),
-        Step("test", "import torch\nassert not torch.allclose(torch.zeros(1), torch.ones(1))", "t1"),
+        Step("test", "import torch\nassert not torch.allclose(torch.zeros(1), torch.ones(1))\n"
+                     "print('checked')", "t1"),
         Step("test", "raise AssertionError('expected failure')", "t2"),
     ]
     plan = [Step(s.kind, definitions(s.code)[0] if s.kind == "student" else s.code, s.grade_id)
             for s in steps]
     verdicts = run_plan(plan, tmp_path)
-    assert verdicts["t1"] == {"passed": True, "error": ""}
-    assert verdicts["t2"] == {"passed": False, "error": "AssertionError: expected failure"}
+    assert verdicts["t1"] == {"passed": True, "error": "", "output": "checked\n"}
+    assert verdicts["t2"] == {"passed": False, "error": "AssertionError: expected failure",
+                              "output": ""}

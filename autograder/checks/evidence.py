@@ -28,6 +28,7 @@ import os
 import numpy as np
 import torch
 
+from . import core as _core
 from .core import CheckFailure, failure
 
 # Own references, taken before any student code runs in this process.
@@ -81,6 +82,9 @@ class Placeholder:
 def mode() -> str | None:
     """"produce", "judge", or None (local)."""
     return _STATE["mode"]
+
+
+_core._grading_mode = mode
 
 
 def set_cell(grade_id: str) -> None:
@@ -253,11 +257,24 @@ def start_judging(directory: str) -> None:
     _STATE.update(mode="judge", dir=directory, data={}, judged={})
 
 
+#: Evaluation data read by the judge's server before it forks any judge (``preload_data``).
+_PRELOADED: dict = {}
+
+
+def preload_data(evaluations) -> None:
+    """Read the evaluation data of ``evaluations`` now: the judge's server calls it once, so
+    that each judge forked from it starts with the data instead of reading it again."""
+    for evaluation in evaluations:
+        if evaluation.name not in _PRELOADED:
+            _PRELOADED[evaluation.name] = evaluation.data(None, None)
+
+
 def judge_data(evaluation):
     """The judge's own evaluation data of ``evaluation`` (read once per process)."""
-    data = _STATE["data"].get(evaluation.name)
+    data = _STATE["data"].get(evaluation.name) or _PRELOADED.get(evaluation.name)
     if data is None:
-        data = _STATE["data"][evaluation.name] = evaluation.data(None, None)
+        data = evaluation.data(None, None)
+    _STATE["data"][evaluation.name] = data
     return data
 
 

@@ -9,6 +9,8 @@ Weights and executed notebooks go to ``reference/`` (or ``AUTOGRADER_REFERENCE_D
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -24,6 +26,20 @@ from ..manifest import NOTEBOOKS, Notebook, notebook
 def reference_dir(course: Path = COURSE_ROOT) -> Path:
     """Where `make weights` keeps the reference weights and executed notebooks."""
     return Path(os.environ.get("AUTOGRADER_REFERENCE_DIR", course / "reference"))
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """Held while reference weights are checked or trained: several processes (a parallel test
+    run, two instructors' commands) then train each notebook once, and never read weights
+    that are still being written."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".training.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def source_path(nb: Notebook, course: Path = COURSE_ROOT) -> Path:
@@ -98,29 +114,35 @@ def train_weights(names: list[str] | None = None, course: Path = COURSE_ROOT,
     Each notebook runs in a copy inside :func:`reference_dir`, so its weights land there.
     """
     out = reference_dir(course)
-    out.mkdir(parents=True, exist_ok=True)
     took = {}
-    for nb in resolve(names):
-        files = [out / w for w in nb.weights]
-        if not force and all(f.exists() for f in files):
-            print(f"{nb.name}: weights present ({', '.join(f.name for f in files)}); "
-                  f"use --force to retrain")
-            continue
-        print(f"{nb.name}: training the reference model by executing {nb.name}.ipynb ...", flush=True)
-        start = time.perf_counter()
-        shutil.copy(source_path(nb, course), out / f"{nb.name}.ipynb")
-        execute_notebook(out / f"{nb.name}.ipynb", save_to=out / f"{nb.name}.executed.ipynb",
-                         progress=nb.name)
-        took[nb.name] = time.perf_counter() - start
-        print(f"{nb.name}: trained and saved in {took[nb.name]:.0f} s", flush=True)
+    with _locked(out):
+        for nb in resolve(names):
+            _train_one(nb, out, course, force, took)
     return took
+
+
+def _train_one(nb: Notebook, out: Path, course: Path, force: bool, took: dict) -> None:
+    files = [out / w for w in nb.weights]
+    if not force and all(f.exists() for f in files):
+        print(f"{nb.name}: weights present ({', '.join(f.name for f in files)}); "
+              f"use --force to retrain")
+        return
+    print(f"{nb.name}: training the reference model by executing {nb.name}.ipynb ...", flush=True)
+    start = time.perf_counter()
+    shutil.copy(source_path(nb, course), out / f"{nb.name}.ipynb")
+    execute_notebook(out / f"{nb.name}.ipynb", save_to=out / f"{nb.name}.executed.ipynb",
+                     progress=nb.name)
+    took[nb.name] = time.perf_counter() - start
+    print(f"{nb.name}: trained and saved in {took[nb.name]:.0f} s", flush=True)
 
 
 def reference_weights(name: str, assignment: str | None = None) -> Path:
     """The reference weights directory, training notebook ``name`` first when they are missing."""
     nb = notebook(name, assignment)
     out = reference_dir()
-    if not all((out / w).exists() for w in nb.weights):
+    with _locked(out):
+        missing = not all((out / w).exists() for w in nb.weights)
+    if missing:
         train_weights([f"{nb.assignment}/{nb.name}"])
     return out
 

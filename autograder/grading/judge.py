@@ -30,10 +30,6 @@ import sys
 
 import autograder.checks.evidence as evidence
 import autograder.checks.recorded as recorded
-from autograder.manifest import check_modules
-
-for _module in check_modules():  # imported in the server, before any job
-    importlib.import_module(_module)
 
 
 class _Names(dict):

@@ -239,7 +239,7 @@ def _run_second(run: _Run, plan: list[Step], sandbox, timeout: float) -> None:
 def _context():
     if not _CONTEXT:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["autograder.grading.judge"])
+        context.set_forkserver_preload(["autograder.grading.judge_preload"])
         _CONTEXT.append(context)
     return _CONTEXT[0]
 

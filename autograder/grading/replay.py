@@ -225,7 +225,7 @@ def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEO
     ``wrap(argv, cwd, shared_dir) -> argv`` puts the command into the sandbox. ``directory``
     (writable by the interpreter; a temporary one by default) receives the plan, the verdicts
     and what the checks record (``autograder.checks.evidence``), and holds the inputs the
-    grader wrote for them. Returns ``{grade_id: {"passed": bool, "error": str}}`` for every
+    grader wrote for them. Returns ``{grade_id: {"passed": bool, "error": str, "output": str}}`` for every
     test step that ran: the verdicts of the process that ran student code, in which the
     trained-model and replayable checks decide nothing (``autograder.grading.judged``).
     """
@@ -257,5 +257,6 @@ def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEO
         verdicts = json.loads(result.read_text()[:50_000_000])
     if not isinstance(verdicts, dict):
         raise ReplayError("the re-run of the tests wrote a malformed result")
-    return {str(k): {"passed": v.get("passed") is True, "error": str(v.get("error", ""))[:20000]}
+    return {str(k): {"passed": v.get("passed") is True, "error": str(v.get("error", ""))[:20000],
+                     "output": str(v.get("output", ""))[-4000:]}
             for k, v in verdicts.items() if isinstance(v, dict)}

@@ -73,6 +73,8 @@ def main(plan_path: str, result_path: str) -> None:
             for name in _assigned(step["code"]):
                 namespace.setdefault(name, _Placeholder(name))
             continue
+        if step["kind"] == "test":
+            sink = io.StringIO()  # what the test cell prints, shown with a passing verdict
         try:
             code = compile(step["code"], f"<{step['kind']} {step.get('grade_id', '')}>", "exec")
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -84,7 +86,8 @@ def main(plan_path: str, result_path: str) -> None:
                                               "error": f"{_type(exc).__name__}: {first}"}
         else:
             if step["kind"] == "test":
-                verdicts[step["grade_id"]] = {"passed": True, "error": ""}
+                verdicts[step["grade_id"]] = {"passed": True, "error": "",
+                                              "output": sink.getvalue()[-4000:]}
         if step["kind"] == "test":
             _write(result_path, verdicts)
     _write(result_path, verdicts)
