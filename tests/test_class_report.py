@@ -17,7 +17,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from nbgrader_harness import (
     submit,
 )
 
+from autograder.__main__ import main as autograder_main
 from autograder.cli import classreport
 from autograder.cli.classreport import ReportError, failure_summary, message_key
 
@@ -58,13 +58,14 @@ def js(n: int) -> str:
 
 # mallory: the same mistake as bob's up to numbers in test_square, markup in test_hidden's
 # message, and a kernel that dies in test_big (a grading failure, flagged for manual grading).
+HOSTILE_VALUE = f'<script>{js(1)}</script><img src=x onerror="{js(2)}">'
 HOSTILE = (
     "def square(x):\n"
     "    if x == 100:\n"
     "        import os\n"
     "        os._exit(1)\n"
     "    if x == 12:\n"
-    f'        return "<script>{js(1)}</script><img src=x onerror=\\"{js(2)}\\">"\n'
+    f"        return {HOSTILE_VALUE!r}\n"
     "    return x + 4 if x == 3 else x * x\n"
 )
 STUDENTS = {
@@ -92,30 +93,9 @@ def toy_source():
     )
 
 
-def report(course: Path, out: Path, assignment: str = "toy") -> tuple[int, str]:
-    """``python -m autograder report``, run as the instructor runs it."""
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "report",
-            assignment,
-            "--course",
-            str(course),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return run.returncode, run.stdout + run.stderr
-
-
 def report_here(course: Path, out: Path, assignment: str = "toy", capsys=None) -> tuple[int, str]:
-    """The same command in this process (it saves the interpreter's start and imports)."""
-    code = classreport.main([assignment, "--course", str(course), "--out", str(out)])
+    """``python -m autograder report``, in this process (saving an interpreter's start and imports)."""
+    code = autograder_main(["report", assignment, "--course", str(course), "--out", str(out)])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
@@ -156,8 +136,7 @@ def course(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(course, tmp_path_factory):
     out = tmp_path_factory.mktemp("page") / "toy.html"
-    code, output = report(course, out)
-    assert code == 0, output
+    assert autograder_main(["report", "toy", "--course", str(course), "--out", str(out)]) == 0
     return out
 
 
@@ -221,6 +200,12 @@ def test_page_groups_failures_and_escapes_student_text(course, page):
 def test_page_renders_in_chromium_without_running_student_scripts(page, tmp_path):
     """Does the page render in headless Chromium, not blank, with its sections, and no script run?"""
     assert Path(CHROMIUM).exists(), "chromium is missing: run `make setup` (scripts/setup_browser.sh)"
+    # the control: mallory's value, unescaped in a page without the report's policy, does run
+    control = tmp_path / "control.html"
+    control.write_text(f"<html><body>{HOSTILE_VALUE}</body></html>")
+    ran = chromium(control.as_uri(), tmp_path, "--dump-dom").stdout
+    assert 'id="pwned-1"' in ran and 'id="pwned-2"' in ran, ran[-2000:]
+
     dom = chromium(page.as_uri(), tmp_path, "--dump-dom")
     assert dom.returncode == 0 and "<html" in dom.stdout, dom.stderr[-2000:]
     for section in SECTIONS:

@@ -29,6 +29,7 @@ import base64
 import csv
 import html
 import io
+import json
 import math
 import re
 import statistics
@@ -37,8 +38,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-
-import nbformat
 
 from ..grading import report as grading_report
 
@@ -164,14 +163,16 @@ def message_key(summary: str) -> str:
 def cell_errors(path: Path) -> tuple[list[str], dict[str, str]]:
     """The grade cells of an autograded notebook in order, and the failure summary of each
     grade cell whose output holds an error."""
-    nb = nbformat.read(path, as_version=4)
+    nb = json.loads(path.read_text(encoding="utf-8"))  # plain JSON: nbformat's validation is slow
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ValueError("not a notebook in nbformat 4 (no list of cells)")
     order, errors = [], {}
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+    for cell in nb["cells"]:
+        meta = (cell.get("metadata") or {}).get("nbgrader") or {}
         if not meta.get("grade") or "grade_id" not in meta:
             continue
         order.append(meta["grade_id"])
-        if cell.cell_type != "code":
+        if cell.get("cell_type") != "code":
             continue
         errs = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errs:
@@ -184,7 +185,15 @@ def cell_errors(path: Path) -> tuple[list[str], dict[str, str]]:
 def load(course: Path, assignment: str) -> ClassData:
     """Everything the report shows, read from the gradebook, the autograded notebooks and
     the grading report. Raises ReportError when there is nothing to report."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import (
+        Assignment,
+        Grade,
+        Gradebook,
+        GradeCell,
+        MissingEntry,
+        SubmittedAssignment,
+        SubmittedNotebook,
+    )
 
     course = Path(course)
     if not course.is_dir():
@@ -209,33 +218,37 @@ def load(course: Path, assignment: str) -> ClassData:
                 f"{'the assignments ' + ', '.join(known) if known else 'no assignment'}; "
                 f"check the name, or release it first (nbgrader generate_assignment {assignment})"
             ) from None
-        notebooks = {
-            nb.name: float(nb.max_score) for nb in sorted(gb_assignment.notebooks, key=lambda n: n.name)
-        }
-        cell_max = {
-            (nb.name, c.name): (float(c.max_score), c.cell_type == "code")
+        # the graded cells (test cells, written answers, tasks) of each notebook, by id
+        cells_by_id = {
+            c.id: (nb.name, c.name, float(c.max_score), isinstance(c, GradeCell) and c.cell_type == "code")
             for nb in gb_assignment.notebooks
-            for c in nb.grade_cells
+            for c in [*nb.grade_cells, *nb.task_cells]
         }
-        students = []
-        for sub in gb.assignment_submissions(assignment):
-            student = Student(sub.student_id)
-            for snb in sub.notebooks:
-                for grade in snb.grades:
-                    if (snb.name, grade.name) not in cell_max:
-                        continue  # a task cell: not part of the score table
-                    max_score, code = cell_max[(snb.name, grade.name)]
-                    student.grades.append(
-                        CellGrade(
-                            snb.name,
-                            grade.name,
-                            float(grade.score or 0.0),
-                            max_score,
-                            bool(grade.needs_manual_grade),
-                            code,
-                        )
-                    )
-            students.append(student)
+        notebooks = {nb.name: 0.0 for nb in sorted(gb_assignment.notebooks, key=lambda n: n.name)}
+        for nb, _, max_score, _ in cells_by_id.values():
+            notebooks[nb] += max_score
+        cell_max = {(nb, c): (m, code) for nb, c, m, code in cells_by_id.values()}
+        # one query for every grade of the assignment (not one per student, notebook and cell)
+        submissions = (
+            gb.db.query(SubmittedAssignment.student_id)
+            .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+            .filter(Assignment.name == assignment)
+        )
+        students = {student_id: Student(student_id) for (student_id,) in submissions}
+        grades = (
+            gb.db.query(SubmittedAssignment.student_id, Grade.cell_id, Grade.score, Grade.needs_manual_grade)
+            .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
+            .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+            .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+            .filter(Assignment.name == assignment)
+        )
+        for student_id, cell_id, score, needs_manual_grade in grades:
+            if cell_id in cells_by_id and student_id in students:
+                nb, cell, max_score, code = cells_by_id[cell_id]
+                students[student_id].grades.append(
+                    CellGrade(nb, cell, float(score or 0.0), max_score, bool(needs_manual_grade), code)
+                )
+        students = list(students.values())
 
     submitted_root = Path(coursedir.format_path(coursedir.submitted_directory, "*", assignment))
     submitted = sorted(
@@ -406,6 +419,11 @@ def _png(fig) -> str:
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def _label(text: str) -> str:
+    """Text for a plot, shown as written (a ``$`` would start matplotlib's math mode)."""
+    return str(text).replace("$", r"\$")
+
+
 def _pyplot():
     import matplotlib
 
@@ -423,7 +441,7 @@ def histogram(values: list[float], max_score: float, title: str, xlabel: str = "
     else:
         bins = [max_score * i / 20 for i in range(21)]
     ax.hist(values, bins=bins, color="#3b6ea5", edgecolor="white")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_label(title), fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("students")
     ax.yaxis.get_major_locator().set_params(integer=True)
@@ -444,7 +462,7 @@ def time_histogram(seconds: list[float]) -> str:
 def pass_rate_chart(rows: list[tuple[str, float]]) -> str:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(rows) + 0.8))
-    labels = [r[0] for r in rows][::-1]
+    labels = [_label(r[0]) for r in rows][::-1]
     rates = [100 * r[1] for r in rows][::-1]
     ax.barh(labels, rates, color=["#b33" if r < 50 else "#d90" if r < 80 else "#3a3" for r in rates])
     ax.set_xlim(0, 100)
