@@ -123,7 +123,13 @@ def course_directory(course: Path):
 
     config = Config()
     if (course / "nbgrader_config.py").exists():
-        config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+        try:
+            config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+        except Exception as error:  # the file's own error, whatever it is
+            raise ReportError(
+                f"{course / 'nbgrader_config.py'} cannot be loaded ({type(error).__name__}: {error}); "
+                f"nbgrader itself would fail on it: fix it and run the command again"
+            ) from None
     coursedir = CourseDirectory(config=config)
     if "root" not in config.get("CourseDirectory", {}):
         coursedir.root = str(course.resolve())
