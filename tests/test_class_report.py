@@ -248,6 +248,7 @@ def test_timings_and_an_unreadable_notebook(course, tmp_path, capsys):
         for i, s in enumerate(STUDENTS)
     }
     data["submissions"]["toy/bob"].update(status="failed", error="the worker died <b>twice</b>", attempts=3)
+    data["submissions"]["toy/dave"] = {**data["submissions"]["toy/bob"], "seconds": 1.0, "error": "no kernel"}
     (copy / "grading_report.json").write_text(json.dumps(data))
     unreadable = copy / "autograded" / "alice" / "toy" / "toy.ipynb"
     unreadable.chmod(0o644)
@@ -256,13 +257,20 @@ def test_timings_and_an_unreadable_notebook(course, tmp_path, capsys):
     assert code == 0 and "1 autograded notebook(s) unreadable" in output, output
     text = (tmp_path / "t.html").read_text()
     assert "No grading times were recorded" not in text
-    assert "3 submissions: mean 5.0 s, median 5.0 s, max 6.0 s" in text
+    assert "4 submissions: mean 4.0 s, median 4.5 s, max 6.0 s" in text
     assert "the worker died &lt;b&gt;twice&lt;/b&gt;" in text
     assert "could not be read" in text and f"{unreadable} cannot be read" in text
     assert text.count('src="data:image/png;base64,') >= 4  # the rest is rendered, with the time histogram
     table = rows(tmp_path / "t.csv")
     assert table["bob"]["status"] == "grading failed" and table["bob"]["grading_seconds"] == "5.0"
     assert float(table["alice"]["total"]) == 4.0  # scores still come from the gradebook
+    # a student whose grading failed before the gradebook had a row for them is not dropped
+    assert (table["dave"]["status"], table["dave"]["total"], table["dave"]["grading_seconds"]) == (
+        "grading failed",
+        "",
+        "1.0",
+    )
+    assert "no kernel" in text
 
 
 @pytest.mark.slow

@@ -342,14 +342,18 @@ def load(course: Path, assignment: str) -> ClassData:
     interrupted = {
         e["student"] for e in grading_report.failures(course, assignment) if e["status"] == "running"
     }
+    # a student whose grading failed before any grade was written still gets a row
+    known = {s.student for s in students}
+    students += [Student(name, graded=False) for name in sorted(failed - known)]
+    students.sort(key=lambda s: s.student)
     for student in students:
         student.timing = timings.get(student.student)
-        if not student.graded:
-            continue
         if student.student in interrupted:
             student.status = STATUS_INTERRUPTED
         elif student.student in failed:
             student.status = STATUS_FAILED
+        elif not student.graded:
+            student.status = STATUS_NOT_GRADED
         elif student.flagged:
             student.status = STATUS_MANUAL
     return ClassData(
@@ -693,9 +697,7 @@ def section_failures(data: ClassData) -> str:
         parts.append("<h3>Cells flagged for manual grading</h3><p>No cell is flagged.</p>")
     not_graded = [s.student for s in data.students if not s.graded]
     if not_graded:
-        parts.append(
-            f"<h3>Submitted but not graded ({len(not_graded)})</h3><p>{esc(', '.join(not_graded))}</p>"
-        )
+        parts.append(f"<h3>Not in the gradebook ({len(not_graded)})</h3><p>{esc(', '.join(not_graded))}</p>")
     return "".join(parts)
 
 
