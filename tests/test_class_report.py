@@ -254,7 +254,7 @@ def test_timings_and_an_unreadable_notebook(course, tmp_path, capsys):
     unreadable.chmod(0o644)
     unreadable.write_text("{ not json")
     code, output = report_here(copy, tmp_path / "t.html", capsys=capsys)
-    assert code == 0 and "1 autograded notebook(s) unreadable" in output, output
+    assert code == 0 and "1 file(s) unreadable" in output, output
     text = (tmp_path / "t.html").read_text()
     assert "No grading times were recorded" not in text
     assert "4 submissions: mean 4.0 s, median 4.5 s, max 6.0 s" in text

@@ -310,8 +310,20 @@ def load(course: Path, assignment: str) -> ClassData:
         )
 
     # grading failures and timings from the grading report
-    failures = []
-    for entry in grading_report.failures(course, assignment):
+    failures, data, found = [], {}, []
+    try:
+        data, found = grading_report.load(course), grading_report.failures(course, assignment)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # a damaged file
+        unreadable.append(
+            (
+                "",
+                grading_report.REPORT_FILE,
+                f"{grading_report.report_path(course)} cannot be read: "
+                f"{type(error).__name__}: {str(error).strip()[:MAX_LINE]}; "
+                "grading failures and times are missing",
+            )
+        )
+    for entry in found:
         for problem in entry.get("problems") or [{}]:
             failures.append(
                 {
@@ -322,7 +334,6 @@ def load(course: Path, assignment: str) -> ClassData:
                     "reason": str(problem.get("reason", "")),
                 }
             )
-    data = grading_report.load(course)
     timings = {
         key.split("/", 1)[1]: value
         for key, value in (data.get("submissions") or {}).items()
@@ -339,9 +350,7 @@ def load(course: Path, assignment: str) -> ClassData:
                 }
             )
     failed = {f["student"] for f in failures}
-    interrupted = {
-        e["student"] for e in grading_report.failures(course, assignment) if e["status"] == "running"
-    }
+    interrupted = {e["student"] for e in found if e["status"] == "running"}
     # a student whose grading failed before any grade was written still gets a row
     known = {s.student for s in students}
     students += [Student(name, graded=False) for name in sorted(failed - known)]
@@ -670,8 +679,8 @@ def section_failures(data: ClassData) -> str:
     if data.unreadable:
         rows = [[esc(s), esc(nb), _pre(why)] for s, nb, why in data.unreadable]
         parts.append(
-            "<h3>Autograded notebooks that could not be read</h3>"
-            "<p>Their scores come from the gradebook; their failure messages are missing above.</p>"
+            "<h3>Files that could not be read</h3>"
+            "<p>Scores come from the gradebook; what these files hold is missing above.</p>"
             + _table(["student", "notebook", "problem"], rows, "unreadable")
         )
     flagged = [(s.student, g) for s in data.graded for g in s.flagged]
@@ -805,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{page}\n{table}\n{graded} graded student(s), {len(data.failures)} grading failure(s), "
         f"{sum(len(s.flagged) for s in data.graded)} cell(s) flagged for manual grading"
-        + (f", {len(data.unreadable)} autograded notebook(s) unreadable" if data.unreadable else "")
+        + (f", {len(data.unreadable)} file(s) unreadable (named in the page)" if data.unreadable else "")
     )
     return 0
 
