@@ -9,6 +9,7 @@ VERBS = {
     "demo": ("autograder.cli.demo", "release, train, autograde three demo students, print points"),
     "calibrate": ("autograder.cli.calibrate", "train the reference over seeds to set the pass bars"),
     "failures": ("autograder.grading.report", "list the notebooks whose grading failed or was interrupted"),
+    "report": ("autograder.cli.classreport", "an HTML page and a CSV on how a class did in an assignment"),
 }
 
 USAGE = "usage: python -m autograder {" + ",".join(VERBS) + "} [--help | options]\n\n" + "\n".join(
