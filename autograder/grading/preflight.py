@@ -65,7 +65,10 @@ def require_released(coursedir, log) -> None:
 
 
 def sandbox_problem(config) -> str | None:
-    """Why a kernel in the sandbox would not start or not import the course packages, or None."""
+    """Why a sandboxed kernel would not import the course packages, or None.
+
+    A sandbox that cannot start at all (bubblewrap missing) is left to the kernel manager, which
+    fails every notebook with that reason, flagged for manual grading, and records it."""
     from ..sandbox import Sandbox, SandboxUnavailable, switched_off
 
     if switched_off():
@@ -73,8 +76,8 @@ def sandbox_problem(config) -> str | None:
     sb = Sandbox(config=config)
     try:
         sb.check()
-    except SandboxUnavailable as exc:
-        return str(exc)
+    except SandboxUnavailable:
+        return None  # each notebook then fails as "grading failed: the student sandbox cannot start"
     code = ("import importlib\n"
             f"for name in {REQUIRED_PACKAGES!r}:\n"
             "    try:\n        importlib.import_module(name)\n"
