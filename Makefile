@@ -16,7 +16,8 @@ setup: $(STAMP)
 
 # CPU-only set-up: the local 2.13.0 CPU build of torch is installed first, so that
 # nothing else can resolve a (CUDA) torch from the index; torchvision is never installed.
-$(STAMP): pyproject.toml scripts/setup_sandbox.sh scripts/setup_browser.sh scripts/install_tool.sh
+$(STAMP): pyproject.toml scripts/setup_sandbox.sh scripts/setup_browser.sh scripts/setup_postgres.sh \
+		scripts/install_tool.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
@@ -27,6 +28,7 @@ $(STAMP): pyproject.toml scripts/setup_sandbox.sh scripts/setup_browser.sh scrip
 	$(PY) -m pip uninstall --quiet --yes rfc3987-syntax
 	bash scripts/setup_sandbox.sh
 	bash scripts/setup_browser.sh
+	bash scripts/setup_postgres.sh
 	touch $(STAMP)
 
 test: lint

@@ -5,6 +5,7 @@ import importlib
 import sys
 
 VERBS = {
+    "grade": ("autograder.cli.grade", "grade every submission of an assignment in parallel (pool or Dask)"),
     "weights": ("autograder.cli.weights", "train the reference models into reference/"),
     "demo": ("autograder.cli.demo", "release, train, autograde three demo students, print points"),
     "calibrate": ("autograder.cli.calibrate", "train the reference over seeds to set the pass bars"),

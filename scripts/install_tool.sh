@@ -4,7 +4,7 @@
 #   NAME=setup_x; source "$(dirname "$0")/install_tool.sh"
 #   install_tool EXECUTABLE PACKAGE LABEL WITHOUT_IT BY_HAND
 #
-# EXECUTABLE on PATH: nothing to do. Otherwise, as root, PACKAGE is installed with apt-get
+# EXECUTABLE on PATH (or, when it contains a "/", a file matching that glob): nothing to do. Otherwise, as root, PACKAGE is installed with apt-get
 # (the package lists are updated only when the first try fails) or dnf; without root, or when
 # it cannot be installed, the script stops with a message saying what to do: WITHOUT_IT says
 # what fails without it, BY_HAND how to install it where there is no apt-get or dnf.
@@ -12,9 +12,16 @@
 say() { echo "$NAME: $*"; }
 fail() { echo "$NAME: ERROR: $*" >&2; exit 1; }
 
+have_tool() {
+    case $1 in
+        */*) compgen -G "$1" >/dev/null ;;
+        *) command -v "$1" >/dev/null 2>&1 ;;
+    esac
+}
+
 install_tool() {
     local exe=$1 package=$2 label=$3 without=$4 by_hand=$5
-    command -v "$exe" >/dev/null 2>&1 && return 0
+    have_tool "$exe" && return 0
     if [ "$(id -u)" -ne 0 ]; then
         fail "$label ('$exe') is not installed, and installing it needs root.
   Run:  sudo scripts/$NAME.sh      (or: sudo apt-get install $package)
@@ -32,5 +39,5 @@ install_tool() {
     else
         fail "no apt-get or dnf here: $by_hand"
     fi
-    command -v "$exe" >/dev/null 2>&1 || fail "$label was installed but '$exe' is not on PATH"
+    have_tool "$exe" || fail "$label was installed but '$exe' is not there"
 }

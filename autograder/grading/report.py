@@ -15,6 +15,9 @@ entries, and on start removes the autograded folders of interrupted gradings so 
 ``nbgrader autograde`` grades them again instead of skipping them as done. Before that, it
 stops with a clear message when the assignment was never released (``preflight``).
 
+``python -m autograder grade`` adds one entry per graded submission under ``"submissions"``
+(:func:`record_submission`; ``autograder.grading.batch`` says what they hold).
+
 List the failures with ``python -m autograder failures [--course DIR]``.
 """
 from __future__ import annotations
@@ -32,8 +35,9 @@ from pathlib import Path
 from nbconvert.exporters import NotebookExporter
 from nbformat import ValidationError
 from nbformat.reader import NotJSONError
+from traitlets import Bool
 
-from .preflight import require_released
+from .preflight import require_released, require_sandbox_imports
 
 REPORT_FILE = "grading_report.json"
 LOCK_FILE = ".grading_report.lock"
@@ -64,11 +68,12 @@ def load(course) -> dict:
     return data
 
 
-def _update(course, key: str, entry: dict) -> None:
+def _update(course, key: str, entry: dict, section: str = "notebooks") -> None:
     with _locked(course):
         data = load(course)
-        data["notebooks"][key] = entry
-        data["notebooks"] = dict(sorted(data["notebooks"].items()))
+        entries = data.setdefault(section, {})
+        entries[key] = entry
+        data[section] = dict(sorted(entries.items()))
         tmp = report_path(course).with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, report_path(course))
@@ -80,6 +85,16 @@ def record(course, assignment: str, student: str, notebook: str, status: str,
     key = f"{assignment}/{student}/{notebook}"
     _update(course, key, {"assignment": assignment, "student": student, "notebook": notebook,
                           "status": status, "problems": list(problems or []), "pid": os.getpid()})
+
+
+def record_submission(course, key: str, entry: dict) -> None:
+    """Record the batch grading of one submission (key ``<assignment>/<student>``)."""
+    _update(course, key, entry, section="submissions")
+
+
+def submissions(course) -> dict[str, dict]:
+    """The batch gradings recorded so far, keyed ``<assignment>/<student>``."""
+    return load(course).get("submissions", {})
 
 
 def _alive(pid) -> bool:
@@ -131,10 +146,16 @@ class RecordingExporter(NotebookExporter):
     either pass is recorded as "failed" with its reason, and re-raised for nbgrader.
     """
 
+    check_sandbox = Bool(
+        True, help="Before grading, check that a sandboxed Python imports the course packages "
+        "(off where no kernel runs, as in the writer of python -m autograder grade).").tag(config=True)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         if self._coursedir is not None:
             require_released(self._coursedir, self.log)
+            if self.check_sandbox:
+                require_sandbox_imports(self.config, self.log)
         self._regrade_interrupted()
 
     @property
