@@ -28,6 +28,7 @@ test-fast: $(STAMP)
 # nbgrader runs alembic from PATH, hence the venv's bin first.
 release: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment autoencoders --force
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment bestiary --force
 
 weights: $(STAMP)
 	$(PY) -m autograder weights

@@ -94,6 +94,15 @@ NOTEBOOKS: tuple[Notebook, ...] = (
                        test_vae_decoder=2, test_vae_loss_loglik=2, test_vae_trained=4),
         eval_seeds=VARIANCE_EVAL_SEEDS,
     ),
+    Notebook(
+        name="latent", assignment="bestiary", checks="autograder.checks.latent",
+        models=(Model("BetaVAE", "beta_vae.pth"),),
+        settings=(*_SETTINGS, "n_epochs_ae", "beta_large", "n_epochs_beta_large", "patience"),
+        points=_points(test_latent_loss=3, test_latent_interpolate=1, test_latent_grid=1,
+                       test_latent_module=1, test_latent_sample=1, test_latent_lightning=2,
+                       test_latent_trained_elbo=2, test_latent_trained_samples=3),
+        n_components=2,
+    ),
 )
 
 

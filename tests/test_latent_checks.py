@@ -1,0 +1,308 @@
+"""Tests of the latent-space checks (bestiary/latent.ipynb): the solution passes, alternative
+correct implementations pass, and each known-wrong implementation fails with the hint that
+names its mistake."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from autograder.checks.core import CheckFailure, NotImplementedYet
+from autograder.checks.latent import (check_beta_vae, check_beta_vae_loss, check_beta_vae_sample,
+                                      check_interpolate, check_latent_grid, check_lightning)
+from autograder.grading.course import definitions
+from autograder.grading.replay import definitions as replay_definitions
+
+from conftest import COURSE_ROOT
+
+SOURCE = COURSE_ROOT / "solutions" / "bestiary" / "latent.ipynb"
+
+
+@pytest.fixture(scope="module")
+def solution() -> dict:
+    """The solution notebook's definitions, extracted as the replay extracts a submission's."""
+    return definitions(SOURCE)
+
+
+# ---------------------------------------------------------------------------------------------
+# beta_vae_loss
+# ---------------------------------------------------------------------------------------------
+
+def _kl(z_mean, z_logvar):
+    return 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar)
+
+
+def _bce(logits, x):
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))
+
+
+def loss_distributions(logits, x, z_mean, z_logvar, beta):
+    q = Normal(z_mean, torch.exp(0.5 * z_logvar))
+    kl = kl_divergence(q, Normal(torch.zeros_like(z_mean), torch.ones_like(z_mean))).sum(1)
+    return (_bce(logits, x) + beta * kl).mean()
+
+
+def loss_probabilities(logits, x, z_mean, z_logvar, beta):
+    bce = F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="sum") / len(x)
+    return bce + beta * _kl(z_mean, z_logvar).sum() / len(x)
+
+
+def loss_float64(logits, x, z_mean, z_logvar, beta):
+    return loss_distributions(logits.double(), x.double(), z_mean.double(), z_logvar.double(), beta)
+
+
+def loss_manual(logits, x, z_mean, z_logvar, beta):
+    log_p = F.logsigmoid(logits)
+    log_not_p = F.logsigmoid(-logits)
+    bce = -(x * log_p + (1 - x) * log_not_p).flatten(1).sum(1)
+    return bce.mean() + beta * _kl(z_mean, z_logvar).sum(1).mean()
+
+
+@pytest.mark.parametrize("fn", [loss_distributions, loss_probabilities, loss_float64, loss_manual])
+def test_correct_losses_pass(fn):
+    """Do torch.distributions, F.binary_cross_entropy on probabilities, float64 and a hand-written
+    log-sigmoid BCE all pass?"""
+    check_beta_vae_loss(fn)
+    check_beta_vae_loss(fn, seed=3)
+
+
+MISTAKES = {
+    "beta_on_recon": (
+        lambda l, x, m, v, b: (b * _bce(l, x) + _kl(m, v).sum(1)).mean(),
+        "beta multiplies the reconstruction term"),
+    "sigmoid_twice": (
+        lambda l, x, m, v, b: (_bce(torch.sigmoid(l), x) + b * _kl(m, v).sum(1)).mean(),
+        "the sigmoid applied twice"),
+    "pixel_mean": (
+        lambda l, x, m, v, b: F.binary_cross_entropy_with_logits(l, x) + b * _kl(m, v).sum(1).mean(),
+        "average the binary cross-entropy over the pixels"),
+    "kl_no_half": (
+        lambda l, x, m, v, b: (_bce(l, x) + b * 2 * _kl(m, v).sum(1)).mean(),
+        "factor 1/2 of the KL term"),
+    "batch_sum": (
+        lambda l, x, m, v, b: (_bce(l, x) + b * _kl(m, v).sum(1)).sum(),
+        "sum over the batch instead of averaging"),
+    "kl_latent_mean": (
+        lambda l, x, m, v, b: _bce(l, x).mean() + b * _kl(m, v).mean(),
+        "average the KL over the latent dimensions"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_named_loss_mistakes_fail_with_their_hint(name):
+    """Does each named mistake of beta_vae_loss fail with the hint that names it?"""
+    fn, hint = MISTAKES[name]
+    with pytest.raises(CheckFailure, match=hint) as info:
+        check_beta_vae_loss(fn)
+    assert "expected" in str(info.value) and "got" in str(info.value)
+
+
+def test_combined_mistakes_are_named_together():
+    """Does a loss with two mistakes (mean over pixels and the batch summed) name both?"""
+    def both(l, x, m, v, b):
+        return len(x) * (F.binary_cross_entropy_with_logits(l, x) + b * _kl(m, v).sum(1).mean())
+
+    with pytest.raises(CheckFailure, match="these mistakes together") as info:
+        check_beta_vae_loss(both)
+    assert "over the pixels" in str(info.value) and "sum over the batch" in str(info.value)
+
+
+def test_loss_per_sample_vector_is_rejected():
+    """Does a per-sample vector instead of a scalar fail with a hint about the batch mean?"""
+    with pytest.raises(CheckFailure, match="missing a mean over the batch"):
+        check_beta_vae_loss(lambda l, x, m, v, b: _bce(l, x) + b * _kl(m, v).sum(1))
+
+
+def test_detached_loss_is_rejected():
+    """Does a loss computed from detached inputs fail the gradient check?"""
+    with pytest.raises(CheckFailure, match="cut off"):
+        check_beta_vae_loss(lambda l, x, m, v, b: loss_distributions(l.detach(), x, m.detach(),
+                                                                     v.detach(), b))
+
+
+def test_loss_stub_is_not_implemented_yet():
+    """Does the release's stub read as 'not implemented yet'?"""
+    def stub(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedYet, match="not implemented yet"):
+        check_beta_vae_loss(stub)
+
+
+# ---------------------------------------------------------------------------------------------
+# interpolate and latent_grid
+# ---------------------------------------------------------------------------------------------
+
+def test_solution_functions_pass(solution):
+    """Do the solution's beta_vae_loss, interpolate and latent_grid pass their checks?"""
+    check_beta_vae_loss(solution["beta_vae_loss"])
+    check_interpolate(solution["interpolate"])
+    check_latent_grid(solution["latent_grid"])
+
+
+def interp_loop(z0, z1, n_steps):
+    return torch.stack([z0 + (k / (n_steps - 1)) * (z1 - z0) for k in range(n_steps)])
+
+
+def grid_scipy(n, quantile=0.95):
+    import numpy as np
+    from scipy.stats import norm
+
+    q = norm.ppf(np.linspace(1 - quantile, quantile, n))
+    return torch.tensor([[a, b] for a in q for b in q], dtype=torch.float32)
+
+
+def test_alternative_walks_pass():
+    """Do a loop-based interpolate and a scipy-based latent_grid (converted to float32) pass?"""
+    check_interpolate(interp_loop)
+    check_latent_grid(grid_scipy)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda z0, z1, n: interp_loop(z1, z0, n), "from z1 to z0"),
+    (lambda z0, z1, n: torch.stack([z0 + (k / n) * (z1 - z0) for k in range(n)]),
+     "include both endpoints"),
+    (lambda z0, z1, n: interp_loop(z0, z1, n).T, "transpose"),
+    (lambda z0, z1, n: interp_loop(z0.double(), z1.double(), n), "float64"),
+])
+def test_interpolate_mistakes(fn, hint):
+    """Do reversed, open-ended, transposed and float64 interpolations fail with their hints?"""
+    with pytest.raises(CheckFailure, match=hint):
+        check_interpolate(fn)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda n, quantile=0.95: grid_scipy(n, quantile)[:, [1, 0]], "transposed"),
+    (lambda n, quantile=0.95: torch.stack(torch.meshgrid(
+        torch.linspace(1 - quantile, quantile, n), torch.linspace(1 - quantile, quantile, n),
+        indexing="ij"), -1).reshape(-1, 2), "probabilities p themselves"),
+    (lambda n, quantile=0.95: grid_scipy(n, 0.95), "quantile is ignored"),
+    (lambda n, quantile=0.95: grid_scipy(n, 1.0), "infinite quantile"),
+])
+def test_latent_grid_mistakes(fn, hint):
+    """Do a transposed grid, raw probabilities, an ignored quantile and p = 0..1 fail with their
+    hints?"""
+    with pytest.raises(CheckFailure, match=hint):
+        check_latent_grid(fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# BetaVAE
+# ---------------------------------------------------------------------------------------------
+
+def test_solution_module_passes(solution):
+    """Does the solution's BetaVAE pass the module, sample and Lightning checks?"""
+    check_beta_vae(solution["BetaVAE"])
+    check_beta_vae_sample(solution["BetaVAE"])
+    check_lightning(solution["BetaVAE"])
+
+
+def _variant(solution, **methods):
+    """A subclass of the solution's BetaVAE with some methods replaced."""
+    return type("BetaVAE", (solution["BetaVAE"],), methods)
+
+
+def test_sample_without_reparameterization_fails(solution):
+    """Does a sample that uses torch.normal lose the sample points with the reparameterization
+    hint (the VAE notebook's check, reused)?"""
+    cls = _variant(solution, sample=lambda self, m, v: torch.normal(m, torch.exp(0.5 * v)))
+    with pytest.raises(CheckFailure, match="reparameterization"):
+        check_beta_vae_sample(cls)
+
+
+def test_plain_module_is_rejected():
+    """Does a BetaVAE that is a plain nn.Module (not a LightningModule) fail with a hint?"""
+    class Plain(nn.Module):
+        def __init__(self, n_components=2, beta=1.0, learning_rate=1e-3):
+            super().__init__()
+
+    with pytest.raises(CheckFailure, match="LightningModule"):
+        check_beta_vae(Plain)
+
+
+def test_optimizer_over_decoder_only_fails(solution):
+    """Does an optimizer over the decoder alone fail, naming the missing parameters?"""
+    cls = _variant(solution, configure_optimizers=lambda self: torch.optim.Adam(
+        self.decoder.parameters(), lr=self.learning_rate))
+    with pytest.raises(CheckFailure, match="misses parameters"):
+        check_lightning(cls)
+
+
+def test_fixed_learning_rate_fails(solution):
+    """Does an optimizer that ignores learning_rate fail with a hint?"""
+    cls = _variant(solution, configure_optimizers=lambda self: torch.optim.Adam(self.parameters()))
+    with pytest.raises(CheckFailure, match="self.learning_rate"):
+        check_lightning(cls)
+
+
+def test_missing_val_loss_fails(solution):
+    """Does a validation_step that logs under another name fail, naming val_loss?"""
+    def validation_step(self, batch, batch_idx):
+        x, _ = batch
+        logits, m, v = self(x)
+        self.log("validation_loss", F.binary_cross_entropy_with_logits(logits, x))
+
+    with pytest.raises(CheckFailure, match="no val_loss logged"):
+        check_lightning(_variant(solution, validation_step=validation_step))
+
+
+def test_training_step_without_loss_fails(solution):
+    """Does a training_step that returns nothing fail with 'returned no loss'?"""
+    def training_step(self, batch, batch_idx):
+        x, _ = batch
+        self(x)
+
+    with pytest.raises(CheckFailure, match="returned no loss"):
+        check_lightning(_variant(solution, training_step=training_step))
+
+
+def test_loss_without_decoder_fails(solution):
+    """Does a training loss that never reaches the decoder fail the gradient check?"""
+    def training_step(self, batch, batch_idx):
+        x, _ = batch
+        m, v = self.encode(x)
+        return _kl(m, v).sum(1).mean()
+
+    with pytest.raises(CheckFailure, match="gradients do not reach every parameter"):
+        check_lightning(_variant(solution, training_step=training_step))
+
+
+def test_lightning_check_is_quiet(solution, capfd):
+    """Does the real Trainer run of check_lightning write nothing to stderr?"""
+    check_lightning(solution["BetaVAE"])
+    assert capfd.readouterr().err == ""
+
+
+def test_lightning_check_is_quiet_in_a_fresh_process():
+    """In a fresh interpreter (as the replay runs it), is check_lightning silent on stderr?"""
+    code = ("from autograder.grading.course import definitions\n"
+            f"ns = definitions({str(SOURCE)!r})\n"
+            "from autograder.checks.latent import check_lightning\n"
+            "check_lightning(ns['BetaVAE'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=COURSE_ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == "", proc.stderr[-2000:]
+
+
+def test_replay_keeps_a_lightning_module():
+    """Does the replay's definitions extraction keep `import lightning as L`, the callbacks'
+    import and `class BetaVAE(L.LightningModule)`?"""
+    cell = ("import lightning as L\n"
+            "from lightning.pytorch.callbacks import EarlyStopping\n"
+            "class BetaVAE(L.LightningModule):\n"
+            "    def __init__(self, n_components=2, beta=1.0, learning_rate=1e-3):\n"
+            "        super().__init__()\n"
+            "        self.save_hyperparameters()\n")
+    code, dropped = replay_definitions(cell)
+    assert dropped == []
+    ns: dict = {}
+    exec(code, ns)
+    assert issubclass(ns["BetaVAE"], L.LightningModule)
+    assert ns["BetaVAE"]().hparams.beta == 1.0

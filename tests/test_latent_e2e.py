@@ -1,0 +1,99 @@
+"""Does real `nbgrader autograde` score submissions of the latent-space notebook (bestiary) as it
+should, cell by cell?"""
+from __future__ import annotations
+
+import pytest
+
+from autograder.cli.weights import write_untrained_weights
+from autograder.grading.course import all_scores, autograde, build_course, submit
+from autograder.manifest import notebook
+
+from conftest import COURSE_ROOT, grade_cell_errors, reference_weights
+
+pytestmark = pytest.mark.slow
+
+ASSIGNMENT = "bestiary"
+NAME = "latent"
+SOLUTION = COURSE_ROOT / "solutions" / ASSIGNMENT / f"{NAME}.ipynb"
+FULL = {cell: float(points) for cell, points in notebook(NAME, ASSIGNMENT).points.items()}
+TRAINED = ("test_latent_trained_elbo", "test_latent_trained_samples")
+
+# The solution's reconstruction line, the same with the sigmoid applied twice, and a correct
+# alternative on probabilities computed once.
+BCE_LINE = 'bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))'
+BCE_TWICE = ('bce = F.binary_cross_entropy_with_logits(torch.sigmoid(logits), x, '
+             'reduction="none").sum(dim=(1, 2, 3))')
+BCE_PROBS = ('bce = F.binary_cross_entropy(torch.sigmoid(logits), x, '
+             'reduction="none").sum(dim=(1, 2, 3))')
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    weights = reference_weights(NAME, ASSIGNMENT)
+    course = build_course(tmp_path_factory.mktemp(NAME) / "course", (ASSIGNMENT,))
+    trained = {w: weights / w for w in notebook(NAME, ASSIGNMENT).weights}
+    # The demonstration weights travel too, so that the graded runs do not retrain them.
+    demos = {p.name: p for p in weights.glob("*.pth") if p.name.startswith(("latent_ae", "beta_vae_beta"))}
+    text = SOLUTION.read_text()
+    assert text.count(BCE_LINE.replace('"', '\\"')) == 1
+    variant = lambda new: text.replace(BCE_LINE.replace('"', '\\"'), new.replace('"', '\\"'))  # noqa: E731
+    submit(course, "reference", {f"{NAME}.ipynb": SOLUTION, **trained, **demos}, ASSIGNMENT)
+    submit(course, "untouched", {f"{NAME}.ipynb": course / "assignments" / ASSIGNMENT / f"{NAME}.ipynb",
+                                 **demos}, ASSIGNMENT)
+    dest = submit(course, "untrained", {f"{NAME}.ipynb": SOLUTION, **demos}, ASSIGNMENT)
+    write_untrained_weights(dest, [NAME], assignment=ASSIGNMENT)
+    submit(course, "sigmoid_twice", {f"{NAME}.ipynb": variant(BCE_TWICE), **trained, **demos},
+           ASSIGNMENT)
+    submit(course, "probabilities", {f"{NAME}.ipynb": variant(BCE_PROBS), **trained, **demos},
+           ASSIGNMENT)
+    proc = autograde(course, force=True, assignment=ASSIGNMENT)
+    assert proc.returncode == 0, proc.output[-6000:]
+    print(f"autograde of 5 submissions: {proc.seconds:.0f} s")
+    return course, all_scores(course, ASSIGNMENT)
+
+
+def points(result, student):
+    return {cell: score for (nb, cell), (score, _) in result[student].items() if nb == NAME}
+
+
+def errors(course, student):
+    return grade_cell_errors(course / "autograded" / student / ASSIGNMENT / f"{NAME}.ipynb")
+
+
+def test_reference_gets_full_marks(graded):
+    """Does the solution notebook with its trained weights get every point?"""
+    course, result = graded
+    assert points(result, "reference") == FULL
+    assert set(errors(course, "reference").values()) == {""}
+
+
+def test_untouched_release_scores_zero_with_messages(graded):
+    """Does the release as handed out score 0, with 'not implemented yet' in every grade cell?"""
+    course, result = graded
+    assert points(result, "untouched") == {cell: 0.0 for cell in FULL}
+    found = errors(course, "untouched")
+    assert set(found) == set(FULL)
+    for cell, error in found.items():
+        assert "not implemented yet" in error, (cell, error)
+
+
+def test_untrained_weights_lose_only_trained_points(graded):
+    """Does correct code with random-init weights lose exactly the trained-model points?"""
+    course, result = graded
+    assert points(result, "untrained") == {**FULL, **{cell: 0.0 for cell in TRAINED}}
+    found = errors(course, "untrained")
+    assert "too high" in found["test_latent_trained_elbo"]
+    assert "digit classifier" in found["test_latent_trained_samples"]
+
+
+def test_sigmoid_twice_loses_only_loss_points(graded):
+    """Does the sigmoid applied twice lose exactly the loss points, with its hint?"""
+    course, result = graded
+    assert points(result, "sigmoid_twice") == {**FULL, "test_latent_loss": 0.0}
+    assert "the sigmoid applied twice" in errors(course, "sigmoid_twice")["test_latent_loss"]
+
+
+def test_binary_cross_entropy_on_probabilities_keeps_full_marks(graded):
+    """Does F.binary_cross_entropy on probabilities computed once keep every point?"""
+    _, result = graded
+    assert points(result, "probabilities") == FULL
