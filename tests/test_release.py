@@ -14,10 +14,12 @@ import pytest
 
 from autograder.grading.course import nbgrader_env
 
+from autograder.manifest import assignments, notebooks
+
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "solutions" / "autoencoders"
-RELEASE = ROOT / "assignments" / "autoencoders"
-NOTEBOOKS = sorted(p.name for p in SOURCE.glob("*.ipynb"))
+ASSIGNMENTS = assignments()
+# (assignment, notebook file) pairs: the notebooks the course manifest promises.
+NOTEBOOKS = [(nb.assignment, f"{nb.name}.ipynb") for nb in notebooks()]
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS",
            "### END HIDDEN TESTS")
 
@@ -32,34 +34,41 @@ def regenerated(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions", course / "solutions",
                     ignore=shutil.ignore_patterns("*.pth", ".ipynb_checkpoints"))
-    proc = subprocess.run([str(Path(sys.executable).with_name("nbgrader")), "generate_assignment",
-                           "autoencoders", "--force", "--no-db"], cwd=course,
-                          capture_output=True, text=True, env=nbgrader_env())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return course / "assignments" / "autoencoders"
+    for assignment in ASSIGNMENTS:
+        proc = subprocess.run([str(Path(sys.executable).with_name("nbgrader")), "generate_assignment",
+                               assignment, "--force", "--no-db"], cwd=course,
+                              capture_output=True, text=True, env=nbgrader_env())
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return course / "assignments"
 
 
-def test_there_are_notebooks():
-    """Does the assignment hold the source notebooks it should?"""
-    assert "ae.ipynb" in NOTEBOOKS
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_there_are_notebooks(assignment):
+    """Do solutions/ and assignments/ hold exactly the notebooks the course manifest names?"""
+    expected = sorted(name for a, name in NOTEBOOKS if a == assignment)
+    assert expected, f"the manifest names no notebook of {assignment}"
+    for folder in ("solutions", "assignments"):
+        found = sorted(p.name for p in (ROOT / folder / assignment).glob("*.ipynb"))
+        assert found == expected, f"{folder}/{assignment}: {found} != manifest {expected}"
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_release_is_regenerated(name, regenerated):
+@pytest.mark.parametrize("assignment, name", NOTEBOOKS)
+def test_release_is_regenerated(assignment, name, regenerated):
     """Is the committed release identical to a fresh `nbgrader generate_assignment`?"""
-    fresh = json.loads((regenerated / name).read_text())
-    committed_path = RELEASE / name
+    fresh = json.loads((regenerated / assignment / name).read_text())
+    committed_path = ROOT / "assignments" / assignment / name
     assert committed_path.exists(), f"{committed_path} is missing: run `make release`"
     committed = json.loads(committed_path.read_text())
-    assert committed == fresh, (f"{name}: assignments/ differs from what solutions/ generates; "
-                                f"edit solutions/ only and run `make release`")
+    assert committed == fresh, (f"{assignment}/{name}: assignments/ differs from what solutions/ "
+                                f"generates; edit solutions/ only and run `make release`")
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_no_solution_or_hidden_text_leaks(name):
+@pytest.mark.parametrize("assignment, name", NOTEBOOKS)
+def test_no_solution_or_hidden_text_leaks(assignment, name):
     """Does no line of a solution or hidden-test region appear in the release?"""
-    source = nbformat.read(SOURCE / name, as_version=4)
-    release_text = "\n".join(c.source for c in nbformat.read(RELEASE / name, as_version=4).cells)
+    source = nbformat.read(ROOT / "solutions" / assignment / name, as_version=4)
+    release_text = "\n".join(c.source for c in nbformat.read(ROOT / "assignments" / assignment / name,
+                                                             as_version=4).cells)
     for marker in MARKERS:
         assert marker not in release_text, f"{name}: marker {marker!r} in the release"
     secret_lines, public_text = set(), []
@@ -80,10 +89,11 @@ def test_no_solution_or_hidden_text_leaks(name):
     assert not leaked, f"{name}: solution/hidden text in the release: {leaked[:5]}"
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_markers_are_balanced(name):
+@pytest.mark.parametrize("assignment, name", NOTEBOOKS)
+def test_markers_are_balanced(assignment, name):
     """Is every BEGIN marker of the source closed by its END marker in the same cell?"""
-    for i, cell in enumerate(nbformat.read(SOURCE / name, as_version=4).cells):
+    for i, cell in enumerate(nbformat.read(ROOT / "solutions" / assignment / name,
+                                           as_version=4).cells):
         lines = [line.strip() for line in cell.source.splitlines()]
         for begin, end in (MARKERS[:2], MARKERS[2:]):
             depth = 0
