@@ -10,16 +10,21 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import COURSE_ROOT
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from autograder.checks.core import CheckFailure, NotImplementedYet
-from autograder.checks.latent import (check_beta_vae, check_beta_vae_loss, check_beta_vae_sample,
-                                      check_interpolate, check_latent_grid, check_lightning)
+from autograder.checks.latent import (
+    check_beta_vae,
+    check_beta_vae_loss,
+    check_beta_vae_sample,
+    check_interpolate,
+    check_latent_grid,
+    check_lightning,
+)
 from autograder.grading.course import definitions
 from autograder.grading.replay import definitions as replay_definitions
-
-from conftest import COURSE_ROOT
 
 SOURCE = COURSE_ROOT / "solutions" / "bestiary" / "latent.ipynb"
 
@@ -74,22 +79,22 @@ def test_correct_losses_pass(fn):
 
 MISTAKES = {
     "beta_on_recon": (
-        lambda l, x, m, v, b: (b * _bce(l, x) + _kl(m, v).sum(1)).mean(),
+        lambda lg, x, m, v, b: (b * _bce(lg, x) + _kl(m, v).sum(1)).mean(),
         "beta multiplies the reconstruction term"),
     "sigmoid_twice": (
-        lambda l, x, m, v, b: (_bce(torch.sigmoid(l), x) + b * _kl(m, v).sum(1)).mean(),
+        lambda lg, x, m, v, b: (_bce(torch.sigmoid(lg), x) + b * _kl(m, v).sum(1)).mean(),
         "the sigmoid applied twice"),
     "pixel_mean": (
-        lambda l, x, m, v, b: F.binary_cross_entropy_with_logits(l, x) + b * _kl(m, v).sum(1).mean(),
+        lambda lg, x, m, v, b: F.binary_cross_entropy_with_logits(lg, x) + b * _kl(m, v).sum(1).mean(),
         "average the binary cross-entropy over the pixels"),
     "kl_no_half": (
-        lambda l, x, m, v, b: (_bce(l, x) + b * 2 * _kl(m, v).sum(1)).mean(),
+        lambda lg, x, m, v, b: (_bce(lg, x) + b * 2 * _kl(m, v).sum(1)).mean(),
         "factor 1/2 of the KL term"),
     "batch_sum": (
-        lambda l, x, m, v, b: (_bce(l, x) + b * _kl(m, v).sum(1)).sum(),
+        lambda lg, x, m, v, b: (_bce(lg, x) + b * _kl(m, v).sum(1)).sum(),
         "sum over the batch instead of averaging"),
     "kl_latent_mean": (
-        lambda l, x, m, v, b: _bce(l, x).mean() + b * _kl(m, v).mean(),
+        lambda lg, x, m, v, b: _bce(lg, x).mean() + b * _kl(m, v).mean(),
         "average the KL over the latent dimensions"),
 }
 
@@ -105,8 +110,8 @@ def test_named_loss_mistakes_fail_with_their_hint(name):
 
 def test_combined_mistakes_are_named_together():
     """Does a loss with two mistakes (mean over pixels and the batch summed) name both?"""
-    def both(l, x, m, v, b):
-        return len(x) * (F.binary_cross_entropy_with_logits(l, x) + b * _kl(m, v).sum(1).mean())
+    def both(lg, x, m, v, b):
+        return len(x) * (F.binary_cross_entropy_with_logits(lg, x) + b * _kl(m, v).sum(1).mean())
 
     with pytest.raises(CheckFailure, match="these mistakes together") as info:
         check_beta_vae_loss(both)
@@ -116,13 +121,13 @@ def test_combined_mistakes_are_named_together():
 def test_loss_per_sample_vector_is_rejected():
     """Does a per-sample vector instead of a scalar fail with a hint about the batch mean?"""
     with pytest.raises(CheckFailure, match="missing a mean over the batch"):
-        check_beta_vae_loss(lambda l, x, m, v, b: _bce(l, x) + b * _kl(m, v).sum(1))
+        check_beta_vae_loss(lambda lg, x, m, v, b: _bce(lg, x) + b * _kl(m, v).sum(1))
 
 
 def test_detached_loss_is_rejected():
     """Does a loss computed from detached inputs fail the gradient check?"""
     with pytest.raises(CheckFailure, match="cut off"):
-        check_beta_vae_loss(lambda l, x, m, v, b: loss_distributions(l.detach(), x, m.detach(),
+        check_beta_vae_loss(lambda lg, x, m, v, b: loss_distributions(lg.detach(), x, m.detach(),
                                                                      v.detach(), b))
 
 

@@ -13,7 +13,6 @@ import nbformat
 import pytest
 
 from autograder.grading.course import nbgrader_env
-
 from autograder.manifest import assignments, notebooks
 
 ROOT = Path(__file__).resolve().parent.parent

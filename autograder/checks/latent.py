@@ -67,8 +67,7 @@ from .core import call, failure, fmt, require_dtype, require_finite, require_sha
 from .data import mnist_evaluation, mnist_sets
 from .modules import load_weights
 from .thresholds import required, threshold
-from .vae import (_check_grads, _f64, _isolated_rng, _require_callable, _require_loss_scalar,
-                  check_sample)
+from .vae import _check_grads, _f64, _isolated_rng, _require_callable, _require_loss_scalar, check_sample
 
 __all__ = [
     "check_beta_vae_loss", "check_interpolate", "check_latent_grid", "check_beta_vae",
