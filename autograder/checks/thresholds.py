@@ -23,10 +23,10 @@ THRESHOLDS: dict[str, dict[str, dict[str, float | None]]] = {
                 "loss": -1000.0, "reference_loss": -1780.2},
         # docs/calibration.md (latent). "elbo_loss": the negative ELBO per test image (beta = 1),
         # lower is better: reference 155.8, untrained 546. "confidence" / "classes": the digit
-        # classifier on 1,000 images decoded from z ~ N(0, I): reference 0.667 / 10, the plain
-        # AE's decoder on the same codes 0.584 / 9, untrained 0.350 / 1.
+        # classifier on 1,000 images decoded from z ~ N(0, I): reference 0.652-0.667 / 10, the
+        # plain AE's decoder on the same codes 0.584-0.609 / 7-9, untrained 0.350 / 1.
         "latent": {"elbo_loss": 175.0, "reference_elbo_loss": 155.8,
-                   "confidence": 0.625, "reference_confidence": 0.667,
+                   "confidence": 0.62, "reference_confidence": 0.667,
                    "classes": 8, "reference_classes": 10},
     },
     "mnist": {
@@ -48,7 +48,7 @@ THRESHOLDS: dict[str, dict[str, dict[str, float | None]]] = {
         # The embedded bars (docs/calibration.md (latent)): estimated, as no full-MNIST run
         # was possible here; more data per epoch can only help the ELBO and the samples.
         "latent": {"elbo_loss": 175.0, "reference_elbo_loss": None,
-                   "confidence": 0.625, "reference_confidence": None,
+                   "confidence": 0.62, "reference_confidence": None,
                    "classes": 8, "reference_classes": None},
     },
 }
