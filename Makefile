@@ -5,30 +5,35 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast weights release setup clean
+.PHONY: demo test test-fast lint weights release setup clean
 
 setup: $(STAMP)
 
-# CPU-only set-up: torch is pinned to the local 2.13.0 CPU build, installed first so that
+# CPU-only set-up: the local 2.13.0 CPU build of torch is installed first, so that
 # nothing else can resolve a (CUDA) torch from the index; torchvision is never installed.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/setup_sandbox.sh scripts/setup_browser.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	bash scripts/setup_sandbox.sh
+	bash scripts/setup_browser.sh
 	touch $(STAMP)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 # nbgrader runs alembic from PATH, hence the venv's bin first.
 release: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment autoencoders --force
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment bestiary --force
+	for a in $$($(PY) -c "from autograder.manifest import assignments; print(*assignments())"); do \
+		PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment $$a --force || exit 1; \
+	done
 
 weights: $(STAMP)
 	$(PY) -m autograder weights

@@ -44,6 +44,13 @@ _refuse_weights_in_source()
 c.Execute.timeout = 300
 c.Execute.startup_timeout = 120
 
+# `nbgrader zip_collect ASSIGNMENT` (files downloaded from a learning platform, put in
+# downloaded/ASSIGNMENT/archive/): collect the weights with the notebooks, and read the student id
+# from the folder that holds each file (.../<student_id>/ae.ipynb). Adapt the regular expression
+# to your platform's file names: it needs the groups student_id and file_id (README).
+c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".pth"]
+c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[^/]+)/(?P<file_id>[^/]+)$"
+
 # Keep feedback readable when a submission prints a lot.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60

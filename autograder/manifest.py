@@ -21,10 +21,14 @@ from types import MappingProxyType
 
 @dataclass(frozen=True)
 class Model:
-    """A class the student writes, built as ``cls(n_components)``, saved as ``weights``."""
+    """A class the student writes, built as ``cls(n_components)`` (or ``cls(size)`` when
+    ``size`` is given), saved as ``weights``."""
 
     cls: str
     weights: str
+    #: The argument the instructor tools build the class with, when not ``n_components``
+    #: (e.g. ``SparseAutoencoder(n_hidden)``).
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,15 @@ class Notebook:
     models: tuple[Model, ...]
     #: The literal constants of the settings cell (the replay keeps the student's values).
     settings: tuple[str, ...]
-    #: Points per grade cell, as in the source notebook (a test compares the two).
+    #: Points per grade cell, as in the source notebook (a test compares the two). Each
+    #: property of a trained model has its own cell: one bar, one set of points.
     points: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     #: Seeds of the graded evaluation sets (noise of train item i and test item i), or None.
     eval_seeds: tuple[int, int] | None = None
     #: ``n_components`` of the models the instructor tools build (untrained weights, calibration).
     n_components: int = 10
+    #: Further files the notebook saves for its own plots; never graded, never required.
+    extra_files: tuple[str, ...] = ()
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -70,20 +77,22 @@ def _points(**cells: float) -> MappingProxyType:
 #: Seeds of the varianceMNIST evaluation sets (train, test) of the graded trained-model checks.
 VARIANCE_EVAL_SEEDS = (1001, 1002)
 
-_SETTINGS = ("skip_training", "n_components", "n_epochs", "batch_size", "learning_rate", "seed")
+# The literal constants of the settings cells (n_epochs is computed from the data source there).
+_SETTINGS = ("skip_training", "n_components", "batch_size", "learning_rate", "seed")
 
 NOTEBOOKS: tuple[Notebook, ...] = (
     Notebook(
         name="ae", assignment="autoencoders", checks="autograder.checks.ae",
         models=(Model("Encoder", "ae_encoder.pth"), Model("Decoder", "ae_decoder.pth")),
         settings=_SETTINGS,
-        points=_points(test_ae_encoder=2, test_ae_decoder=2, test_ae_trained=4),
+        points=_points(test_ae_encoder=2, test_ae_decoder=2, test_ae_probe=2,
+                       test_ae_reconstruction=2),
     ),
     Notebook(
         name="dae", assignment="autoencoders", checks="autograder.checks.dae",
         models=(Model("DAE", "dae.pth"),),
         settings=(*_SETTINGS, "sigma_n"),
-        points=_points(test_dae=3, test_dae_trained=4),
+        points=_points(test_dae=3, test_dae_probe=2, test_dae_denoising=2),
         eval_seeds=VARIANCE_EVAL_SEEDS,
     ),
     Notebook(
@@ -91,13 +100,28 @@ NOTEBOOKS: tuple[Notebook, ...] = (
         models=(Model("Encoder", "vae_encoder.pth"), Model("Decoder", "vae_decoder.pth")),
         settings=_SETTINGS,
         points=_points(test_vae_encoder=1, test_vae_sample=2, test_vae_loss_kl=2,
-                       test_vae_decoder=2, test_vae_loss_loglik=2, test_vae_trained=4),
+                       test_vae_decoder=2, test_vae_loss_loglik=2, test_vae_probe=2,
+                       test_vae_loss=2),
         eval_seeds=VARIANCE_EVAL_SEEDS,
+    ),
+    Notebook(
+        name="linear", assignment="bestiary", checks="autograder.checks.linear",
+        models=(Model("LinearAutoencoder", "linear_ae.pth"),
+                Model("SparseAutoencoder", "sparse_ae.pth", size=64)),
+        settings=("skip_training", "n_components", "n_hidden", "n_epochs", "n_epochs_sparse",
+                  "batch_size", "learning_rate", "sparsity_weight", "rho", "seed"),
+        points=_points(test_linear_pca=3, test_linear_autoencoder=2, test_linear_subspace=2,
+                       test_linear_error=2, test_linear_l1=1, test_linear_kl=2,
+                       test_linear_sparse_autoencoder=1, test_linear_sparse_activation=1,
+                       test_linear_sparse_share=1, test_linear_sparse_error=1),
+        n_components=6,
+        extra_files=("plain_ae.pth",),  # the plain AE of the activation-histogram comparison
     ),
     Notebook(
         name="latent", assignment="bestiary", checks="autograder.checks.latent",
         models=(Model("BetaVAE", "beta_vae.pth"),),
-        settings=(*_SETTINGS, "n_epochs_ae", "beta_large", "n_epochs_beta_large", "patience"),
+        settings=("skip_training", "n_components", "n_epochs", "patience", "n_epochs_ae", "beta_large",
+                  "n_epochs_beta_large", "batch_size", "learning_rate", "seed"),
         points=_points(test_latent_loss=3, test_latent_interpolate=1, test_latent_grid=1,
                        test_latent_module=1, test_latent_sample=1, test_latent_lightning=2,
                        test_latent_trained_elbo=2, test_latent_trained_samples=3),

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .download import MNIST_MD5, MNIST_MIRRORS, DEFAULT_TIMEOUT, DownloadError, download_mnist
+from .download import DEFAULT_TIMEOUT, MNIST_MD5, MNIST_MIRRORS, DownloadError, download_mnist
 
 
 def _read_checksums(path: str) -> dict[str, str]:

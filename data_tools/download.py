@@ -16,9 +16,9 @@ import socket
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from .idx import IDXError, read_idx
 

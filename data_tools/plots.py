@@ -200,3 +200,29 @@ def plot_bars(values: dict, *, xlabel: str = "", ylabel: str = "", title: str | 
         ax.set_title(title)
     fig.tight_layout()
     plt.show()  # nothing is returned, so that Jupyter does not show the figure twice
+
+
+def plot_losses(train_losses, test_losses, *, title: str = "loss", ylabel: str = "loss",
+                logy: bool = False):
+    """The training loss per mini-batch and the test loss per epoch, against epochs.
+
+    ``train_losses`` holds one value per mini-batch of every epoch, ``test_losses`` one value
+    per epoch (measured at the end of it); the test curve may be empty.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    train = np.asarray(train_losses, dtype=float)
+    n_epochs = len(test_losses) or 1
+    steps = np.arange(1, len(train) + 1) * (n_epochs / max(len(train), 1))
+    ax.plot(steps, train, label="training (per mini-batch)", alpha=0.6)
+    if len(test_losses):
+        epochs = np.arange(1, len(test_losses) + 1)
+        ax.plot(epochs, np.asarray(test_losses, dtype=float), "o-", label="test (per epoch)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    plt.show()  # nothing is returned, so that Jupyter does not show the figure twice

@@ -7,13 +7,33 @@ import socket
 import time
 from pathlib import Path
 
-from autograder.grading.course import (AutogradeRun, add_cell, all_scores, assignment_of,  # noqa: F401
-                                       autograde, autograde_command, build_course, cell_source,
-                                       definitions, fill, flagged, grade_cell, grade_cell_errors,
-                                       graded, make_course, markdown, nbgrader, nbgrader_env,
-                                       notebook, outputs, release, report, scores, solution_cell,
-                                       submit)
-
+from autograder.grading.course import (  # noqa: F401
+    AutogradeRun,
+    add_cell,
+    all_scores,
+    assignment_of,
+    autograde,
+    autograde_command,
+    build_course,
+    cell_source,
+    definitions,
+    fill,
+    flagged,
+    grade_cell,
+    grade_cell_errors,
+    graded,
+    make_course,
+    markdown,
+    nbgrader,
+    nbgrader_env,
+    notebook,
+    outputs,
+    release,
+    report,
+    scores,
+    solution_cell,
+    submit,
+)
 
 # -- checks around the sandbox -------------------------------------------------------------
 

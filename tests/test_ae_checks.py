@@ -156,7 +156,7 @@ def test_failure_message_has_four_parts():
     with pytest.raises(CheckFailure) as info:
         checks.check_encoder(Hardcoded10)
     text = str(info.value)
-    assert text.startswith("Encoder(2) on x of shape (1, 1, 28, 28): wrong shape")
+    assert text.startswith("Encoder(n_components=2) on x of shape (1, 1, 28, 28) (eval mode): wrong shape")
     assert "expected shape (1, 2)" in text
     assert "got      shape (1, 10)" in text
     assert "hint:" in text
@@ -190,3 +190,109 @@ def test_weights_of_other_architecture_list_keys(ae_solution, tmp_path, monkeypa
     save_model(MLPDecoder(10), "ae_decoder.pth")
     with pytest.raises(CheckFailure, match=r"missing keys: conv\.0\.weight.*\n.*unexpected keys: net"):
         checks.load_trained(ae_solution["Encoder"], ae_solution["Decoder"], 10)
+
+
+@pytest.mark.parametrize("check, obj", [("check_encoder", "Encoder"), ("check_decoder", "Decoder")])
+def test_checks_leave_the_random_state_alone(ae_solution, check, obj):
+    """Does a module check leave the notebook's random state (and thread count) as it found it?"""
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    getattr(checks, check)(ae_solution[obj])
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
+
+
+# --------------------------------------------------------------------------- trained-model slips
+
+class CellEncoder(nn.Module):
+    """The mean of each of the first ten 7 x 7 cells: the label of a CellMNIST image."""
+
+    def __init__(self, n_components=10):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return self.scale * torch.nn.functional.avg_pool2d(x, 7).flatten(1)[:, :10]
+
+
+class CellDecoder(nn.Module):
+    """Fills each cell with its code: a perfect reconstruction of a CellMNIST image."""
+
+    def __init__(self, n_components=10):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, z):
+        grid = torch.cat([z, torch.zeros(len(z), 6)], 1).reshape(-1, 1, 4, 4)
+        return self.scale * grid.repeat_interleave(7, 2).repeat_interleave(7, 3)
+
+
+class LogitDecoder(CellDecoder):
+    """Returns logits of the pixel values (as a decoder trained with BCEWithLogitsLoss does)."""
+
+    def forward(self, z):
+        return torch.logit(super().forward(z).clamp(1e-3, 1 - 1e-3))
+
+
+class SoftmaxDecoder(CellDecoder):
+    """Returns a softmax over the pixels: a probability distribution, not pixel values."""
+
+    def forward(self, z):
+        return torch.softmax(super().forward(z).flatten(1), dim=1).reshape(-1, 1, 28, 28)
+
+
+def cell_mnist(n: int, seed: int):
+    """Images that are one 7 x 7 cell (the label's) at a random intensity, from the embedded source."""
+    from torch.utils.data import TensorDataset
+
+    from data_tools.mnist import Source
+
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    x = torch.zeros(n, 1, 28, 28)
+    for i, k in enumerate(labels.tolist()):
+        r, c = divmod(k, 4)
+        x[i, 0, 7 * r:7 * r + 7, 7 * c:7 * c + 7] = 0.5 + 0.5 * torch.rand((), generator=gen)
+    data = TensorDataset(x, labels)
+    data.source = Source("embedded", "a test set", "argument")
+    return data
+
+
+@pytest.mark.parametrize("decoder, hint", [
+    (LogitDecoder, "the decoder returns logits"),
+    (SoftmaxDecoder, "every reconstruction sums to 1 over its pixels"),
+])
+def test_decoder_output_slips_are_named(tmp_path, decoder, hint):
+    """Does a decoder that returns logits, or a softmax over the pixels, fail the reconstruction
+    check with a hint naming it, while the probe check passes on the same codes?"""
+    from data_tools.utils import save_model
+
+    paths = dict(encoder_path=str(tmp_path / "e.pth"), decoder_path=str(tmp_path / "d.pth"))
+    save_model(CellEncoder(), paths["encoder_path"])
+    save_model(decoder(), paths["decoder_path"])
+    sets = dict(trainset=cell_mnist(100, 0), testset=cell_mnist(50, 1))
+    checks.check_trained_ae_probe(CellEncoder, decoder, 10, **sets, **paths)
+    with pytest.raises(CheckFailure, match="reconstruction error") as info:
+        checks.check_trained_ae_reconstruction(CellEncoder, decoder, 10, **sets, **paths)
+    assert hint in str(info.value)
+
+
+def test_a_good_model_prints_each_number_beside_its_bar(tmp_path, capsys):
+    """Does a perfect autoencoder pass both checks, each printing its number, 'passes', its bar,
+    the data source and eval() mode?"""
+    from data_tools.utils import save_model
+
+    paths = dict(encoder_path=str(tmp_path / "e.pth"), decoder_path=str(tmp_path / "d.pth"))
+    save_model(CellEncoder(), paths["encoder_path"])
+    save_model(CellDecoder(), paths["decoder_path"])
+    sets = dict(trainset=cell_mnist(100, 0), testset=cell_mnist(50, 1))
+    capsys.readouterr()
+    checks.check_trained_ae_probe(CellEncoder, CellDecoder, 10, **sets, **paths)
+    checks.check_trained_ae_reconstruction(CellEncoder, CellDecoder, 10, **sets, **paths)
+    probe, mse = capsys.readouterr().out.splitlines()
+    assert probe.startswith("linear probe accuracy on the test codes: 1.000, passes: required "
+                            ">= 0.750 (reference about 0.888) on the embedded data")
+    assert mse.startswith("reconstruction MSE on the test images: 0.0000, passes: required "
+                          "<= 0.0350") and mse.endswith("models in eval() mode")

@@ -2,22 +2,22 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 from autograder.cli.weights import write_untrained_weights
-from autograder.grading.course import all_scores, autograde, build_course, submit, nbgrader
-
-from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
+from autograder.grading.course import all_scores, autograde, build_course, nbgrader, submit
 
 pytestmark = pytest.mark.slow
 
 ENCODER_LAST_LAYER = "nn.Linear(250, n_components),"
-FULL = {"test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_trained": 4.0}
+FULL = {"test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_probe": 2.0,
+        "test_ae_reconstruction": 2.0}
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     weights = reference_weights("ae")
-    course = build_course(tmp_path_factory.mktemp("ae") / "course")
+    course = build_course(tmp_path_factory.mktemp("ae") / "course", (ASSIGNMENT,))
     solution = SOLUTIONS / "ae.ipynb"
     trained = {w: weights / w for w in WEIGHTS["ae"]}
     submit(course, "reference", {"ae.ipynb": solution, **trained})
@@ -56,10 +56,11 @@ def test_untouched_release_scores_zero_with_messages(graded):
 def test_untrained_weights_lose_only_trained_points(graded):
     """Does correct code with random-init weights lose exactly the trained-model points?"""
     course, result = graded
-    assert points(result, "untrained") == {**FULL, "test_ae_trained": 0.0}
+    assert points(result, "untrained") == {**FULL, "test_ae_probe": 0.0,
+                                           "test_ae_reconstruction": 0.0}
     errors = grade_cell_errors(course / "autograded" / "untrained" / ASSIGNMENT / "ae.ipynb")
-    assert "accuracy too low" in errors["test_ae_trained"] or \
-        "reconstruction error" in errors["test_ae_trained"]
+    assert "accuracy too low" in errors["test_ae_probe"]
+    assert "reconstruction error" in errors["test_ae_reconstruction"]
 
 
 def test_hardcoded_components_lose_shape_points(graded):
@@ -76,4 +77,4 @@ def test_feedback_is_generated(graded):
     proc = nbgrader(course, "generate_feedback", ASSIGNMENT, "--student", "reference", "--force")
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = (course / "feedback" / "reference" / ASSIGNMENT / "ae.html").read_text()
-    assert "test_ae_trained" in html
+    assert "test_ae_probe" in html and "test_ae_reconstruction" in html

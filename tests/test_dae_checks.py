@@ -7,18 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import solution_namespace
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from autograder import CheckFailure, NotImplementedYet
 from autograder import dae as checks
-from data_tools.variance import (CORRUPTION_STREAM, DATA_STREAM, VarianceMNIST, corrupt,
-                                 seeded_normal)
-
-from conftest import solution_namespace
+from data_tools.variance import CORRUPTION_STREAM, DATA_STREAM, VarianceMNIST, corrupt, seeded_normal
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,9 +92,9 @@ def test_seeded_set_is_fixed_and_independent_of_access_order():
 
 def test_seeded_set_is_identical_in_another_process():
     """Does a fresh Python process draw the very same seeded samples (grading on another machine)?"""
-    code = ("import torch, sys; sys.path.insert(0, %r)\n"
+    code = (f"import torch, sys; sys.path.insert(0, {str(REPO)!r})\n"
             "from data_tools.variance import seeded_normal\n"
-            "print(repr(seeded_normal(1002, [0, 17, 999])[:, 0, 10, 10:14].tolist()))" % str(REPO))
+            "print(repr(seeded_normal(1002, [0, 17, 999])[:, 0, 10, 10:14].tolist()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     here = seeded_normal(1002, [0, 17, 999])[:, 0, 10, 10:14].tolist()
     assert out.stdout.strip() == repr(here)
@@ -417,8 +414,10 @@ def test_trained_check_messages(DAE, tmp_path, monkeypatch):
                                  path=str(tmp_path / "dae.pth"))
     assert "hint: " in str(info.value)
     # a model that denoises but whose codes say nothing: the probe bar fails
-    bars = {**checks.threshold("embedded", "dae"), "denoise_ratio": 10.0, "probe_accuracy": 1.01}
-    monkeypatch.setattr(checks, "threshold", lambda key, nb: bars)
+    from autograder.checks import evaluation, thresholds
+
+    bars = {**thresholds.threshold("embedded", "dae"), "denoise_ratio": 10.0, "probe_accuracy": 1.01}
+    monkeypatch.setattr(evaluation, "threshold", lambda key, nb: bars)
     with pytest.raises(CheckFailure, match=r"accuracy too low\n  expected >= 1\.010") as info:
         checks.check_trained_dae(DAE, 10, trainset=train, testset=test,
                                  path=str(tmp_path / "dae.pth"))
@@ -462,7 +461,9 @@ def test_dae_trained_without_corruption_fails(DAE, tmp_path, monkeypatch):
         result = checks.evaluate_dae(model, train_eval, test_eval)
     finally:
         torch.set_num_threads(threads)
-    bars = checks.threshold("embedded", "dae")
+    from autograder.checks.thresholds import threshold
+
+    bars = threshold("embedded", "dae")
     assert result["probe_accuracy"] < bars["probe_accuracy"] - 0.2, result
     assert result["denoise_ratio"] > 0.9, result
     save_model(model, tmp_path / "dae.pth")
@@ -477,3 +478,90 @@ def test_check_leaves_the_global_random_state_alone(DAE):
     before = torch.random.get_rng_state()
     checks.check_dae(DAE, n_components_list=(2,), batch_sizes=(1,))
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+# --------------------------------------------------------------------------- the gate mistake
+
+
+def _returns_gate(self, x):
+    z = self.encoder(x)
+    return z, torch.sigmoid(self.decoder(z))
+
+
+def test_module_check_warns_when_forward_returns_the_gate(DAE, capsys):
+    """Does check_dae pass a DAE whose forward returns the gate sigmoid(f) (its shapes are
+    right) but print a warning that names the gate and the exact fix?"""
+    checks.check_dae(mutant(DAE, forward=_returns_gate), n_components_list=(2,), batch_sizes=(1,))
+    out = capsys.readouterr().out
+    assert "WARNING" in out and "denoised_x is never negative" in out
+    assert "seems to return the gate sigmoid(f) itself" in out
+    assert "`denoised_x = x * torch.sigmoid(f)` and `return z, denoised_x`" in out
+
+
+def test_module_check_is_quiet_for_the_reference(DAE, capsys):
+    """Does the reference DAE pass check_dae without a warning?"""
+    checks.check_dae(DAE, n_components_list=(2,), batch_sizes=(1,))
+    assert "WARNING" not in capsys.readouterr().out
+
+
+class SquareGate(nn.Module):
+    """Returns a gate: 1 on the square where the fake images live, 0 elsewhere. The gate times
+    the noisy input would be a good denoiser (error ratio 256 / 784)."""
+
+    def __init__(self, n_components=10):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        gate = torch.zeros_like(x)
+        gate[:, :, 6:22, 6:22] = 1.0
+        return x.flatten(1)[:, :10] * self.w, gate * self.w
+
+
+def test_trained_check_names_the_gate_and_its_fix(tmp_path):
+    """Does the denoising check fail a model that returns a gate, saying that x_tilde times its
+    output would pass and what to return instead, while the probe check reads the same
+    evaluation?"""
+    from data_tools.utils import save_model
+
+    save_model(SquareGate(), tmp_path / "dae.pth")
+    train, test = _tiny_set()
+    result = checks.trained_results(SquareGate, 10, trainset=train, testset=test,
+                                    path=str(tmp_path / "dae.pth"))
+    assert result["out_min"] == 0.0 and result["out_max"] == 1.0
+    assert result["gate_ratio"] == pytest.approx(256 / 784, rel=0.15)
+    with pytest.raises(CheckFailure, match="too high") as info:
+        checks.check_trained_dae_denoising(SquareGate, 10, trainset=train, testset=test,
+                                           path=str(tmp_path / "dae.pth"))
+    text = str(info.value)
+    assert "seems to return the gate sigmoid(f) itself" in text and "which passes" in text
+    assert "denoised_x = x * torch.sigmoid(f)" in text and "got      " in text
+
+
+def test_trained_checks_share_one_evaluation(DAE, tmp_path):
+    """Do the probe and denoising checks of one saved model evaluate it once, and again only
+    when the weight file changes?"""
+    from data_tools.utils import save_model
+
+    calls = []
+
+    class Counting(SquareGate):
+        def forward(self, x):
+            calls.append(len(x))
+            return super().forward(x)
+
+    path = str(tmp_path / "dae.pth")
+    save_model(Counting(), path)
+    train, test = _tiny_set()
+    kwargs = dict(trainset=train, testset=test, path=path)
+    checks.trained_results(Counting, 10, **kwargs)
+    once = len(calls)
+    with pytest.raises(CheckFailure):
+        checks.check_trained_dae_denoising(Counting, 10, **kwargs)
+    checks.report_trained(Counting, 10, **kwargs)
+    assert len(calls) == once > 0
+    model = Counting()
+    model.w.data.fill_(2.0)
+    save_model(model, path)
+    checks.trained_results(Counting, 10, **kwargs)
+    assert len(calls) == 2 * once

@@ -2,22 +2,21 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 from autograder.cli.weights import write_untrained_weights
 from autograder.grading.course import all_scores, autograde, build_course, submit
 
-from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
-
 pytestmark = pytest.mark.slow
 
 CODE_LAYERS = ("nn.Linear(128, n_components),", "nn.Linear(n_components, 128),")
-FULL = {"test_dae": 3.0, "test_dae_trained": 4.0}
+FULL = {"test_dae": 3.0, "test_dae_probe": 2.0, "test_dae_denoising": 2.0}
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     weights = reference_weights("dae")
-    course = build_course(tmp_path_factory.mktemp("dae") / "course")
+    course = build_course(tmp_path_factory.mktemp("dae") / "course", (ASSIGNMENT,))
     solution = SOLUTIONS / "dae.ipynb"
     trained = {w: weights / w for w in WEIGHTS["dae"]}
     submit(course, "reference", {"dae.ipynb": solution, **trained})
@@ -61,9 +60,10 @@ def test_untouched_release_scores_zero_with_messages(graded):
 def test_untrained_weights_lose_only_trained_points(graded):
     """Does correct code with random-init weights lose exactly the trained-model points?"""
     course, result = graded
-    assert points(result, "untrained") == {**FULL, "test_dae_trained": 0.0}
-    error = errors_of(course, "untrained")["test_dae_trained"]
-    assert "too high" in error or "accuracy too low" in error, error
+    assert points(result, "untrained") == {**FULL, "test_dae_probe": 0.0, "test_dae_denoising": 0.0}
+    errors = errors_of(course, "untrained")
+    assert "accuracy too low" in errors["test_dae_probe"], errors
+    assert "too high" in errors["test_dae_denoising"], errors
 
 
 def test_hardcoded_components_lose_shape_points(graded):

@@ -18,18 +18,36 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import nbformat
 import pytest
+from nbgrader_harness import (
+    add_cell,
+    autograde,
+    autograde_command,
+    fill,
+    flagged,
+    grade_cell,
+    graded,
+    host_address,
+    make_course,
+    markdown,
+    nbgrader_env,
+    notebook,
+    outputs,
+    release,
+    report,
+    sandbox_processes,
+    scores,
+    solution_cell,
+    submit,
+)
 
 from autograder.grading.report import INTERRUPTED, failures
 from autograder.grading.report import main as report_main
-from nbgrader_harness import (add_cell, autograde, autograde_command, fill, grade_cell, graded, make_course,
-                              markdown, nbgrader_env, notebook, outputs, release, report, scores,
-                              solution_cell, submit, flagged, host_address, sandbox_processes)
 
 pytestmark = pytest.mark.slow
 
@@ -362,7 +380,8 @@ def test_all_students_were_graded_in_one_run(result):
 
 
 def test_crash_keeps_earlier_cells_and_the_folder(result):
-    """After the kernel died, do earlier cells keep their points, the later ones say why they failed, and the folder stay?"""
+    """After the kernel died, do earlier cells keep their points, the later ones say why they
+    failed, and the folder stay?"""
     for student in ["os_exit", "sigkill", "stubborn_loop"]:
         nb = graded(result.course, student, "toy")
         assert nb is not None, f"the autograded folder of {student} was deleted"

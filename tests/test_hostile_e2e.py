@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 from autograder.cli.weights import write_untrained_weights
 from autograder.grading.course import all_scores, autograde, build_course, submit
-
-from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +26,8 @@ builtins.abs = lambda x: 0
 sklearn.linear_model.LogisticRegression.score = lambda self, X, y: 1.0
 autograder.checks.ae.check_encoder = lambda *a, **k: None
 autograder.checks.ae.check_trained_ae = lambda *a, **k: None
+autograder.checks.ae.check_trained_ae_probe = lambda *a, **k: None
+autograder.checks.ae.check_trained_ae_reconstruction = lambda *a, **k: None
 autograder.checks.core.require_shape = lambda *a, **k: None
 data_tools.probe.probe_accuracy = lambda *a, **k: 1.0
 _ip = get_ipython()
@@ -38,15 +39,26 @@ _ip.events.register("post_run_cell", lambda result: _ip.displayhook(2))  # "2" r
 class _Payload:
     """Unpickling this runs a shell command (what a malicious .pth would do)."""
 
+    def __init__(self, *paths):
+        self.paths = paths
+
     def __reduce__(self):
         import os
-        return (os.system, (f"touch {MARKER} {HOST_MARKER}",))
+        return (os.system, (" ".join(["touch", *map(str, self.paths)]),))
 
 
-def _malicious_pth() -> bytes:
+def _malicious_pth(*paths) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"weight": _Payload()}, buffer)
+    torch.save({"weight": _Payload(*(paths or (MARKER, HOST_MARKER)))}, buffer)
     return buffer.getvalue()
+
+
+def test_malicious_pickle_payload_is_live(tmp_path):
+    """Positive control: does the crafted .pth really run its command when it is loaded the
+    unsafe way (weights_only=False), so that the grading test below proves something?"""
+    marker = tmp_path / "payload-ran"
+    torch.load(io.BytesIO(_malicious_pth(marker)), weights_only=False)
+    assert marker.exists()
 
 
 def _edit_cell(text: str, grade_id: str, edit) -> str:
@@ -69,9 +81,8 @@ def _replace_solution(text: str, grade_id: str, new_body: str) -> str:
 def graded(tmp_path_factory):
     ae_weights = reference_weights("ae")
     vae_weights = reference_weights("vae")
-    course = build_course(tmp_path_factory.mktemp("hostile") / "course")
+    course = build_course(tmp_path_factory.mktemp("hostile") / "course", (ASSIGNMENT,))
     ae = (SOLUTIONS / "ae.ipynb").read_text()
-    trained = {w: ae_weights / w for w in WEIGHTS["ae"]}
 
     patched = _edit_cell(ae.replace("nn.Linear(250, n_components),", "nn.Linear(250, 10),"),
                          "ae_encoder", lambda source: PATCHES + source)
@@ -116,10 +127,12 @@ def test_patched_checks_earn_nothing(graded):
     swallows errors and one that shows a number after each cell (partial credit) gain no point?"""
     course, result = graded
     assert _points(result, "patcher", "ae") == {
-        "test_ae_encoder": 0.0, "test_ae_decoder": 2.0, "test_ae_trained": 0.0}
+        "test_ae_encoder": 0.0, "test_ae_decoder": 2.0, "test_ae_probe": 0.0,
+        "test_ae_reconstruction": 0.0}
     errors = _errors(course, "patcher", "ae")
     assert "use n_components in the last layer" in errors["test_ae_encoder"]
-    assert "accuracy too low" in errors["test_ae_trained"]
+    assert "accuracy too low" in errors["test_ae_probe"]
+    assert "reconstruction error" in errors["test_ae_reconstruction"]
 
 
 @pytest.mark.parametrize("student, message", [
@@ -133,8 +146,10 @@ def test_bad_weights_lose_only_trained_points(graded, student, message):
     with a message naming the problem?"""
     course, result = graded
     assert _points(result, student, "ae") == {
-        "test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_trained": 0.0}
-    assert message in _errors(course, student, "ae")["test_ae_trained"]
+        "test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_probe": 0.0,
+        "test_ae_reconstruction": 0.0}
+    errors = _errors(course, student, "ae")
+    assert message in errors["test_ae_probe"] and message in errors["test_ae_reconstruction"]
 
 
 def test_malicious_pickle_never_runs(graded):

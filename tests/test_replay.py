@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import nbformat
 import pytest
+from conftest import SOLUTIONS
 
 from autograder.grading.replay import Step, build_plan, definitions, run_plan, settings
-
-from conftest import SOLUTIONS
 
 
 @pytest.mark.parametrize("statement", [
@@ -62,7 +61,7 @@ def test_plan_of_the_ae_solution():
     nb = nbformat.read(SOLUTIONS / "ae.ipynb", as_version=4)
     plan = build_plan(nb, nb)
     kinds = [(s.kind, s.grade_id) for s in plan]
-    assert ("test", "test_ae_encoder") in kinds and ("test", "test_ae_trained") in kinds
+    assert ("test", "test_ae_encoder") in kinds and ("test", "test_ae_probe") in kinds
     assert ("trusted", "ae_setup") in kinds and ("student", "ae_encoder") in kinds
     training = next(s for s in plan if s.grade_id == "ae_training")
     assert "optimizer" not in training.code  # the training loop is not replayed

@@ -20,9 +20,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
+from nbgrader_harness import host_address, sandbox_processes
 
 from autograder.sandbox import FIX, GiB, MiB, Sandbox, SandboxedKernelManager, SandboxUnavailable
-from nbgrader_harness import host_address, sandbox_processes
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "setup_sandbox.sh"
@@ -104,6 +104,37 @@ def test_course_root_is_hidden_even_inside_a_readable_tree():
                            "sibling": attempt(lambda: open({top + '/sibling.txt'!r}).read())}}))
         """, work, course_root=str(course), read_only_paths=[top])
     assert result == {"gradebook": "FileNotFoundError", "sibling": "ok"}
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only a root grader's kernel runs as another uid")
+def test_private_parents_do_not_matter_but_private_paths_do(tmp_path):
+    """Can the kernel's uid read a path under a parent only root can enter, but not a private path?"""
+    top = tmp_path / "home"  # like a 0700 home directory holding the course and its virtualenv
+    for name, mode in [("shared", 0o755), ("private", 0o700)]:
+        (top / name).mkdir(parents=True)
+        (top / name / "data.txt").write_text(name)
+        os.chmod(top / name, mode)
+    os.chmod(top, 0o700)
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chown(work, FIRST_UID, FIRST_UID)
+    result = run(f"""
+    print(json.dumps({{n: attempt(lambda n=n: open({str(top)!r} + "/" + n + "/data.txt").read())
+                       for n in ["shared", "private"]}}))
+    """, work, read_only_paths=[str(top / "shared"), str(top / "private")])
+    assert result == {"shared": "ok", "private": "PermissionError"}, result
+    assert Sandbox(read_only_paths=[str(top / "shared")]).unreadable() == []
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only a root grader's kernel runs as another uid")
+def test_private_read_only_path_names_the_fix(tmp_path):
+    """Does a read-only path that the kernel's uid cannot read stop grading, naming the path and the fix?"""
+    private = tmp_path / "venv"
+    private.mkdir()
+    os.chmod(private, 0o700)
+    with pytest.raises(SandboxUnavailable, match=r"chmod -R o\+rX") as info:
+        Sandbox(read_only_paths=[str(private)]).check()
+    assert f"{private} (mode 0700)" in str(info.value)
 
 
 def test_sanitized_notebooks_in_the_working_copy_are_unreadable(course):
@@ -279,8 +310,11 @@ def test_setup_script_is_quick_when_installed():
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to run the script as another user")
 def test_setup_script_explains_when_it_cannot_install():
     """Without root and without bubblewrap, does the set-up script fail saying what to do?"""
-    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(SCRIPT)],
-                          capture_output=True, text=True, timeout=60,
+    # The script's text is handed to bash, and the shell starts in /: uid 65534 needs no access
+    # to the checkout, which may lie in a directory only its owner can enter (mktemp -d, a home).
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           "bash", "-c", SCRIPT.read_text(), SCRIPT.name],
+                          capture_output=True, text=True, timeout=60, cwd="/",
                           env={**os.environ, "BWRAP": "/nonexistent/bwrap"})
     assert done.returncode != 0
     assert "needs root" in done.stderr and "sudo scripts/setup_sandbox.sh" in done.stderr

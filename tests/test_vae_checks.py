@@ -7,60 +7,31 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import solution_namespace
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from autograder.checks.core import CheckFailure, NotImplementedYet
-from autograder.checks.vae import (MIN_LOGVAR_ALLOWED, check_decoder, check_encoder, check_loss_kl,
-                            check_loss_loglik, check_sample)
+from autograder.checks.vae import (
+    MIN_LOGVAR_ALLOWED,
+    check_decoder,
+    check_encoder,
+    check_loss_kl,
+    check_loss_loglik,
+    check_sample,
+)
 
 # ---------------------------------------------------------------------------------------------
-# Reference implementation (a compact one; the solution notebook's own definitions are
-# checked further below)
+# The reference: the solution notebook's own definitions, extracted as the replay extracts a
+# submission's (no second copy of the solution here)
 # ---------------------------------------------------------------------------------------------
 
 MIN_LOGVAR = math.log(1e-3)
-
-
-class Encoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 5, stride=2), nn.BatchNorm2d(8), nn.ReLU(),  # (B, 8, 12, 12)
-            nn.Conv2d(8, 16, 5, stride=2), nn.ReLU(),                      # (B, 16, 4, 4)
-            nn.Flatten(),                                                  # (B, 256)
-            nn.Linear(256, 64), nn.ReLU(),
-        )
-        self.mean = nn.Linear(64, n_components)
-        self.logvar = nn.Linear(64, n_components)
-
-    def forward(self, x):
-        h = self.features(x)
-        return self.mean(h), self.logvar(h)
-
-    def sample(self, z_mean, z_logvar):
-        return z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
-
-
-class Decoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_components, 64), nn.BatchNorm1d(64), nn.ReLU(),
-                                  nn.Linear(64, 2 * 784))
-
-    def forward(self, z):
-        h = self.body(z).view(-1, 2, 28, 28)
-        y_mean, raw = h[:, :1], h[:, 1:]
-        y_logvar = MIN_LOGVAR + F.softplus(raw - MIN_LOGVAR)
-        return y_mean, y_logvar
-
-
-def loss_kl(z_mean, z_logvar):
-    return 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar).sum(1).mean()
-
-
-def loss_loglik(y_mean, y_logvar, x):
-    return 0.5 * (y_logvar + (x - y_mean) ** 2 / torch.exp(y_logvar)).sum(dim=(1, 2, 3)).mean()
+_SOLUTION = solution_namespace("vae")
+Encoder = _SOLUTION["Encoder"]
+Decoder = _SOLUTION["Decoder"]
+loss_kl = _SOLUTION["loss_kl"]
+loss_loglik = _SOLUTION["loss_loglik"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,13 +325,13 @@ class EncoderSingleTensor(EncoderMLP):
 
 class EncoderMeanOnly(Encoder):
     def forward(self, x):
-        return self.mean(self.features(x))
+        return self.mean_head(self.body(x))
 
 
 class EncoderSameHead(Encoder):
     def forward(self, x):
-        h = self.features(x)
-        return self.mean(h), self.mean(h)
+        h = self.body(x)
+        return self.mean_head(h), self.mean_head(h)
 
 
 class EncoderConstantLogvar(Encoder):
@@ -514,13 +485,13 @@ def test_checks_restore_the_global_state():
 
 def test_sample_check_derivation_numbers():
     """Is the documented false-alarm bound of check_sample below 1e-6?"""
-    from autograder import vae
-    n_elements = vae.SAMPLE_ROWS * vae.SAMPLE_COLS
+    from autograder.checks import sampling
+    n_elements = sampling.SAMPLE_ROWS * sampling.SAMPLE_COLS
     n_stats = 2 * n_elements + n_elements * (n_elements - 1) // 2
-    tail = math.erfc(vae.SAMPLE_Z_BOUND / math.sqrt(2))   # two-sided P(|N(0,1)| > bound)
+    tail = math.erfc(sampling.SAMPLE_Z_BOUND / math.sqrt(2))   # two-sided P(|N(0,1)| > bound)
     assert n_stats == 90
     assert n_stats * tail < 1e-6 / 5
-    assert vae.SAMPLE_N_DRAWS >= 20_000
+    assert sampling.SAMPLE_N_DRAWS >= 20_000
 
 
 def test_min_logvar_allowed_admits_the_reference_floor():
@@ -702,7 +673,6 @@ def test_passing_an_instance_or_class_is_explained():
 
 from autograder import vae  # noqa: E402
 from autograder.checks.thresholds import THRESHOLDS  # noqa: E402
-from conftest import solution_namespace  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -937,7 +907,8 @@ def test_evaluate_is_repeatable_and_seeds_the_data(block_data):
 
 
 def test_trained_check_passes_a_good_model(block_data, tmp_path, capsys):
-    """Does a model that knows the data pass, with a one-line report of got and required?"""
+    """Does a model that knows the data pass, with one line per graded number: got, passes,
+    required and the data source?"""
     from data_tools.utils import save_model
 
     save_model(BlockEncoder(), tmp_path / "enc.pth")
@@ -947,7 +918,11 @@ def test_trained_check_passes_a_good_model(block_data, tmp_path, capsys):
                           testset=block_data[1], encoder_path=tmp_path / "enc.pth",
                           decoder_path=tmp_path / "dec.pth")
     out = capsys.readouterr().out
-    assert out.startswith("probe accuracy on z_mean 1.000 (required >= ") and "test loss" in out
+    probe, loss = out.splitlines()
+    assert probe.startswith("linear probe accuracy on z_mean of the test samples: 1.000, passes: "
+                            "required >= 0.700 (reference about 0.792) on the embedded data")
+    assert probe.endswith("models in eval() mode")
+    assert loss.startswith("test loss per image (KL + NLL): ") and ", passes: required <= " in loss
 
 
 def _check(tmp_path, Encoder_, Decoder_, data):
@@ -1021,17 +996,18 @@ def test_trained_check_unreadable_weights(tmp_path, block_data):
 
 
 def test_notebook_states_the_current_bars():
-    """Does the notebook tell students the bars that autograder/checks/thresholds.py holds?"""
+    """Does the notebook's table tell students, per data source, the bars that
+    autograder/checks/thresholds.py holds?"""
     import nbformat
-
     from conftest import SOLUTIONS
 
     nb = nbformat.read(SOLUTIONS / "vae.ipynb", as_version=4)
-    text = " ".join(" ".join(c.source for c in nb.cells if c.cell_type == "markdown").split())
-    emb, full = THRESHOLDS["embedded"]["vae"], THRESHOLDS["mnist"]["vae"]
-    assert (f"probe accuracy of at least {emb['probe_accuracy']:.2f} and a test loss of at most "
-            f"{emb['loss']:,.0f} on the embedded data") in text
-    assert f"at least {full['probe_accuracy']:.2f} and at most {full['loss']:,.0f})" in text
+    rows = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
+            if line.startswith("| ")]
+    for source, label in (("embedded", "| embedded, "), ("mnist", "| full MNIST, ")):
+        bars = THRESHOLDS[source]["vae"]
+        (row,) = [r for r in rows if r.startswith(label)]
+        assert f"≥ {bars['probe_accuracy']:.2f}" in row and f"≤ {bars['loss']:.0f}" in row, row
 
 
 class HugeNegativeDecoder(ConstantDecoder):

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
 
 from autograder.cli.weights import write_untrained_weights
-from autograder.grading.course import all_scores, autograde, build_course, submit, nbgrader
-
-from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
+from autograder.grading.course import all_scores, autograde, build_course, nbgrader, submit
 
 pytestmark = pytest.mark.slow
 
@@ -14,13 +13,14 @@ pytestmark = pytest.mark.slow
 KL_LINE = "kl = 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - 1.0 - z_logvar)"
 KL_NO_HALF = "kl = (torch.exp(z_logvar) + z_mean ** 2 - 1.0 - z_logvar)"
 FULL = {"test_vae_encoder": 1.0, "test_vae_sample": 2.0, "test_vae_loss_kl": 2.0,
-        "test_vae_decoder": 2.0, "test_vae_loss_loglik": 2.0, "test_vae_trained": 4.0}
+        "test_vae_decoder": 2.0, "test_vae_loss_loglik": 2.0, "test_vae_probe": 2.0,
+        "test_vae_loss": 2.0}
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     weights = reference_weights("vae")
-    course = build_course(tmp_path_factory.mktemp("vae") / "course")
+    course = build_course(tmp_path_factory.mktemp("vae") / "course", (ASSIGNMENT,))
     solution = SOLUTIONS / "vae.ipynb"
     trained = {w: weights / w for w in WEIGHTS["vae"]}
     submit(course, "reference", {"vae.ipynb": solution, **trained})
@@ -63,9 +63,10 @@ def test_untouched_release_scores_zero_with_messages(graded):
 def test_untrained_weights_lose_only_trained_points(graded):
     """Does correct code with random-init weights lose exactly the trained-model points?"""
     course, result = graded
-    assert points(result, "untrained") == {**FULL, "test_vae_trained": 0.0}
-    error = errors(course, "untrained")["test_vae_trained"]
-    assert "accuracy too low" in error and "expected >= " in error and "got " in error
+    assert points(result, "untrained") == {**FULL, "test_vae_probe": 0.0, "test_vae_loss": 0.0}
+    found = errors(course, "untrained")
+    assert all(part in found["test_vae_probe"] for part in ("accuracy too low", "expected >= ", "got "))
+    assert all(part in found["test_vae_loss"] for part in ("too high", "expected <= ", "got "))
 
 
 def test_kl_without_half_loses_only_kl_points(graded):
@@ -82,5 +83,5 @@ def test_feedback_shows_the_hint(graded):
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = (course / "feedback" / "kl_no_half" / ASSIGNMENT / "vae.html").read_text()
     assert "did you drop the factor 1/2?" in html
-    assert "test_vae_trained" in (course / "feedback" / "reference" / ASSIGNMENT /
+    assert "test_vae_loss" in (course / "feedback" / "reference" / ASSIGNMENT /
                                   "vae.html").read_text()

@@ -3,26 +3,29 @@
 - :func:`check_encoder` / :func:`check_decoder`: construction with ``n_components``, output
   type, dtype and shape over several batch sizes and code sizes, finite values, input
   dependence, gradients reaching the parameters.
-- :func:`check_trained_ae`: on the trained, loaded models, the linear-probe accuracy of the
-  codes and the reconstruction error on the test set pass calibrated bars.
+- :func:`check_trained_ae_probe` and :func:`check_trained_ae_reconstruction` (one grade cell
+  each): on the trained, loaded models in eval() mode, the linear-probe accuracy of the codes and
+  the reconstruction error on the test set pass calibrated bars. Both read one evaluation per
+  process (:func:`trained_results`); :func:`report_trained` prints every graded number beside
+  its bar; :func:`check_trained_ae` runs both checks.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .core import call, failure, fmt
-from .modules import (build, check_gradients, check_tensor_output, codes, image_hint, images,
-                     load_weights, n_components_hint)
 from ..manifest import notebook
+from .core import call, failure, fmt, student_facing
 from .data import mnist_evaluation, mnist_sets
-from .thresholds import required, threshold
+from .evaluation import load_models, mode_layers, require_bar, results
+from .modules import BATCH_SIZES, N_COMPONENTS, Spec, check_module, code, code_input, image, image_input
+from .thresholds import graded_line
 
-BATCH_SIZES = (1, 3, 64)
-N_COMPONENTS = (2, 10)
-GRAD_BATCH = 4
 NOTEBOOK = notebook("ae", "autoencoders")
 ENCODER_PATH, DECODER_PATH = NOTEBOOK.weights
+
+ENCODER = Spec("Encoder", "x", image_input, (code("z"),))
+DECODER = Spec("Decoder", "z", code_input, (image("xrec"),))
 
 
 def evaluation_data(root=None):
@@ -30,107 +33,173 @@ def evaluation_data(root=None):
     return mnist_sets(root)
 
 
+@student_facing
 def check_encoder(Encoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
                   n_components_list=N_COMPONENTS) -> None:
     """Encoder(n_components) maps (B, 1, 28, 28) images to (B, n_components) float32 codes."""
-    gen = torch.Generator().manual_seed(seed)
-    for n in n_components_list:
-        encoder = build(Encoder, n, "Encoder")
-        encoder.eval()
-        for b in batch_sizes:
-            x = images(b, gen)
-            with torch.no_grad():
-                z = call(encoder, x, what=f"Encoder({n}) on x of shape {tuple(x.shape)}")
-            check_tensor_output(z, (b, n), f"Encoder({n}) on x of shape {tuple(x.shape)}",
-                                n_components_hint(n, tuple(getattr(z, "shape", ()))))
-        _check_depends_on_input(encoder, (images(2, gen), images(2, gen)), f"Encoder({n})")
-        encoder.train()
-        z = call(encoder, images(GRAD_BATCH, gen), what=f"Encoder({n}) in train mode")
-        check_gradients(encoder, (z ** 2).sum(), f"Encoder({n})")
+    check_module(Encoder, ENCODER, seed=seed, batch_sizes=batch_sizes,
+                 n_components_list=n_components_list)
 
 
+@student_facing
 def check_decoder(Decoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
                   n_components_list=N_COMPONENTS) -> None:
     """Decoder(n_components) maps (B, n_components) codes to (B, 1, 28, 28) float32 images."""
-    gen = torch.Generator().manual_seed(seed)
-    for n in n_components_list:
-        decoder = build(Decoder, n, "Decoder")
-        decoder.eval()
-        for b in batch_sizes:
-            z = codes(b, n, gen)
-            with torch.no_grad():
-                xrec = call(decoder, z, what=f"Decoder({n}) on z of shape {tuple(z.shape)}")
-            shape = tuple(getattr(xrec, "shape", ()))
-            check_tensor_output(xrec, (b, 1, 28, 28),
-                                f"Decoder({n}) on z of shape {tuple(z.shape)}", image_hint(shape))
-        _check_depends_on_input(decoder, (codes(2, n, gen), codes(2, n, gen)), f"Decoder({n})")
-        decoder.train()
-        xrec = call(decoder, codes(GRAD_BATCH, n, gen), what=f"Decoder({n}) in train mode")
-        check_gradients(decoder, (xrec ** 2).sum(), f"Decoder({n})")
+    check_module(Decoder, DECODER, seed=seed, batch_sizes=batch_sizes,
+                 n_components_list=n_components_list)
 
 
-def _check_depends_on_input(model, inputs, what: str) -> None:
-    with torch.no_grad():
-        a = call(model, inputs[0], what=what)
-        b = call(model, inputs[1], what=what)
-    if float((a - b).abs().max()) == 0.0:
-        raise failure(f"{what}: the same output for two different inputs",
-                      "an output that depends on the input", "identical outputs",
-                      "forward must compute from its argument, not from a stored or constant tensor")
+def evaluate_ae(encoder, decoder, trainset, testset, *, train_mode: bool = False) -> dict[str, float]:
+    """Probe accuracy of the codes and reconstruction MSE of the trained models.
 
-
-def evaluate_ae(encoder, decoder, trainset, testset) -> dict[str, float]:
-    """Probe accuracy of the codes and reconstruction MSE of the trained models."""
+    The models are put in eval() mode first (``train_mode=True``: left in train mode, for a
+    hint). Besides ``probe_accuracy`` and ``recon_mse``, the dict holds ``logit_mse``, the MSE
+    of ``sigmoid(xrec)`` (what a decoder that returns logits would reach with a sigmoid), and
+    ``sum_to_one``, whether every reconstruction sums to 1 over its pixels (a softmax).
+    """
     from data_tools.probe import encode, probe_accuracy
 
-    encoder.eval()
-    decoder.eval()
+    encoder.train(train_mode)
+    decoder.train(train_mode)
     enc = lambda x: call(encoder, x, what="encoder")  # noqa: E731
-    z_train, y_train = encode(enc, trainset)
-    z_test, y_test = encode(enc, testset)
+    with torch.no_grad():
+        z_train, y_train = encode(enc, trainset)
+        z_test, y_test = encode(enc, testset)
     if not (np.isfinite(z_train).all() and np.isfinite(z_test).all()):
         raise failure("trained encoder on the MNIST images: non-finite codes",
                       "finite codes", "nan or inf",
                       "the training diverged: lower the learning rate and train again")
     accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
-    total, count = 0.0, 0
+    total = total_logit = 0.0
+    count = 0
+    sum_to_one = True
     with torch.no_grad():
         for x, _ in torch.utils.data.DataLoader(testset, batch_size=500):
             xrec = call(decoder, call(encoder, x, what="encoder"), what="decoder")
-            total += float(((xrec - x) ** 2).sum())
+            if not isinstance(xrec, torch.Tensor) or xrec.shape != x.shape:
+                raise failure("trained decoder on the codes of test images: wrong output",
+                              f"a tensor of shape {tuple(x.shape)}",
+                              f"{type(xrec).__name__} of shape {tuple(getattr(xrec, 'shape', ()))}",
+                              "Decoder.forward must return the images, (batch_size, 1, 28, 28)")
+            xrec = xrec.double()
+            total += float(((xrec - x.double()) ** 2).sum())
+            total_logit += float(((torch.sigmoid(xrec) - x.double()) ** 2).sum())
+            sums = xrec.flatten(1).sum(1)
+            sum_to_one = sum_to_one and bool(((sums - 1).abs() < 1e-3).all()) \
+                and bool((xrec >= 0).all())
             count += x.numel()
-    return {"probe_accuracy": accuracy, "recon_mse": total / count}
+    return {"probe_accuracy": accuracy, "recon_mse": total / count,
+            "logit_mse": total_logit / count, "sum_to_one": sum_to_one}
 
 
 def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
                  decoder_path: str = DECODER_PATH):
     """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
-    encoder = build(Encoder, n_components, "Encoder")
-    decoder = build(Decoder, n_components, "Decoder")
-    load_weights("autoencoder", (encoder, encoder_path), (decoder, decoder_path))
-    return encoder, decoder
+    __tracebackhide__ = True  # noqa: F841
+    return load_models("autoencoder", n_components, (Encoder, "Encoder", encoder_path),
+                       (Decoder, "Decoder", decoder_path))
 
 
+def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
+                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH,
+                    train_mode: bool = False) -> dict:
+    """The graded numbers of the saved models (evaluated once per process, see ``cache``):
+    the dict of :func:`evaluate_ae` with ``source`` and ``bars``. The models are evaluated in
+    eval() mode (``train_mode=True``: in train mode, for the hint of a failed bar)."""
+    __tracebackhide__ = True  # noqa: F841
+    given = (trainset, testset)
+    trainset, testset, source_key = mnist_evaluation(trainset, testset, "autoencoder")
+
+    def compute():
+        encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
+        result = evaluate_ae(encoder, decoder, trainset, testset, train_mode=train_mode)
+        result["mode_layers"] = mode_layers(encoder, decoder)
+        return result
+
+    return results("ae", (Encoder, Decoder), given, (n_components, source_key, train_mode),
+                   (encoder_path, decoder_path), source_key, compute)
+
+
+def probe_line(result: dict) -> str:
+    """The graded probe accuracy beside its bar."""
+    bars = result["bars"]
+    return graded_line("linear probe accuracy on the test codes", result["probe_accuracy"],
+                       bars["probe_accuracy"], bars["reference_accuracy"], result["source"])
+
+
+def mse_line(result: dict) -> str:
+    """The graded reconstruction MSE beside its bar."""
+    bars = result["bars"]
+    return graded_line("reconstruction MSE on the test images", result["recon_mse"],
+                       bars["recon_mse"], bars["reference_mse"], result["source"], fmt=".4f",
+                       op="<=")
+
+
+def report_trained(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
+                   encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
+    """Print every graded number of the saved models beside its bar (never fails a bar)."""
+    __tracebackhide__ = True  # noqa: F841
+    result = trained_results(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
+                             encoder_path=encoder_path, decoder_path=decoder_path)
+    print(probe_line(result))
+    print(mse_line(result))
+    return result
+
+
+@student_facing
+def check_trained_ae_probe(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
+                           encoder_path: str = ENCODER_PATH,
+                           decoder_path: str = DECODER_PATH) -> None:
+    """A linear probe on the saved encoder's test codes passes the accuracy bar (eval mode)."""
+    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
+                  decoder_path=decoder_path)
+    result = trained_results(Encoder, Decoder, n_components, **kwargs)
+    require_bar(result, "probe_accuracy", what="linear probe on the trained encoder's test codes",
+                problem="accuracy too low", reference="reference_accuracy", generic=True,
+                hint="train longer or with a larger learning rate, check that the training loop "
+                     "updates the encoder, and save the weights after training",
+                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
+                                                   **kwargs))
+    print(probe_line(result))
+
+
+def _mse_hint(result: dict, bar: float) -> str:
+    if result["sum_to_one"]:
+        return ("every reconstruction sums to 1 over its pixels: the decoder returns a "
+                "probability distribution over the pixels (a softmax), not pixel values; "
+                "drop the softmax (end with no activation, or torch.sigmoid per pixel)")
+    if result["logit_mse"] <= bar:
+        return (f"with torch.sigmoid applied to the decoder's output the MSE would be "
+                f"{result['logit_mse']:.4f}, which passes: the decoder returns logits (as for "
+                f"BCEWithLogitsLoss), but the interface wants pixel values in [0, 1]; end "
+                f"Decoder.forward with torch.sigmoid(...) (and train with nn.MSELoss or "
+                f"nn.BCELoss on that output)")
+    return "train longer; check that the loss compares the decoder output with the input x"
+
+
+@student_facing
+def check_trained_ae_reconstruction(Encoder, Decoder, n_components: int, *, trainset=None,
+                                    testset=None, encoder_path: str = ENCODER_PATH,
+                                    decoder_path: str = DECODER_PATH) -> None:
+    """The saved autoencoder reconstructs the test images within the MSE bar (eval mode)."""
+    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
+                  decoder_path=decoder_path)
+    result = trained_results(Encoder, Decoder, n_components, **kwargs)
+    hint = _mse_hint(result, result["bars"]["recon_mse"])
+    require_bar(result, "recon_mse", op="<=", fmt=".4f", got=fmt(result["recon_mse"]),
+                what="reconstruction error of the trained autoencoder on the test images (mean "
+                     "over pixels)", reference="reference_mse", hint=hint,
+                generic="train longer" in hint,
+                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
+                                                   **kwargs))
+    print(mse_line(result))
+
+
+@student_facing
 def check_trained_ae(Encoder, Decoder, n_components: int, *, encoder_path: str = ENCODER_PATH,
                      decoder_path: str = DECODER_PATH, trainset=None, testset=None) -> None:
-    """The saved encoder's codes pass the probe bar and its reconstructions the MSE bar."""
-    encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-    trainset, testset, source_key = mnist_evaluation(trainset, testset, "autoencoder")
-    bars = threshold(source_key, "ae")
-    result = evaluate_ae(encoder, decoder, trainset, testset)
-    acc, mse = result["probe_accuracy"], result["recon_mse"]
-    if acc < bars["probe_accuracy"]:
-        raise failure(
-            "linear probe on the trained encoder's test codes: accuracy too low",
-            required(bars["probe_accuracy"], bars["reference_accuracy"]),
-            f"{acc:.3f}",
-            "train longer or with a larger learning rate, check that the training loop "
-            "updates the encoder, and save the weights after training")
-    if mse > bars["recon_mse"]:
-        raise failure(
-            "reconstruction error of the trained autoencoder on the test set (mean over pixels)",
-            required(bars["recon_mse"], bars["reference_mse"], ".4f", "<="),
-            fmt(mse),
-            "train longer; check that the loss compares the decoder output with the input x")
-    print(f"probe accuracy {acc:.3f} (required >= {bars['probe_accuracy']:.3f}), "
-          f"reconstruction MSE {fmt(mse)} (required <= {fmt(bars['recon_mse'])})")
+    """Both bars of the saved autoencoder: the probe, then the reconstruction MSE."""
+    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
+                  decoder_path=decoder_path)
+    check_trained_ae_probe(Encoder, Decoder, n_components, **kwargs)
+    check_trained_ae_reconstruction(Encoder, Decoder, n_components, **kwargs)

@@ -1,11 +1,14 @@
 """Building blocks shared by every check: the failure type, message formatting and
 coarse-to-fine validation of what a student's code returned.
 
-A check fails with a :class:`CheckFailure` whose message has four parts (STYLE.md):
+A check fails with a :class:`CheckFailure` whose message has four parts (docs/notebooks.md):
 what was tried, what was expected, what came out, and a hint tied to a common mistake.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import linecache
 import math
 import traceback
 
@@ -18,6 +21,10 @@ from ..errors import CheckFailure, NotImplementedYet  # noqa: F401  (re-exported
 _Tensor = torch.Tensor
 _isfinite = torch.isfinite
 _float64 = torch.float64
+_fork_rng = torch.random.fork_rng
+_manual_seed = torch.manual_seed
+_get_num_threads = torch.get_num_threads
+_set_num_threads = torch.set_num_threads
 
 
 def failure(tried: str, expected: str | None = None, got: str | None = None,
@@ -31,6 +38,36 @@ def failure(tried: str, expected: str | None = None, got: str | None = None,
     if hint:
         lines.append(f"  hint: {hint}")
     return CheckFailure("\n".join(lines))
+
+
+#: The one line a student sees of a failed check's own frame.
+_RAISE_SOURCE = "raise failure from None  # the message below says what to change\n"
+
+
+def student_facing(check):
+    """Show a student only their own call when ``check`` fails.
+
+    A :class:`CheckFailure` leaves ``check`` with its traceback cut at this wrapper, whose frame
+    IPython (and pytest) leave out (``__tracebackhide__``), and is raised again from a frame
+    that holds no code of the grader and is named after the check (``File <check_encoder>:1``):
+    IPython always shows the frame an exception was raised in. The student sees the line of
+    their cell that called the check, and the message. Any other exception (a bug in the
+    grader) keeps its full traceback.
+    """
+    filename = f"<{check.__name__}>"
+    raiser = compile(_RAISE_SOURCE, filename, "exec")
+    linecache.cache[filename] = (len(_RAISE_SOURCE), None, [_RAISE_SOURCE], filename)
+
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
+        try:
+            return check(*args, **kwargs)
+        except CheckFailure as exc:
+            caught = exc.with_traceback(None)
+        exec(raiser, {"failure": caught})
+
+    return wrapper
 
 
 def _student_frame(exc: BaseException) -> str:
@@ -49,6 +86,7 @@ def _student_frame(exc: BaseException) -> str:
 
 def call(fn, *args, what: str, **kwargs):
     """Call student code; turn a stub or a crash into a readable CheckFailure."""
+    __tracebackhide__ = True  # noqa: F841
     try:
         return fn(*args, **kwargs)
     except NotImplementedError:
@@ -82,6 +120,7 @@ def _crash_hint(exc: Exception) -> str:
 
 def require_tensor(value, what: str) -> torch.Tensor:
     """The value is a real torch.Tensor (not a subclass, tuple, array or look-alike)."""
+    __tracebackhide__ = True  # noqa: F841
     if type(value) is not _Tensor:
         if isinstance(value, (tuple, list)):
             hint = (f"return a single tensor, not a {type(value).__name__} of "
@@ -97,6 +136,7 @@ def require_tensor(value, what: str) -> torch.Tensor:
 
 def require_dtype(t: torch.Tensor, dtype: torch.dtype, what: str) -> None:
     """The tensor has the given dtype."""
+    __tracebackhide__ = True  # noqa: F841
     if t.dtype != dtype:
         raise failure(f"{what}: wrong dtype", str(dtype), str(t.dtype),
                       "keep the computation in float32 (no .double(), no numpy round trip)")
@@ -104,6 +144,7 @@ def require_dtype(t: torch.Tensor, dtype: torch.dtype, what: str) -> None:
 
 def require_shape(t: torch.Tensor, shape: tuple, what: str, hint: str | None = None) -> None:
     """The tensor has exactly the given shape."""
+    __tracebackhide__ = True  # noqa: F841
     if tuple(t.shape) != tuple(shape):
         raise failure(f"{what}: wrong shape", f"shape {tuple(shape)}",
                       f"shape {tuple(t.shape)}", hint)
@@ -111,6 +152,7 @@ def require_shape(t: torch.Tensor, shape: tuple, what: str, hint: str | None = N
 
 def require_finite(t: torch.Tensor, what: str, hint: str | None = None) -> None:
     """All entries are finite."""
+    __tracebackhide__ = True  # noqa: F841
     finite = _isfinite(t.detach())
     if not bool(finite.all()):
         n_bad = int((~finite).sum())
@@ -139,3 +181,39 @@ def worst_element(got: torch.Tensor, expected: torch.Tensor) -> str:
 def close(a: float, b: float, rtol: float, atol: float) -> bool:
     """Scalar closeness with the checks' own arithmetic (|a - b| <= atol + rtol |b|)."""
     return math.isfinite(a) and abs(a - b) <= atol + rtol * abs(b)
+
+
+def f64(t: torch.Tensor) -> torch.Tensor:
+    """A detached float64 copy, through the Tensor class itself (not instance attributes)."""
+    return _Tensor.to(_Tensor.detach(t), _float64)
+
+
+def shape_str(shape) -> str:
+    """A shape for a message: ``(3, 1, 28, 28)``."""
+    return str(tuple(int(s) for s in shape))
+
+
+def require_callable(fn, what: str) -> None:
+    """``fn`` can be called (a function or a class, not the result of calling one)."""
+    if not callable(fn):
+        raise failure(f"{what}: not callable", "a function",
+                      f"{type(fn).__module__}.{type(fn).__qualname__}",
+                      "pass the function (or class) itself, not the result of calling it")
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int):
+    """Seed torch's global generator inside, restore the caller's random state afterwards.
+
+    A check's verdict then does not depend on what the notebook ran before, and running it does
+    not change what the notebook draws next. The checks work on small tensors, for which one
+    thread is fastest; the caller's thread count is restored afterwards.
+    """
+    threads = _get_num_threads()
+    _set_num_threads(1)
+    try:
+        with _fork_rng(devices=[]):
+            _manual_seed(seed)
+            yield
+    finally:
+        _set_num_threads(threads)

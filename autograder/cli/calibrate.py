@@ -44,7 +44,7 @@ def _evaluate(nb: Notebook, ns: dict, workdir: Path | None, n_components: int, d
 
     models = []
     for m in nb.models:
-        model = ns[m.cls](n_components)
+        model = ns[m.cls](n_components if m.size is None else m.size)
         if workdir is not None:
             with contextlib.redirect_stdout(io.StringIO()):
                 load_model(model, workdir / m.weights)

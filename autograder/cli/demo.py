@@ -6,10 +6,22 @@ copy of the course, and print their points per test cell.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from ..grading.course import COURSE_ROOT, RELEASE, all_scores, autograde, build_course, submit
+from ..grading.course import (
+    COURSE_ROOT,
+    RELEASE,
+    AutogradeRun,
+    all_scores,
+    autograde_command,
+    build_course,
+    nbgrader_env,
+    submit,
+)
 from ..manifest import assignments, notebooks
 from .weights import reference_dir, source_path, train_weights, write_untrained_weights
 
@@ -36,10 +48,12 @@ def demo(workdir: Path, names: tuple[str, ...] | None = None) -> None:
                                           **{w: weights / w for w in nb.weights}}, assignment)
             dest = submit(workdir, "untrained", {f"{nb.name}.ipynb": solution}, assignment)
             write_untrained_weights(dest, [nb.name], assignment=assignment)
+        print(f"nbgrader autograde {assignment}: grading {len(DEMO_STUDENTS)} submissions ...", flush=True)
         start = time.perf_counter()
-        run = autograde(workdir, force=True, assignment=assignment)
-        print(f"nbgrader autograde {assignment}: {len(DEMO_STUDENTS)} submissions in "
-              f"{time.perf_counter() - start:.0f} s")
+        run = autograde_with_progress(workdir, assignment)
+        took = time.perf_counter() - start
+        print(f"nbgrader autograde {assignment}: {len(DEMO_STUDENTS)} submissions in {took:.0f} s "
+              f"({took / len(DEMO_STUDENTS):.0f} s per submission)")
         if run.returncode:
             print(run.output[-6000:])
         order = [nb.name for nb in notebooks(assignment)]
@@ -48,6 +62,46 @@ def demo(workdir: Path, names: tuple[str, ...] | None = None) -> None:
                 for (nb, cell), (score, max_score) in cells.items()]
         rows.sort(key=lambda r: (list(DEMO_STUDENTS).index(r[0]), order.index(r[1])))
         _print_table(rows, DEMO_STUDENTS)
+    print(next_steps(workdir, names))
+
+
+def autograde_with_progress(workdir: Path, assignment: str) -> AutogradeRun:
+    """``nbgrader autograde --force`` on every demo student, printing each notebook as it starts."""
+    start = time.monotonic()
+    lines = []
+    with subprocess.Popen(autograde_command(workdir, force=True, assignment=assignment), cwd=workdir,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=nbgrader_env()) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if "] Autograding " in line:
+                where = Path(line.split("] Autograding ", 1)[1].strip())
+                print(f"  {where.parent.parent.name}: {where.name}", flush=True)
+    return AutogradeRun(proc.returncode, "".join(lines), time.monotonic() - start)
+
+
+def next_steps(workdir: Path, names: tuple[str, ...]) -> str:
+    """What to do with the demo course: where it is, and the commands that continue from there."""
+    bin_dir = Path(sys.executable).parent
+    try:
+        shown = os.path.relpath(workdir)
+    except ValueError:
+        shown = str(workdir)
+    example = names[0]
+    return "\n".join([
+        "",
+        f"The demo course is a separate nbgrader course in {workdir}",
+        "(its own gradebook.db, submitted/, autograded/); the repository root is left as it was.",
+        "Continue there:",
+        "",
+        f"  cd {shown}",
+        f"  export PATH={bin_dir}:$PATH",
+        f"  nbgrader generate_feedback {example}    # HTML per student in feedback/<student>/{example}/",
+        "  nbgrader export                             # grades.csv, one row per student and assignment",
+        "  jupyter lab                                 # Nbgrader > Formgrader: scores, manual grading",
+        "  python -m autograder failures               # notebooks whose grading failed",
+        "",
+    ])
 
 
 def _print_table(rows, students) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,24 +32,38 @@ def source_path(nb: Notebook, course: Path = COURSE_ROOT) -> Path:
 
 
 def execute_notebook(path: Path, *, timeout: int = 1800, env: dict | None = None,
-                     save_to: Path | None = None) -> nbformat.NotebookNode:
+                     save_to: Path | None = None, progress: str | None = None) -> nbformat.NotebookNode:
     """Run a notebook top to bottom in its own directory with a fresh kernel (training mode).
 
+    With ``progress`` (a label), each cell is announced as it starts and the kernel's output
+    (the training bar) is relayed live to stdout (:mod:`autograder.cli.progress`).
     Raises nbclient's CellExecutionError, naming the cell, when a cell fails.
     """
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
+
+    from .progress import ProgressClient
 
     nb = nbformat.read(path, as_version=4)
     run_env = dict(os.environ if env is None else env)
     run_env.pop("NBGRADER_EXECUTION", None)  # training mode
     run_env.setdefault("MPLBACKEND", "Agg")
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    # These small networks train fastest on one thread, and several times slower on two threads
+    # of a CPU that other programs keep busy (docs/calibration.md); notebooks may still set more.
+    run_env.setdefault("OMP_NUM_THREADS", "1")
+    runtime = tempfile.mkdtemp(prefix="autograder-train-")
+    # IPC sockets in a private folder: no TCP port, and no "running over TCP without encryption"
+    km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(runtime, "kernel"),
+                            connection_file=os.path.join(runtime, "connection.json"))
+    kw = dict(km=km, timeout=timeout, kernel_name="python3",
+              resources={"metadata": {"path": str(path.parent)}})
+    client = ProgressClient(nb, label=progress, **kw) if progress else NotebookClient(nb, **kw)
     old = {k: os.environ.get(k) for k in run_env}
     os.environ.update(run_env)  # the kernel inherits the environment of this process
     try:
         client.execute()
     finally:
+        shutil.rmtree(runtime, ignore_errors=True)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -88,7 +103,8 @@ def train_weights(names: list[str] | None = None, course: Path = COURSE_ROOT,
         print(f"{nb.name}: training the reference model by executing {nb.name}.ipynb ...", flush=True)
         start = time.perf_counter()
         shutil.copy(source_path(nb, course), out / f"{nb.name}.ipynb")
-        execute_notebook(out / f"{nb.name}.ipynb", save_to=out / f"{nb.name}.executed.ipynb")
+        execute_notebook(out / f"{nb.name}.ipynb", save_to=out / f"{nb.name}.executed.ipynb",
+                         progress=nb.name)
         took[nb.name] = time.perf_counter() - start
         print(f"{nb.name}: trained and saved in {took[nb.name]:.0f} s", flush=True)
     return took
@@ -109,7 +125,7 @@ def untrained_models(nb: Notebook, source: Path, seed: int = 0) -> dict[str, obj
 
     ns = definitions(source)
     torch.manual_seed(seed)
-    return {m.weights: ns[m.cls](nb.n_components) for m in nb.models}
+    return {m.weights: ns[m.cls](nb.n_components if m.size is None else m.size) for m in nb.models}
 
 
 def write_untrained_weights(dest: Path, names: list[str], seed: int = 0,

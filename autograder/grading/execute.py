@@ -15,9 +15,8 @@ from time import monotonic
 from nbclient.client import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
-from traitlets import Integer
-
 from nbgrader.preprocessors import Execute
+from traitlets import Integer
 
 from ..sandbox import SandboxUnavailable
 

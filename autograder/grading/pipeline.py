@@ -25,20 +25,30 @@ and for ``nbgrader autograde``:
   interrupted gradings are graded again on the next run;
 - ``RestoreCellMetadata`` before ``OverwriteCells``: tampered nbgrader cell metadata is reset
   to the source's instead of failing the whole notebook;
-- ``OverwriteCells.add_missing_cells``: a deleted test cell is put back and run.
+- ``OverwriteCells.add_missing_cells``: a deleted test cell is put back and run;
+- ``SanitizeOutputs`` last: what the notebook displays is cleaned of anything that could run in
+  the browser of whoever opens it (formgrader, feedback) (``autograder.grading.sanitize``);
+- ``RecordingExporter`` also stops, with the command that fixes it, when the assignment was
+  never released (``autograder.grading.preflight``);
+
+and for ``nbgrader generate_feedback`` (and the formgrader's feedback button):
+
+- ``SanitizeOutputs`` again, before the HTML is written;
+- ``FeedbackExporter``: feedback folders hold only the HTML, not the student's weight files.
 
 Values set in ``nbgrader_config.py`` after the call, or on the command line, win.
 """
 from __future__ import annotations
 
-from nbgrader.converters import Autograde
+from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
-from .execute import GradingExecute
-from .preprocessors import FlagGradingFailures, HarmlessStderr, RestoreCellMetadata
-from .report import RecordingExporter
-from .replay import ReplayChecks
 from ..sandbox import SandboxedKernelManager
+from .execute import GradingExecute
+from .feedback import FeedbackExporter
+from .preprocessors import FlagGradingFailures, HarmlessStderr, ReplayChecks, RestoreCellMetadata
+from .report import RecordingExporter
+from .sanitize import SanitizeOutputs
 
 
 def sanitize_preprocessors() -> list[type]:
@@ -59,7 +69,12 @@ def autograde_preprocessors() -> list[type]:
             pipeline += [HarmlessStderr, SaveAutoGrades, FlagGradingFailures]
         else:
             pipeline.append(pp)
-    return pipeline
+    return pipeline + [SanitizeOutputs]
+
+
+def feedback_preprocessors() -> list[type]:
+    """nbgrader's feedback pipeline with SanitizeOutputs before the HTML is written."""
+    return [*GenerateFeedback.class_traits()["preprocessors"].default(), SanitizeOutputs]
 
 
 def configure(c) -> None:
@@ -68,4 +83,6 @@ def configure(c) -> None:
     c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
     c.Autograde.autograde_preprocessors = autograde_preprocessors()
     c.Autograde.exporter_class = RecordingExporter
+    c.GenerateFeedback.preprocessors = feedback_preprocessors()
     c.OverwriteCells.add_missing_cells = True
+    c.GenerateFeedback.exporter_class = FeedbackExporter

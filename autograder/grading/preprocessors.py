@@ -7,6 +7,13 @@ was turned into a solution cell, makes nbgrader fail the whole notebook ("Incons
 checksums"), and a renamed grade_id crashes it (KeyError); with it the test cell is restored
 and run, so the student gets what the code deserves, no more and no less.
 
+It also puts the hidden tests back into locked cells that the student left as released.
+nbgrader records a locked cell's checksum and source *with* its hidden tests (SaveCells runs
+before ClearHiddenTests), so ``OverwriteCells`` finds every released test cell "changed" and
+warns ``Attribute 'checksum' for cell ... has changed!`` for honest submissions. A cell whose
+source is exactly the released text gets the recorded source silently; a cell that really was
+changed is left to ``OverwriteCells``, which warns and restores it.
+
 nbgrader scores a grade cell 0 when it has *any* stderr output (``utils.determine_grade``
 treats a stderr stream like an error), so a PyTorch warning or a tqdm progress bar in a
 passing test cell would cost all its points. ``HarmlessStderr`` (before SaveAutoGrades)
@@ -19,11 +26,16 @@ to the instructor instead of an ordinary 0.
 """
 from __future__ import annotations
 
-from traitlets import Bool
+from pathlib import Path
 
+import nbformat
+from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from traitlets import Bool, Float
+
+from .replay import DEFAULT_TIMEOUT, build_plan, run_plan
 
 
 class RestoreCellMetadata(NbGraderPreprocessor):
@@ -37,7 +49,14 @@ class RestoreCellMetadata(NbGraderPreprocessor):
             self.solution_cells = {c.name for c in source.solution_cells}
             self.task_cells = {c.name: c.max_score for c in source.task_cells}
             self.source_cells = {c.name: (c.locked, c.cell_type) for c in source.source_cells}
+            self.locked_sources = {c.name: c.source for c in source.source_cells if c.locked}
             return super().preprocess(nb, resources)
+
+    def released_source(self, source: str) -> str:
+        """A locked cell's recorded source as the release shows it (hidden tests removed)."""
+        cell = NotebookNode(source=source, cell_type="code", metadata={})
+        ClearHiddenTests(parent=self)._remove_hidden_test_region(cell)
+        return cell.source
 
     def preprocess_cell(self, cell, resources, cell_index):
         meta = cell.metadata.get("nbgrader")
@@ -65,6 +84,9 @@ class RestoreCellMetadata(NbGraderPreprocessor):
         if changed:
             self.log.warning("Cell %r: restoring nbgrader metadata %s from the source", grade_id, changed)
         cell.metadata["nbgrader"] = restored
+        recorded = self.locked_sources.get(grade_id)
+        if recorded is not None and cell.source != recorded and cell.source == self.released_source(recorded):
+            cell.source = recorded  # as released: put the hidden tests back without a warning
         return cell, resources
 
 
@@ -100,3 +122,90 @@ class FlagGradingFailures(NbGraderPreprocessor):
                 grade.needs_manual_grade = True
             gb.db.commit()
         return nb, resources
+
+
+class ReplayChecks(NbGraderPreprocessor):
+    """After the kernel run, score every test cell by its replay in a fresh process.
+
+    A test cell's error output is replaced by the replay's verdict, so a submission that
+    patched the checks in its kernel gains nothing, and one whose kernel state was merely
+    broken loses nothing that its definitions deserve. When the replay cannot run, the
+    cells are marked "grading failed" (never silently scored from the kernel run).
+    """
+
+    enabled = Bool(True, help="Score test cells by a replay in a fresh process.").tag(config=True)
+    timeout = Float(DEFAULT_TIMEOUT, help="Seconds the replay of one notebook may take.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        from nbformat.v4 import new_output
+        from nbgrader.coursedir import CourseDirectory
+
+        ids = resources["nbgrader"]
+        coursedir = CourseDirectory(config=self.config)
+        source = Path(coursedir.format_path(coursedir.source_directory, ".", ids["assignment"])) \
+            / f"{ids['notebook']}.ipynb"
+        try:
+            source_nb = nbformat.read(source, as_version=4)
+        except (OSError, ValueError) as exc:
+            self.log.warning("Replay skipped: cannot read the source notebook %s: %s", source, exc)
+            return nb, resources
+        if not source_nb.metadata.get("autograder", {}).get("replay"):
+            return nb, resources  # this notebook does not opt in
+        workdir = Path(resources.get("metadata", {}).get("path") or ".")
+        grade_cells = [c for c in nb.cells if c.cell_type == "code"
+                       and c.metadata.get("nbgrader", {}).get("grade")]
+        try:
+            plan = build_plan(source_nb, nb)
+            with self._sandbox(workdir) as wrap:
+                verdicts = run_plan(plan, workdir, timeout=self.timeout, wrap=wrap)
+            problem = None
+        except Exception as exc:  # noqa: BLE001 - any failure here is a grading failure
+            plan, verdicts, problem = [], {}, f"{type(exc).__name__}: {exc}"
+        dropped = "; ".join(f"cell {s.grade_id}, line{'s' if len(s.dropped) > 1 else ''} "
+                            f"{', '.join(map(str, s.dropped))}" for s in plan
+                            if s.dropped and not s.grade_id.endswith("_training"))
+        failures = resources.setdefault("autograder", {}).setdefault("failures", [])
+        for cell in grade_cells:
+            grade_id = cell.metadata.nbgrader["grade_id"]
+            verdict = verdicts.get(grade_id)
+            kernel_failed = any(o.output_type == "error" for o in cell.outputs)
+            # The replay decides, never a value the cell displayed: nbgrader reads an
+            # execute_result as partial credit, and a display hook in student code can emit one.
+            cell.outputs = [o for o in cell.outputs if o.output_type != "execute_result"]
+            if any(o.get("ename") == "GradingFailed" for o in cell.outputs):
+                continue  # the kernel could not run this cell: it stays failed, and flagged
+            if verdict is None:
+                reason = problem or "the re-run of the tests stopped before this cell"
+                if not any(f.get("grade_id") == grade_id for f in failures):
+                    failures.append({"cell": None, "grade_id": grade_id, "reason": reason})
+                if not kernel_failed:
+                    cell.outputs.append(new_output(
+                        "error", ename="GradingFailed", evalue=f"grading failed: {reason}",
+                        traceback=[f"GradingFailed: grading failed: {reason}"]))
+                continue
+            cell.outputs = [o for o in cell.outputs if o.output_type != "error"]
+            if verdict["passed"]:
+                if kernel_failed:
+                    cell.outputs.append(new_output(
+                        "stream", name="stdout",
+                        text="[grader] this test passes when re-run on your definitions in a "
+                             "fresh process; the error above came from the notebook's state\n"))
+            else:
+                ename, _, evalue = verdict["error"].partition(": ")
+                if not kernel_failed and dropped:
+                    evalue += ("\n  note: the grader re-runs the tests on the definitions of "
+                               "your solution cells only (classes, functions, imports, "
+                               f"constants); these statements were not run: {dropped}")
+                cell.outputs.append(new_output("error", ename=ename, evalue=evalue,
+                                               traceback=[f"{ename}: {evalue}"]))
+        return nb, resources
+
+    def _sandbox(self, workdir: Path):
+        """The sandbox the replay runs in: the same as the student kernels'."""
+        import contextlib
+
+        from ..sandbox import Sandbox, sandboxed_run, switched_off
+
+        if switched_off():
+            return contextlib.nullcontext(None)
+        return sandboxed_run(Sandbox(config=self.config), str(workdir))

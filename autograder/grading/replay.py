@@ -13,7 +13,8 @@ must not depend on that state. :func:`build_plan` assembles a program from two s
 
 :func:`run_plan` executes the program in a new Python interpreter (in the grading sandbox
 when one is configured) that imports the checks before any student code, and returns one
-verdict per test cell. The ``ReplayChecks`` preprocessor (below) then makes
+verdict per test cell. The ``ReplayChecks`` preprocessor (``autograder.grading.preprocessors``)
+then makes
 those verdicts the ones nbgrader scores.
 """
 from __future__ import annotations
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from traitlets import Bool, Float
 
 from ..manifest import settings_names
 
@@ -257,97 +257,3 @@ def replay(source_path: Path, submitted_path: Path, workdir: Path, **kwargs) -> 
     source_nb = nbformat.read(source_path, as_version=4)
     submitted_nb = nbformat.read(submitted_path, as_version=4)
     return run_plan(build_plan(source_nb, submitted_nb), workdir, **kwargs)
-
-
-# -- the nbgrader step ---------------------------------------------------------------------
-
-def _preprocessor_base():
-    from nbgrader.preprocessors import NbGraderPreprocessor
-    return NbGraderPreprocessor
-
-
-class ReplayChecks(_preprocessor_base()):
-    """After the kernel run, score every test cell by its replay in a fresh process.
-
-    A test cell's error output is replaced by the replay's verdict, so a submission that
-    patched the checks in its kernel gains nothing, and one whose kernel state was merely
-    broken loses nothing that its definitions deserve. When the replay cannot run, the
-    cells are marked "grading failed" (never silently scored from the kernel run).
-    """
-
-    enabled = Bool(True, help="Score test cells by a replay in a fresh process.").tag(config=True)
-    timeout = Float(DEFAULT_TIMEOUT, help="Seconds the replay of one notebook may take.").tag(config=True)
-
-    def preprocess(self, nb, resources):
-        from nbformat.v4 import new_output
-        from nbgrader.coursedir import CourseDirectory
-
-        ids = resources["nbgrader"]
-        coursedir = CourseDirectory(config=self.config)
-        source = Path(coursedir.format_path(coursedir.source_directory, ".", ids["assignment"])) \
-            / f"{ids['notebook']}.ipynb"
-        try:
-            source_nb = nbformat.read(source, as_version=4)
-        except (OSError, ValueError) as exc:
-            self.log.warning("Replay skipped: cannot read the source notebook %s: %s", source, exc)
-            return nb, resources
-        if not source_nb.metadata.get("autograder", {}).get("replay"):
-            return nb, resources  # this notebook does not opt in
-        workdir = Path(resources.get("metadata", {}).get("path") or ".")
-        grade_cells = [c for c in nb.cells if c.cell_type == "code"
-                       and c.metadata.get("nbgrader", {}).get("grade")]
-        try:
-            plan = build_plan(source_nb, nb)
-            with self._sandbox(workdir) as wrap:
-                verdicts = run_plan(plan, workdir, timeout=self.timeout, wrap=wrap)
-            problem = None
-        except Exception as exc:  # noqa: BLE001 - any failure here is a grading failure
-            plan, verdicts, problem = [], {}, f"{type(exc).__name__}: {exc}"
-        dropped = "; ".join(f"cell {s.grade_id}, line{'s' if len(s.dropped) > 1 else ''} "
-                            f"{', '.join(map(str, s.dropped))}" for s in plan
-                            if s.dropped and not s.grade_id.endswith("_training"))
-        failures = resources.setdefault("autograder", {}).setdefault("failures", [])
-        for cell in grade_cells:
-            grade_id = cell.metadata.nbgrader["grade_id"]
-            verdict = verdicts.get(grade_id)
-            kernel_failed = any(o.output_type == "error" for o in cell.outputs)
-            # The replay decides, never a value the cell displayed: nbgrader reads an
-            # execute_result as partial credit, and a display hook in student code can emit one.
-            cell.outputs = [o for o in cell.outputs if o.output_type != "execute_result"]
-            if any(o.get("ename") == "GradingFailed" for o in cell.outputs):
-                continue  # the kernel could not run this cell: it stays failed, and flagged
-            if verdict is None:
-                reason = problem or "the re-run of the tests stopped before this cell"
-                if not any(f.get("grade_id") == grade_id for f in failures):
-                    failures.append({"cell": None, "grade_id": grade_id, "reason": reason})
-                if not kernel_failed:
-                    cell.outputs.append(new_output(
-                        "error", ename="GradingFailed", evalue=f"grading failed: {reason}",
-                        traceback=[f"GradingFailed: grading failed: {reason}"]))
-                continue
-            cell.outputs = [o for o in cell.outputs if o.output_type != "error"]
-            if verdict["passed"]:
-                if kernel_failed:
-                    cell.outputs.append(new_output(
-                        "stream", name="stdout",
-                        text="[grader] this test passes when re-run on your definitions in a "
-                             "fresh process; the error above came from the notebook's state\n"))
-            else:
-                ename, _, evalue = verdict["error"].partition(": ")
-                if not kernel_failed and dropped:
-                    evalue += ("\n  note: the grader re-runs the tests on the definitions of "
-                               "your solution cells only (classes, functions, imports, "
-                               f"constants); these statements were not run: {dropped}")
-                cell.outputs.append(new_output("error", ename=ename, evalue=evalue,
-                                               traceback=[f"{ename}: {evalue}"]))
-        return nb, resources
-
-    def _sandbox(self, workdir: Path):
-        """The sandbox the replay runs in: the same as the student kernels'."""
-        import contextlib
-
-        from ..sandbox import Sandbox, sandboxed_run, switched_off
-
-        if switched_off():
-            return contextlib.nullcontext(None)
-        return sandboxed_run(Sandbox(config=self.config), str(workdir))

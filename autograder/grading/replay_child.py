@@ -7,12 +7,11 @@ code runs, so they hold their own references to the functions they use.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
 import sys
-
-import importlib
 
 import autograder  # noqa: F401  (imported first: its modules bind their references now)
 import autograder.checks.core

@@ -12,7 +12,8 @@
 graded; an entry left "running" by a grader that no longer exists means that grading was
 interrupted. ``RecordingExporter`` (nbgrader's ``Autograde.exporter_class``) writes the
 entries, and on start removes the autograded folders of interrupted gradings so that
-``nbgrader autograde`` grades them again instead of skipping them as done.
+``nbgrader autograde`` grades them again instead of skipping them as done. Before that, it
+stops with a clear message when the assignment was never released (``preflight``).
 
 List the failures with ``python -m autograder failures [--course DIR]``.
 """
@@ -31,6 +32,8 @@ from pathlib import Path
 from nbconvert.exporters import NotebookExporter
 from nbformat import ValidationError
 from nbformat.reader import NotJSONError
+
+from .preflight import require_released
 
 REPORT_FILE = "grading_report.json"
 LOCK_FILE = ".grading_report.lock"
@@ -130,6 +133,8 @@ class RecordingExporter(NotebookExporter):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        if self._coursedir is not None:
+            require_released(self._coursedir, self.log)
         self._regrade_interrupted()
 
     @property
@@ -186,10 +191,17 @@ def main(argv: list[str] | None = None) -> int:
         for entry in found:
             for problem in entry["problems"]:
                 where = f"{entry['assignment']}/{entry['student']}/{entry['notebook']}"
-                cell = f" [{problem['grade_id'] or 'cell ' + str(problem['cell'])}]" if problem["cell"] is not None else ""
+                cell = (f" [{problem['grade_id'] or 'cell ' + str(problem['cell'])}]"
+                        if problem["cell"] is not None else "")
                 print(f"{where}{cell}: grading failed: {problem['reason']}")
-        if not found:
-            print(f"no failed gradings recorded in {report_path(args.course)}")
+        if not report_path(args.course).exists():
+            print(f"no grading has happened yet in {os.path.abspath(args.course)} (there is no "
+                  f"{REPORT_FILE}): run `nbgrader autograde ASSIGNMENT` there first, or name the "
+                  f"course directory with --course")
+        elif not found:
+            graded = sum(fnmatch.fnmatchcase(e["assignment"], args.assignment)
+                         for e in load(args.course)["notebooks"].values())
+            print(f"no failed gradings: {graded} graded notebook(s) recorded in {report_path(args.course)}")
     return 1 if found else 0
 
 

@@ -3,8 +3,9 @@
 nbgrader runs student code in the grader's own account. :class:`SandboxedKernelManager`
 starts each kernel inside `bubblewrap <https://github.com/containers/bubblewrap>`_ instead:
 
-- an empty root file system with read-only views of ``/usr``, ``/etc``, the Python
-  installation, the virtualenv, the course packages and the data directories;
+- an empty root file system with read-only views of ``/usr``, ``/etc``, the CPU topology
+  (``/sys/devices/system/cpu``), the Python installation, the virtualenv, the course packages
+  and the data directories;
 - the notebook's working copy (the kernel's cwd) as the only writable host directory;
   the notebook files in it are hidden, because the sanitized copies hold the hidden tests;
 - the course root (gradebook, ``solutions/``, other students' folders) is not mounted;
@@ -45,6 +46,7 @@ ENV_SWITCH = "AUTOGRADER_SANDBOX"
 GiB = 1024 ** 3
 MiB = 1024 ** 2
 LAUNCHER = Path(__file__).resolve().parent / "launch.py"
+CPU_INFO_DIR = "/sys/devices/system/cpu"
 FIX = ("Install bubblewrap with `make setup` (or `sudo scripts/setup_sandbox.sh`). "
        "Developers only: AUTOGRADER_SANDBOX=off runs student code without any isolation.")
 OFF_WARNING = (
@@ -130,8 +132,10 @@ class Sandbox(Configurable):
     max_processes = Integer(
         256, help="Limit on processes and threads (RLIMIT_NPROC) of the sandbox's user (Linux "
         "never enforces it for root, hence the sandbox uids).").tag(config=True)
-    max_file_size = Integer(1 * GiB, help="Largest file the kernel may write (RLIMIT_FSIZE), in bytes.").tag(config=True)
-    tmp_size = Integer(1 * GiB, help="Size of the private tmpfs on /tmp (also HOME) and on /dev/shm, in bytes.").tag(config=True)
+    max_file_size = Integer(
+        1 * GiB, help="Largest file the kernel may write (RLIMIT_FSIZE), in bytes.").tag(config=True)
+    tmp_size = Integer(
+        1 * GiB, help="Size of the private tmpfs on /tmp (also HOME) and on /dev/shm, in bytes.").tag(config=True)
     uid = Integer(
         2_000_000_000, help="When the grader is root, each kernel runs as its own unprivileged "
         "uid (and gid of the same number) from `uid` to `uid + uid_count - 1`, so that the process "
@@ -154,9 +158,7 @@ class Sandbox(Configurable):
         ["NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "MNIST_ROOT", "TZ", "OMP_NUM_THREADS"],
         help="Environment variables copied into the sandbox when set; all others are dropped.").tag(config=True)
     env = Dict(
-        {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-         # joblib (scikit-learn) cannot count physical cores without /sys, and says so on stderr
-         "LOKY_MAX_CPU_COUNT": str(os.cpu_count() or 1)},
+        {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"},
         help="Environment variables set inside the sandbox.").tag(config=True)
 
     _probed: dict = {}
@@ -215,6 +217,10 @@ class Sandbox(Configurable):
         plan.bind("/etc")
         plan.special("--proc", "/proc")
         plan.special("--dev", "/dev")
+        # The CPU topology, read-only: without it lscpu fails and joblib (scikit-learn's probe,
+        # t-SNE) warns "Could not find the number of physical cores" into the student's output.
+        if os.path.isdir(CPU_INFO_DIR):
+            plan.bind(CPU_INFO_DIR)
         plan.tmpfs("/dev/shm", mode="1777", size=self.tmp_size)
         plan.tmpfs("/tmp", mode="1777", size=self.tmp_size)
 
@@ -271,9 +277,39 @@ class Sandbox(Configurable):
                 *[a for k, v in sorted(env.items()) for a in ("--setenv", k, str(v))],
                 "--", *launcher, *argv]
 
+    def unreadable(self, environ=None) -> list[str]:
+        """The read-only paths that the kernel's uid cannot read, when the grader is root.
+
+        That uid belongs to no group, so a directory is readable only with the "other" bits
+        r and x (``chmod o+rX``), which a checkout or virtualenv made under ``umask 077``
+        lacks. Parent directories do not matter: the sandbox builds its own (mode 0755).
+        """
+        if not self.privileged():
+            return []  # the kernel keeps the grader's own uid
+        environ = os.environ if environ is None else environ
+        paths = [sys.base_prefix, sys.prefix, *self._package_dirs(), *self.read_only_paths,
+                 *self._data_dirs(environ)]
+        bad = []
+        for path in dict.fromkeys(os.path.realpath(p) for p in paths):
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                continue
+            need = 0o005 if stat.S_ISDIR(mode) else 0o004
+            if mode & need != need:
+                bad.append(f"{path} (mode {stat.S_IMODE(mode):04o})")
+        return bad
+
     def check(self) -> None:
         """Raise SandboxUnavailable, naming the problem and the fix, unless the sandbox starts."""
         bwrap = self.resolve_bwrap()
+        bad = self.unreadable()
+        if bad:
+            raise SandboxUnavailable(
+                "the student sandbox cannot start: the kernel runs as an unprivileged uid that can "
+                f"read only what every user may read, and cannot read {', '.join(bad)}. Make them "
+                "readable with `chmod -R o+rX PATH` (a checkout or virtualenv made under umask 077 "
+                "is private); their parent directories, e.g. a home directory, may stay private.")
         key = (bwrap, self.privileged())
         if key not in Sandbox._probed:
             with tempfile.TemporaryDirectory(prefix="autograder-probe-") as tmp:

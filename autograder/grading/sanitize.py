@@ -1,0 +1,437 @@
+"""Make what a student's notebook displays safe to render in the instructor's browser.
+
+formgrader renders autograded notebooks inside the instructor's Jupyter server, on its origin,
+and ``generate_feedback`` writes them out as HTML. A ``<script>`` in a student's output or
+markdown would run there with the instructor's session (open a terminal, rewrite grades).
+``SanitizeOutputs`` is the last step of ``nbgrader autograde`` (what is saved in ``autograded/``
+is already clean) and a step of ``nbgrader generate_feedback`` (feedback of notebooks graded
+before it existed is clean too). For every cell it:
+
+- keeps ``text/plain``, ``image/png``, ``image/jpeg``, ``image/gif``, ``text/latex`` and the
+  stream and error outputs as they are (nbconvert escapes them);
+- passes ``text/html`` and ``image/svg+xml`` through `bleach <https://github.com/mozilla/bleach>`_,
+  the sanitizer behind nbconvert's own ``SanitizeHTML`` preprocessor and ``sanitize_html``
+  option, with an allow-list that keeps formatting, tables, lists, links and images (``data:``
+  PNG/JPEG/GIF/WebP or files next to the notebook) and removes everything else: scripts, event
+  handlers, ``javascript:`` URLs, iframes, forms, ``<meta>``, ``<object>``/``<embed>``,
+  ``<style>`` and style properties other than colours, fonts and alignment (no ``url()``);
+- renders ``text/markdown`` outputs and markdown cells as nbconvert does; when the sanitizer
+  changes the rendered HTML, the cell gets the sanitized HTML instead (and if even that would
+  not render unchanged, the student's text shown verbatim as a code block);
+- drops every other output type: ``application/javascript``, widget views and whatever a
+  browser extension would render with code of its own;
+- sanitizes raw cells meant for HTML, and drops the notebook's ``widgets`` metadata (it makes
+  nbconvert load widget code that renders student-chosen HTML).
+
+Whatever was removed is named in a visible note, a stdout stream after the output
+("[grader] removed from this output: <script>, img onerror="), or the first line of the
+markdown cell, so the instructor knows. Clean content gets no note and renders as before
+(HTML is always stored as the sanitizer rewrote it), and running the step twice changes
+nothing. Grading is not affected: the step runs after the grades are saved, and
+``text/plain`` (which nbgrader reads for partial credit) is never touched.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+
+import bleach
+from bleach import html5lib_shim
+from bleach.css_sanitizer import ALLOWED_CSS_PROPERTIES, ALLOWED_SVG_PROPERTIES, CSSSanitizer
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+NOTE = "[grader] removed from this output: "
+MARKDOWN_NOTE = "[grader] removed from this cell: "
+
+#: Output types nbconvert renders escaped (or as an ``<img>`` of base64 data): kept as they are.
+SAFE_MIMETYPES = frozenset({"text/plain", "image/png", "image/jpeg", "image/gif", "text/latex"})
+#: Raw cells with these formats are rendered into the HTML page.
+HTML_RAW_FORMATS = frozenset({"text/html", "html", "text/markdown", "markdown", "text/restructuredtext"})
+
+HTML_TAGS = frozenset(
+    {
+        "a",
+        "abbr",
+        "acronym",
+        "b",
+        "blockquote",
+        "br",
+        "caption",
+        "cite",
+        "code",
+        "col",
+        "colgroup",
+        "dd",
+        "del",
+        "details",
+        "dfn",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "figcaption",
+        "figure",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "i",
+        "img",
+        "ins",
+        "kbd",
+        "li",
+        "mark",
+        "ol",
+        "p",
+        "pre",
+        "q",
+        "s",
+        "samp",
+        "small",
+        "span",
+        "strike",
+        "strong",
+        "sub",
+        "summary",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "tt",
+        "u",
+        "ul",
+        "var",
+    }
+)
+HTML_ATTRIBUTES = {
+    "*": ["class", "title", "style", "align", "lang", "dir"],
+    "a": ["href", "rel"],
+    "img": ["src", "alt", "width", "height"],
+    "td": ["colspan", "rowspan", "valign"],
+    "th": ["colspan", "rowspan", "valign", "scope"],
+    "col": ["span", "width"],
+    "colgroup": ["span", "width"],
+    "table": ["border", "cellpadding", "cellspacing"],
+    "ol": ["start", "type", "reversed"],
+    "li": ["value"],
+    "details": ["open"],
+    # ids are kept only where nbconvert's markdown puts them (heading anchors)
+    **{f"h{n}": ["id"] for n in range(1, 7)},
+}
+SVG_TAGS = frozenset(
+    {
+        "svg",
+        "g",
+        "defs",
+        "title",
+        "desc",
+        "path",
+        "rect",
+        "circle",
+        "ellipse",
+        "line",
+        "polyline",
+        "polygon",
+        "text",
+        "tspan",
+        "clipPath",
+        "mask",
+        "linearGradient",
+        "radialGradient",
+        "stop",
+        "marker",
+        "pattern",
+        "symbol",
+        "use",
+    }
+)
+SVG_ATTRIBUTES = [
+    "id",
+    "class",
+    "style",
+    "transform",
+    "viewBox",
+    "width",
+    "height",
+    "x",
+    "y",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "cx",
+    "cy",
+    "r",
+    "rx",
+    "ry",
+    "d",
+    "points",
+    "fill",
+    "fill-opacity",
+    "fill-rule",
+    "stroke",
+    "stroke-width",
+    "stroke-linecap",
+    "stroke-linejoin",
+    "stroke-dasharray",
+    "stroke-dashoffset",
+    "stroke-miterlimit",
+    "stroke-opacity",
+    "opacity",
+    "clip-path",
+    "clip-rule",
+    "mask",
+    "font-size",
+    "font-family",
+    "font-weight",
+    "font-style",
+    "text-anchor",
+    "dominant-baseline",
+    "offset",
+    "stop-color",
+    "stop-opacity",
+    "gradientUnits",
+    "gradientTransform",
+    "patternUnits",
+    "markerWidth",
+    "markerHeight",
+    "refX",
+    "refY",
+    "orient",
+    "preserveAspectRatio",
+    "version",
+    "xmlns",
+    "href",  # bleach hands over xlink:href as href, and writes it so
+]
+# Properties that fetch nothing (no url(), no layout that can cover the page).
+CSS_PROPERTIES = frozenset(ALLOWED_CSS_PROPERTIES) - {
+    "cursor",
+    "azimuth",
+    "elevation",
+    "pause",
+    "pause-after",
+    "pause-before",
+    "pitch",
+    "pitch-range",
+    "richness",
+    "speak",
+    "speak-header",
+    "speak-numeral",
+    "speak-punctuation",
+    "speech-rate",
+    "stress",
+    "voice-family",
+    "volume",
+}
+PROTOCOLS = frozenset({"http", "https", "mailto", "data"})
+DATA_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*\Z", re.I)
+URL_ATTRIBUTES = frozenset({"href", "src"})
+
+
+def _html_attribute_allowed(tag: str, name: str, value: str) -> bool:
+    if name not in HTML_ATTRIBUTES.get(tag, ()) and name not in HTML_ATTRIBUTES["*"]:
+        return False
+    if tag == "img" and name == "src":
+        # images only from data (PNG, JPEG, GIF, WebP) or files next to the notebook: no beacons
+        return bool(DATA_IMAGE.match(value)) or _relative(value)
+    if name == "href":
+        return not value.strip().lower().startswith("data:")
+    return True
+
+
+def _svg_attribute_allowed(tag: str, name: str, value: str) -> bool:
+    if name not in SVG_ATTRIBUTES:
+        return False
+    if name == "href":  # <use> may point inside the image only
+        return value.strip().startswith("#")
+    return True
+
+
+def _relative(url: str) -> bool:
+    url = url.strip()
+    return bool(url) and ":" not in url.split("/", 1)[0] and not url.startswith(("/", "\\"))
+
+
+_HTML = bleach.Cleaner(
+    tags=HTML_TAGS,
+    attributes=_html_attribute_allowed,
+    protocols=PROTOCOLS,
+    strip=True,
+    strip_comments=True,
+    css_sanitizer=CSSSanitizer(allowed_css_properties=CSS_PROPERTIES),
+)
+_SVG = bleach.Cleaner(
+    tags=SVG_TAGS,
+    attributes=_svg_attribute_allowed,
+    protocols=PROTOCOLS,
+    strip=True,
+    strip_comments=True,
+    css_sanitizer=CSSSanitizer(
+        allowed_css_properties=CSS_PROPERTIES, allowed_svg_properties=ALLOWED_SVG_PROPERTIES
+    ),
+)
+
+
+def _inventory(markup: str) -> Counter:
+    """What markup a fragment holds (tags, attributes, URL schemes, style properties), as the
+    sanitizer's own parser (html5lib, as browsers parse HTML) reads it."""
+    items: Counter = Counter()
+    parser = html5lib_shim.BleachHTMLParser(
+        tags=None, strip=False, consume_entities=False, namespaceHTMLElements=False
+    )
+    for token in html5lib_shim.getTreeWalker("etree")(parser.parseFragment(markup)):
+        if token["type"] not in ("StartTag", "EmptyTag"):
+            continue
+        items[f"<{token['name'].lower()}>"] += 1
+        for (namespace, name), value in token["data"].items():
+            if namespace and namespace.endswith("/xmlns/"):
+                continue  # a namespace declaration (bleach writes SVG's xlink:href as href)
+            if name in URL_ATTRIBUTES and re.match(r"\s*[a-z][a-z0-9+.-]*:", value, re.I):
+                items[f'{name}="{value.split(":", 1)[0].strip().lower()}:..."'] += 1
+            elif name == "style":
+                for decl in value.split(";"):
+                    prop = decl.split(":", 1)[0].strip().lower()
+                    if prop:
+                        items[f"style {prop}"] += 1
+            else:
+                items[f"{token['name'].lower()} {name}="] += 1
+    return items
+
+
+def _removed(before: str, after: str) -> list[str]:
+    """The markup in ``before`` that is not in ``after``, read by the sanitizer's own parser.
+
+    Outputs always keep the sanitizer's output, so for them this only words the note; a markdown
+    cell is kept as written only when its rendering loses nothing here (``clean_markdown``).
+    """
+    return sorted(_inventory(before) - _inventory(after))
+
+
+def _render_markdown(source: str) -> str:
+    """``source`` rendered as nbconvert renders markdown cells (raw HTML passes through)."""
+    return MarkdownWithMath(renderer=IPythonRenderer(escape=False)).render(source)
+
+
+def clean_html(markup: str) -> tuple[str, list[str]]:
+    """``markup`` (an HTML fragment) sanitized, and what was removed ([] when nothing was)."""
+    safe = _HTML.clean(markup)
+    return safe, _removed(markup, safe)
+
+
+def clean_svg(markup: str) -> tuple[str, list[str]]:
+    """An SVG image sanitized (no script, handler, foreign content or outside reference)."""
+    markup = re.sub(r"\A\s*(<\?xml[^>]*\?>|<!DOCTYPE[^>]*>|\s)*", "", markup)  # prologue and
+    markup = re.sub(r"<metadata>.*?</metadata>", "", markup, flags=re.S)  # matplotlib's RDF: no note
+    safe = _SVG.clean(markup)
+    return safe, _removed(markup, safe)
+
+
+def clean_markdown(source: str, note: str = "") -> tuple[str, list[str]]:
+    """Markdown whose rendering (as nbconvert renders it) is safe, and what was removed.
+
+    Markdown whose rendering the sanitizer leaves whole is returned unchanged. Otherwise
+    ``note`` + what was removed, then the sanitized rendering, provided that renders to HTML
+    the sanitizer leaves whole; else the text, verbatim, in a code block (rendered escaped).
+    """
+    safe, removed = clean_html(_render_markdown(source))
+    if not removed:
+        return source, []
+    note = f"*{note}{html.escape(', '.join(removed))}*\n\n" if note else ""
+    if not clean_html(_render_markdown(note + safe))[1]:
+        return note + safe, removed
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
+    return f"{note}{fence}text\n{source}\n{fence}", removed
+
+
+def _note(text: str) -> dict:
+    return new_output("stream", name="stdout", text=text + "\n")
+
+
+def _join(value) -> str:
+    return "".join(value) if isinstance(value, list) else value
+
+
+def clean_output(output) -> list:
+    """The output made safe, followed by a note naming what was removed, if anything was."""
+    if output.get("output_type") not in ("display_data", "execute_result"):
+        return [output]  # stream and error outputs render escaped
+    data, removed = output.get("data", {}), []
+    for mimetype in list(data):
+        if mimetype in SAFE_MIMETYPES:
+            continue
+        if mimetype == "text/html":
+            data[mimetype], gone = clean_html(_join(data[mimetype]))
+        elif mimetype == "image/svg+xml":
+            data[mimetype], gone = clean_svg(_join(data[mimetype]))
+        elif mimetype == "text/markdown":
+            data[mimetype], gone = clean_markdown(_join(data[mimetype]))
+        else:
+            del data[mimetype]
+            gone = [f"a {mimetype} output"]
+        removed += [
+            f"{g} ({mimetype})" if mimetype != "text/html" and not g.startswith("a ") else g for g in gone
+        ]
+    if not removed:
+        return [output]
+    note = _note(NOTE + ", ".join(dict.fromkeys(removed)))
+    return [note] if not data else [output, note]
+
+
+def clean_cell(cell) -> list[str]:
+    """Sanitize one cell in place; returns what was removed."""
+    if cell.cell_type == "code":
+        outputs, removed = [], []
+        for output in cell.get("outputs", []):
+            cleaned = clean_output(output)
+            outputs += cleaned
+            removed += [o.text for o in cleaned if o is not output]
+        cell.outputs = outputs
+        return removed
+    if cell.cell_type == "markdown":
+        cell.source, removed = clean_markdown(_join(cell.source), note=MARKDOWN_NOTE)
+        return removed
+    if cell.cell_type == "raw":
+        fmt = cell.metadata.get("format", cell.metadata.get("raw_mimetype", ""))
+        if str(fmt).lower() in HTML_RAW_FORMATS:
+            cell.source, removed = clean_html(_join(cell.source))
+            if removed:
+                cell.source = (
+                    f"<p><em>{MARKDOWN_NOTE}{html.escape(', '.join(removed))}</em></p>\n{cell.source}"
+                )
+            return removed
+    return []
+
+
+class SanitizeOutputs(NbGraderPreprocessor):
+    """Remove from outputs, markdown and raw cells what could run in the browser that shows them."""
+
+    def preprocess(self, nb, resources):
+        if nb.metadata.pop("widgets", None) is not None:
+            self.log.warning("Removed the notebook's widget state (it would load widget code in the browser)")
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown" and meta.get("locked") and not meta.get("solution"):
+            # the course's own text: OverwriteCells has put back the source's (RestoreCellMetadata
+            # made sure that only cells the source locked are marked locked)
+            return cell, resources
+        removed = clean_cell(cell)
+        if removed:
+            self.log.warning(
+                "Cell %d: removed what could run in a browser: %s",
+                cell_index,
+                "; ".join(r.strip() for r in removed),
+            )
+        return cell, resources
