@@ -126,6 +126,8 @@ NOTEBOOKS: tuple[Notebook, ...] = (
                        test_latent_module=1, test_latent_sample=1, test_latent_lightning=2,
                        test_latent_trained_elbo=2, test_latent_trained_samples=3),
         n_components=2,
+        # The plain AE of the worked example and the two brief beta-VAEs of the beta comparison.
+        extra_files=("latent_ae.pth", "beta_vae_beta1.pth", "beta_vae_beta_large.pth"),
     ),
 )
 

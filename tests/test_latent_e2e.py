@@ -3,12 +3,11 @@ should, cell by cell?"""
 from __future__ import annotations
 
 import pytest
+from conftest import COURSE_ROOT, grade_cell_errors, reference_weights
 
 from autograder.cli.weights import write_untrained_weights
 from autograder.grading.course import all_scores, autograde, build_course, submit
 from autograder.manifest import notebook
-
-from conftest import COURSE_ROOT, grade_cell_errors, reference_weights
 
 pytestmark = pytest.mark.slow
 

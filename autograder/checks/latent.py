@@ -44,7 +44,10 @@ check_trained_elbo(BetaVAE) / check_trained_samples(BetaVAE)
     and images decoded from a fixed seeded set of z ~ N(0, I) look like digits to a
     logistic-regression classifier that the grader fits on the training images: the mean
     confidence of its predictions and the number of digit classes it sees among the samples
-    clear calibrated bars (docs/calibration.md, "latent").
+    clear calibrated bars (docs/calibration.md, "latent"). The evaluation is two steps:
+    ``model_outputs`` runs the model on the grader's inputs and returns plain arrays (the
+    decoder sees codes only), ``latent_metrics`` computes every number from those arrays and
+    the grader's own data; both checks read one evaluation per process.
 """
 from __future__ import annotations
 
@@ -63,16 +66,23 @@ from torch import nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from ..manifest import notebook
-from .core import call, failure, fmt, require_dtype, require_finite, require_shape, require_tensor
+from .core import call, failure, fmt, require_dtype, require_finite, require_shape, require_tensor, student_facing
+from .core import f64 as _f64
+from .core import isolated_rng as _isolated_rng
+from .core import require_callable as _require_callable
 from .data import mnist_evaluation, mnist_sets
+from .evaluation import mode_layers, require_bar, results
+from .losses import check_grads as _check_grads
+from .losses import require_loss_scalar as _require_loss_scalar
 from .modules import load_weights
-from .thresholds import required, threshold
-from .vae import _check_grads, _f64, _isolated_rng, _require_callable, _require_loss_scalar, check_sample
+from .sampling import check_sample
+from .thresholds import graded_line
 
 __all__ = [
     "check_beta_vae_loss", "check_interpolate", "check_latent_grid", "check_beta_vae",
     "check_beta_vae_sample", "check_lightning", "check_trained_elbo", "check_trained_samples",
-    "evaluate_latent", "evaluation_data", "load_trained", "sample_quality", "digit_classifier",
+    "evaluate_latent", "evaluation_data", "evaluation_inputs", "model_outputs", "latent_metrics",
+    "load_trained", "trained_results", "sample_quality", "digit_classifier", "prior_codes",
 ]
 
 # Own references, taken at import time (a notebook may rebind the public names later).
@@ -83,12 +93,16 @@ _grad = torch.autograd.grad
 _randn = torch.randn
 _rand = torch.rand
 _sigmoid = torch.sigmoid
+_exp = torch.exp
 _Bernoulli = Bernoulli
 _Normal = Normal
 _kl_divergence = kl_divergence
 
 NOTEBOOK = notebook("latent", "bestiary")
 (WEIGHTS_PATH,) = NOTEBOOK.weights
+#: The notebook's demonstration weights (never graded): the plain autoencoder of the worked
+#: example, and the two brief beta-VAEs of the beta comparison.
+AE_PATH, BETA_1_PATH, BETA_LARGE_PATH = NOTEBOOK.extra_files
 
 # ---------------------------------------------------------------------------------------------
 # Tolerances and constants
@@ -637,12 +651,27 @@ def check_lightning(BetaVAE, *, seed: int = 0) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The trained model
+# The trained model, in two steps:
+#   (a) model_outputs: the only code that calls the student's model; it runs the model on the
+#       grader's seeded inputs (evaluation_inputs) and returns plain float32 arrays;
+#   (b) latent_metrics: every graded number, from those arrays and the grader's own data (the
+#       test images, the judge fitted on the training images); it never touches the model.
+# The checks call (b) on (a); the decoder only ever sees codes.
 # ---------------------------------------------------------------------------------------------
 
 def evaluation_data(root=None):
     """The MNIST train and test sets of the graded evaluation."""
     return mnist_sets(root)
+
+
+def _images_labels(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images (N, 1, 28, 28) float32 and labels (N,) of an MNIST dataset."""
+    images, labels = getattr(dataset, "x", None), getattr(dataset, "targets", None)
+    if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):
+        return _Tensor.to(images, _float32), labels
+    pairs = [dataset[i] for i in range(len(dataset))]
+    return (_Tensor.to(torch.stack([p[0] for p in pairs]), _float32),
+            torch.tensor([int(p[1]) for p in pairs]))
 
 
 @functools.lru_cache(maxsize=4)
@@ -663,12 +692,7 @@ _CLASSIFIER_DATA: dict = {}
 def digit_classifier(trainset):
     """The judge: logistic regression on the pixels of ``trainset``, fitted once per process
     and data set (deterministic: lbfgs from zero weights)."""
-    images = getattr(trainset, "x", None)
-    if not isinstance(images, torch.Tensor):
-        images = torch.stack([trainset[i][0] for i in range(len(trainset))])
-        labels = torch.tensor([int(trainset[i][1]) for i in range(len(trainset))])
-    else:
-        labels = trainset.targets
+    images, labels = _images_labels(trainset)
     x = images.reshape(len(images), -1).double().numpy()
     y = labels.numpy()
     key = (x.shape, float(x.sum()), int(y.sum()), float(x[::97].sum()))
@@ -679,7 +703,7 @@ def digit_classifier(trainset):
 def sample_quality(images, classifier) -> dict[str, float]:
     """Mean top confidence of the judge on ``images`` (N, 1, 28, 28) in [0, 1], and the number
     of digit classes it assigns at least CLASS_MIN_FRACTION of them to."""
-    x = _f64(images).reshape(len(images), -1).numpy()
+    x = np.asarray(_f64(torch.as_tensor(images))).reshape(len(images), -1)
     proba = classifier.predict_proba(x)
     counts = np.bincount(proba.argmax(1), minlength=10)
     return {"confidence": float(proba.max(1).mean()),
@@ -692,64 +716,121 @@ def prior_codes(n_components: int = 2) -> torch.Tensor:
     return _randn(N_SAMPLES, n_components, generator=gen)
 
 
-def _decode_probs(decode, z, what):
-    """sigmoid of the decoded logits, float64, checked."""
-    out = []
-    for start in range(0, len(z), EVAL_BATCH):
-        logits = call(decode, z[start:start + EVAL_BATCH], what=what)
-        _check_output(logits, (min(EVAL_BATCH, len(z) - start), 1, 28, 28), what,
-                      "decode returns logits of shape (batch_size, 1, 28, 28)")
-        out.append(_sigmoid(_f64(logits)))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def evaluate_latent(model, trainset, testset) -> dict[str, float]:
-    """The graded numbers of a trained BetaVAE (eval mode, float64 formulas of the grader).
-
-    ``elbo_loss``: the negative ELBO per test image with beta = 1 (BCE summed over pixels + KL),
-    one z per image drawn from q(z | x) with a generator seeded with ``EVAL_Z_SEED``; ``kl``
-    and ``bce`` its two terms. ``confidence`` and ``classes``: the judge on the images decoded
-    from ``prior_codes()``. ``probability_logits``: whether every decoded "logit" lies in
-    [0, 1] (a decode that returns probabilities).
-    """
-    model.eval()
-    encode, decode = _method(model, "encode"), _method(model, "decode")
+def evaluation_inputs(testset, n_components: int = NOTEBOOK.n_components) -> dict[str, torch.Tensor]:
+    """The grader's inputs of the trained-model evaluation, all fixed by seeds and the data:
+    ``x``, the test images (N, 1, 28, 28); ``eps``, the float64 noise of one draw
+    z = z_mean + exp(0.5 * z_logvar) * eps per test image (EVAL_Z_SEED), (N, n_components); and
+    ``z_prior``, the codes z ~ N(0, I) decoded for the judge (``prior_codes``)."""
+    x, _ = _images_labels(testset)
     gen = torch.Generator().manual_seed(EVAL_Z_SEED)
-    bce = kl = 0.0
-    loader = torch.utils.data.DataLoader(testset, batch_size=EVAL_BATCH)
-    what = "trained BetaVAE.encode on the MNIST test images"
-    n_components = None
-    in_unit = True
-    for x, _ in loader:
-        out = call(encode, x, what=what)
-        if n_components is None:
-            first = out[0] if isinstance(out, (tuple, list)) and out else out
-            n_components = _shape(first)[1] if len(_shape(first)) == 2 else 2
-        z_mean, z_logvar = _pair(out, what, (len(x), n_components))
-        mu, lv = _f64(z_mean), _f64(z_logvar)
-        eps = _randn(mu.shape, generator=gen, dtype=_float64)
-        z = _Tensor.to(mu + (0.5 * lv).exp() * eps, _float32)
-        what_d = "trained BetaVAE.decode on z drawn from q(z | x)"
-        logits = call(decode, z, what=what_d)
-        _check_output(logits, tuple(x.shape), what_d, "logits of shape (batch_size, 1, 28, 28)")
-        lg = _f64(logits)
-        in_unit = in_unit and bool(((lg >= 0) & (lg <= 1)).all())
-        bce += float(_bce64(lg, _f64(x)).sum())
-        kl += float(_kl64(mu, lv).sum())
-    n = len(testset)
-    probs = _decode_probs(decode, prior_codes(n_components), "trained BetaVAE.decode on z ~ N(0, I)")
-    quality = sample_quality(probs, digit_classifier(trainset))
-    return {"elbo_loss": (bce + kl) / n, "bce": bce / n, "kl": kl / n, **quality,
-            "probability_logits": in_unit}
+    return {"x": x, "eps": _randn(len(x), n_components, generator=gen, dtype=_float64),
+            "z_prior": prior_codes(n_components)}
+
+
+def _array(t, shape, what, hint) -> np.ndarray:
+    """A model output as a plain float32 array (a copy), after its type, shape and dtype."""
+    require_tensor(t, what)
+    require_shape(t, shape, what, hint)
+    require_dtype(t, _float32, what)
+    return np.array(_Tensor.numpy(_Tensor.cpu(_Tensor.detach(t))), dtype=np.float32)
+
+
+def _batches(n: int):
+    return [(start, min(start + EVAL_BATCH, n)) for start in range(0, n, EVAL_BATCH)]
+
+
+def model_outputs(model, x, eps, z_prior, *, train_mode: bool = False) -> dict[str, np.ndarray]:
+    """(a) Run the trained model on the grader's inputs; plain float32 arrays out.
+
+    In eval mode (``train_mode=True``: left in train mode, for a hint), without gradients:
+    ``z_mean``, ``z_logvar`` = ``encode(x)``; then, with the grader's own arithmetic,
+    z = z_mean + exp(0.5 * z_logvar) * eps (float64, cast to float32); ``logits`` =
+    ``decode(z)`` and ``prior_logits`` = ``decode(z_prior)``. ``decode`` gets codes only, never
+    an image. Only the outputs' types, shapes and dtypes are checked here; every number is
+    computed by :func:`latent_metrics`.
+    """
+    model.train(train_mode)
+    encode, decode = _method(model, "encode"), _method(model, "decode")
+    n = int(eps.shape[1])
+    what_e = "trained BetaVAE.encode on the MNIST test images"
+    what_d = "trained BetaVAE.decode on z drawn from q(z | x)"
+    what_p = "trained BetaVAE.decode on z ~ N(0, I)"
+    logits_hint = "logits of shape (batch_size, 1, 28, 28)"
+    parts: dict[str, list] = {"z_mean": [], "z_logvar": [], "logits": [], "prior_logits": []}
+    with torch.no_grad():
+        for a, b in _batches(len(x)):
+            xb = _Tensor.clone(x[a:b])
+            out = call(encode, xb, what=what_e)
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                _pair(out, what_e, (b - a, n))  # raises the wrong-return-type failure
+            mu, lv = (_array(t, (b - a, n), f"{what_e}: {name}", "(batch_size, n_components): "
+                             "use n_components in the heads")
+                      for t, name in zip(out, ("z_mean", "z_logvar")))
+            z = _Tensor.to(torch.from_numpy(mu).double()
+                           + _exp(0.5 * torch.from_numpy(lv).double()) * eps[a:b], _float32)
+            logits = _array(call(decode, z, what=what_d), (b - a, 1, 28, 28), what_d, logits_hint)
+            for key, value in (("z_mean", mu), ("z_logvar", lv), ("logits", logits)):
+                parts[key].append(value)
+        for a, b in _batches(len(z_prior)):
+            parts["prior_logits"].append(
+                _array(call(decode, _Tensor.clone(z_prior[a:b]), what=what_p), (b - a, 1, 28, 28),
+                       what_p, logits_hint))
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+_DIVERGED = ("the training diverged or the weights are broken: lower the learning rate and "
+             "train again")
+
+
+def _finite(array: np.ndarray, what: str) -> torch.Tensor:
+    t = torch.from_numpy(np.asarray(array, dtype=np.float64))
+    if not bool(torch.isfinite(t).all()):
+        raise failure(f"{what}: non-finite values", "finite values", "nan or inf", _DIVERGED)
+    return t
+
+
+def latent_metrics(outputs: dict, x, classifier) -> dict[str, float]:
+    """(b) The graded numbers, from :func:`model_outputs`' arrays and the grader's own data.
+
+    ``x``: the test images the outputs came from; ``classifier``: the judge
+    (:func:`digit_classifier` of the training images). Float64, the grader's own formulas:
+
+    - ``elbo_loss``: the negative ELBO per test image with beta = 1, ``bce`` + ``kl``: the
+      binary cross-entropy of ``logits`` against x summed over the pixels, and
+      KL(N(z_mean, exp(z_logvar)) || N(0, I)) summed over the latent dimensions;
+    - ``confidence``, ``classes``: the judge on sigmoid(``prior_logits``) (``sample_quality``);
+    - ``probability_logits``: whether every decoded value lies in [0, 1] (a decode that
+      returns probabilities instead of logits), for a hint.
+    """
+    mu = _finite(outputs["z_mean"], "trained BetaVAE.encode on the MNIST test images: z_mean")
+    lv = _finite(outputs["z_logvar"], "trained BetaVAE.encode on the MNIST test images: z_logvar")
+    logits = _finite(outputs["logits"], "trained BetaVAE.decode on z drawn from q(z | x)")
+    prior = _finite(outputs["prior_logits"], "trained BetaVAE.decode on z ~ N(0, I)")
+    bce = float(_bce64(logits, _f64(torch.as_tensor(x))).mean())
+    kl = float(_kl64(mu, lv).mean())
+    if not (math.isfinite(bce) and math.isfinite(kl)):
+        raise failure("negative ELBO of the trained BetaVAE on the test images: non-finite value",
+                      "a finite number", f"BCE {fmt(bce)}, KL {fmt(kl)}",
+                      "exp(z_logvar) overflows or underflows: " + _DIVERGED)
+    in_unit = bool(((logits >= 0) & (logits <= 1)).all() and ((prior >= 0) & (prior <= 1)).all())
+    return {"elbo_loss": bce + kl, "bce": bce, "kl": kl,
+            **sample_quality(_sigmoid(prior), classifier), "probability_logits": in_unit}
+
+
+def evaluate_latent(model, trainset, testset, *, train_mode: bool = False) -> dict[str, float]:
+    """The graded numbers of a trained BetaVAE: :func:`latent_metrics` of
+    :func:`model_outputs` on :func:`evaluation_inputs` of ``testset``, judged by the
+    classifier of ``trainset``."""
+    inputs = evaluation_inputs(testset)
+    outputs = model_outputs(model, **inputs, train_mode=train_mode)
+    return latent_metrics(outputs, inputs["x"], digit_classifier(trainset))
 
 
 @torch.no_grad()
 def evaluate_baselines(workdir, trainset, testset) -> dict[str, float]:
     """Calibration only: the sample-quality judge on the notebook's plain autoencoder
-    (``latent_ae.pth`` in ``workdir``, its class taken from the source notebook's read-only
-    cell ``latent_ae_setup``) decoding the same seeded z ~ N(0, I) as the VAE."""
-    import contextlib as _contextlib
+    (``AE_PATH`` in ``workdir``, its class taken from the source notebook's read-only cell
+    ``latent_ae_setup``) decoding the same seeded z ~ N(0, I) as the VAE."""
     import io
     from pathlib import Path
 
@@ -766,8 +847,8 @@ def evaluate_baselines(workdir, trainset, testset) -> dict[str, float]:
     exec("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
          "import lightning as L\n" + cell.source, ns)
     ae = ns["LitAutoencoder"](NOTEBOOK.n_components)
-    with _contextlib.redirect_stdout(io.StringIO()):
-        load_model(ae, Path(workdir) / "latent_ae.pth")
+    with contextlib.redirect_stdout(io.StringIO()):
+        load_model(ae, Path(workdir) / AE_PATH)
     ae.eval()
     probs = _sigmoid(_f64(ae.decoder(prior_codes(NOTEBOOK.n_components))))
     quality = sample_quality(probs, digit_classifier(trainset))
@@ -776,61 +857,101 @@ def evaluate_baselines(workdir, trainset, testset) -> dict[str, float]:
 
 def load_trained(BetaVAE, path: str = WEIGHTS_PATH):
     """Build BetaVAE() and load the saved weights; a problem becomes a CheckFailure."""
+    __tracebackhide__ = True  # noqa: F841
     model = _build(BetaVAE, what="BetaVAE()")
     load_weights("BetaVAE", (model, path))
     return model.eval()
 
 
-def _evaluate(BetaVAE, trainset, testset, path):
-    model = load_trained(BetaVAE, path)
+def trained_results(BetaVAE, *, trainset=None, testset=None, path: str = WEIGHTS_PATH,
+                    train_mode: bool = False) -> dict:
+    """The graded numbers of the saved BetaVAE (evaluated once per process, see ``cache``): the
+    dict of :func:`evaluate_latent` with ``source`` and ``bars``; eval() mode
+    (``train_mode=True``: train mode, for the hint of a failed bar)."""
+    __tracebackhide__ = True  # noqa: F841
+    given = (trainset, testset)
     trainset, testset, source_key = mnist_evaluation(trainset, testset, "BetaVAE")
-    with _isolated_rng(0):
-        result = evaluate_latent(model, trainset, testset)
-    return result, threshold(source_key, "latent")
+
+    def compute():
+        model = load_trained(BetaVAE, path)
+        with _isolated_rng(EVAL_Z_SEED):
+            result = evaluate_latent(model, trainset, testset, train_mode=train_mode)
+        result["mode_layers"] = mode_layers(model)
+        return result
+
+    return results("latent", (BetaVAE,), given, (source_key, train_mode), (path,), source_key,
+                   compute)
 
 
 _LOGITS_HINT = ("every decoded value lies in [0, 1]: decode must return LOGITS (no sigmoid at "
                 "the end); the loss applies the sigmoid itself, through "
                 "binary_cross_entropy_with_logits")
+_ELBO_HINT = ("train longer (EarlyStopping ends training when val_loss stops improving), load "
+              "the BEST checkpoint before saving, and check that training_step uses "
+              "beta_vae_loss on the logits of the sampled z")
+_SAMPLES_HINT = ("the decoder must turn codes from the prior N(0, I) into digits: check that the "
+                 "KL term is in the loss with beta = 1 for the saved model, and train longer")
+_SAMPLES_WHAT = (f"{N_SAMPLES} images decoded from seeded z ~ N(0, I), judged by a "
+                 "logistic-regression digit classifier fitted on the training images")
+
+
+def elbo_line(result: dict) -> str:
+    """The graded negative ELBO beside its bar."""
+    bars = result["bars"]
+    return (graded_line("negative ELBO per test image (beta = 1)", result["elbo_loss"],
+                        bars["elbo_loss"], bars.get("reference_elbo_loss"), result["source"],
+                        fmt=".1f", op="<=", models="model")
+            + f"; BCE {result['bce']:.1f} + KL {result['kl']:.1f}")
+
+
+def samples_lines(result: dict) -> str:
+    """The graded sample-quality numbers beside their bars."""
+    bars = result["bars"]
+    return "\n".join((
+        graded_line("samples from z ~ N(0, I): mean classifier confidence", result["confidence"],
+                    bars["confidence"], bars.get("reference_confidence"), result["source"],
+                    models="model"),
+        graded_line(f"samples from z ~ N(0, I): digit classes covered (at least "
+                    f"{CLASS_MIN_FRACTION:.0%} of the samples each)", result["classes"],
+                    bars["classes"], bars.get("reference_classes"), result["source"], fmt=".0f",
+                    models="model")))
 
 
 def check_trained_elbo(BetaVAE, *, trainset=None, testset=None, path: str = WEIGHTS_PATH) -> None:
     """The saved BetaVAE's negative ELBO per test image (beta = 1) is under the bar."""
-    result, bars = _evaluate(BetaVAE, trainset, testset, path)
-    loss = result["elbo_loss"]
-    print(f"negative ELBO per test image {loss:.1f} = BCE {result['bce']:.1f} + KL "
-          f"{result['kl']:.1f} (required <= {bars['elbo_loss']:.1f})")
-    if loss > bars["elbo_loss"]:
-        hint = (_LOGITS_HINT if result["probability_logits"] else
-                "train longer (EarlyStopping ends training when val_loss stops improving), load "
-                "the BEST checkpoint before saving, and check that training_step uses "
-                "beta_vae_loss on the logits of the sampled z")
-        raise failure("negative ELBO (beta = 1) of the trained BetaVAE on the MNIST test set, "
-                      "per image (BCE summed over pixels + KL, one z per image drawn with a "
-                      "fixed seed): too high",
-                      required(bars["elbo_loss"], bars.get("reference_elbo_loss"), ".1f", "<="),
-                      f"{loss:.1f}", hint)
+    kwargs = dict(trainset=trainset, testset=testset, path=path)
+    result = trained_results(BetaVAE, **kwargs)
+    logits = result["probability_logits"]
+    require_bar(result, "elbo_loss", op="<=", fmt=".1f", reference="reference_elbo_loss",
+                what="negative ELBO (beta = 1) of the trained BetaVAE per MNIST test image (BCE "
+                     "summed over pixels + KL, one z per image drawn with a fixed seed)",
+                problem="too high",
+                got=f"{result['elbo_loss']:.1f} (BCE {result['bce']:.1f} + KL {result['kl']:.1f})",
+                hint=_LOGITS_HINT if logits else _ELBO_HINT, generic=not logits, models="model",
+                train_mode=lambda: trained_results(BetaVAE, train_mode=True, **kwargs))
+    print(elbo_line(result))
 
 
 def check_trained_samples(BetaVAE, *, trainset=None, testset=None,
                           path: str = WEIGHTS_PATH) -> None:
     """Images decoded from z ~ N(0, I) convince the grader's digit classifier."""
-    result, bars = _evaluate(BetaVAE, trainset, testset, path)
-    conf, classes = result["confidence"], result["classes"]
-    print(f"samples from z ~ N(0, I): mean classifier confidence {conf:.3f} (required >= "
-          f"{bars['confidence']:.3f}), digit classes covered {classes} (required >= "
-          f"{bars['classes']})")
-    hint = (_LOGITS_HINT if result["probability_logits"] else
-            "the decoder must turn codes from the prior N(0, I) into digits: check that the KL "
-            "term is in the loss with beta = 1 for the saved model, and train longer")
-    if conf < bars["confidence"]:
-        raise failure(f"{N_SAMPLES} images decoded from seeded z ~ N(0, I), judged by a "
-                      "logistic-regression digit classifier: mean confidence too low",
-                      required(bars["confidence"], bars.get("reference_confidence")),
-                      f"{conf:.3f}", hint)
-    if classes < bars["classes"]:
-        raise failure(f"{N_SAMPLES} images decoded from seeded z ~ N(0, I), judged by a "
-                      "logistic-regression digit classifier: too few digit classes (a class "
-                      f"counts with at least {CLASS_MIN_FRACTION:.0%} of the samples)",
-                      required(bars["classes"], bars.get("reference_classes"), ".0f"),
-                      f"{classes}", hint)
+    kwargs = dict(trainset=trainset, testset=testset, path=path)
+    result = trained_results(BetaVAE, **kwargs)
+    logits = result["probability_logits"]
+    common = dict(hint=_LOGITS_HINT if logits else _SAMPLES_HINT, generic=not logits,
+                  models="model", train_mode=lambda: trained_results(BetaVAE, train_mode=True,
+                                                                     **kwargs))
+    require_bar(result, "confidence", reference="reference_confidence", what=_SAMPLES_WHAT,
+                problem="mean confidence too low", **common)
+    require_bar(result, "classes", reference="reference_classes", fmt=".0f", what=_SAMPLES_WHAT,
+                problem=f"too few digit classes (a class counts with at least "
+                        f"{CLASS_MIN_FRACTION:.0%} of the samples)", **common)
+    print(samples_lines(result))
+
+
+# A failed check shows the student their own call and the message, no frame of the grader.
+for _name in ("check_beta_vae_loss", "check_interpolate", "check_latent_grid", "check_beta_vae",
+              "check_beta_vae_sample", "check_lightning", "check_trained_elbo",
+              "check_trained_samples"):
+    globals()[_name] = student_facing(globals()[_name])
+del _name
