@@ -3,10 +3,12 @@ correct implementations pass, and each known-wrong implementation fails with the
 names its mistake."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,7 @@ from conftest import COURSE_ROOT
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
+from autograder.checks import latent
 from autograder.checks.core import CheckFailure, NotImplementedYet
 from autograder.checks.latent import (
     check_beta_vae,
@@ -311,3 +314,100 @@ def test_replay_keeps_a_lightning_module():
     exec(code, ns)
     assert issubclass(ns["BetaVAE"], L.LightningModule)
     assert ns["BetaVAE"]().hparams.beta == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The trained model: (a) model_outputs, (b) latent_metrics
+# ---------------------------------------------------------------------------------------------
+
+class _Images:
+    """A small data set shaped like data_tools.MNIST (x, targets)."""
+
+    def __init__(self, n, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        self.x = torch.rand(n, 1, 28, 28, generator=gen)
+        self.targets = torch.arange(n) % 10
+
+    def __len__(self):
+        return len(self.x)
+
+
+class _Judge:
+    """A stand-in digit classifier: image k is digit k % 10 with probability 0.5."""
+
+    def predict_proba(self, x):
+        proba = np.full((len(x), 10), 0.5 / 9)
+        proba[np.arange(len(x)), np.arange(len(x)) % 10] = 0.5
+        return proba
+
+
+def test_model_outputs_are_plain_arrays_and_decode_sees_codes_only(solution):
+    """Does model_outputs give only float32 numpy arrays of the interface's shapes, with the
+    decoder called on codes of shape (B, 2) only, and the same arrays on a second run?"""
+    seen = []
+
+    def decode(self, z):
+        seen.append(tuple(z.shape))
+        return solution["BetaVAE"].decode(self, z)
+
+    torch.manual_seed(0)
+    model = _variant(solution, decode=decode)(n_components=2)
+    inputs = latent.evaluation_inputs(_Images(12))
+    outputs = latent.model_outputs(model, **inputs)
+    assert sorted(outputs) == ["logits", "prior_logits", "z_logvar", "z_mean"]
+    assert all(type(a) is np.ndarray and a.dtype == np.float32 for a in outputs.values())
+    assert outputs["z_mean"].shape == outputs["z_logvar"].shape == (12, 2)
+    assert outputs["logits"].shape == (12, 1, 28, 28)
+    assert outputs["prior_logits"].shape == (latent.N_SAMPLES, 1, 28, 28)
+    assert seen and all(len(s) == 2 and s[1] == 2 for s in seen)
+    again = latent.model_outputs(model, **latent.evaluation_inputs(_Images(12)))
+    assert all(np.array_equal(outputs[k], again[k]) for k in outputs)
+
+
+def test_metrics_come_from_the_arrays_alone():
+    """Does latent_metrics compute the ELBO and the sample quality from arrays alone: logits 0
+    and q = N(0, I) give 784 log 2 nats per image and KL 0; the judge's votes give the
+    confidence and the classes?"""
+    n = 7
+    outputs = {"z_mean": np.zeros((n, 2), np.float32), "z_logvar": np.zeros((n, 2), np.float32),
+               "logits": np.zeros((n, 1, 28, 28), np.float32),
+               "prior_logits": np.full((30, 1, 28, 28), 3.0, np.float32)}
+    x = (torch.rand(n, 1, 28, 28) > 0.5).float()
+    result = latent.latent_metrics(outputs, x, _Judge())
+    assert result["kl"] == pytest.approx(0.0, abs=1e-12)
+    assert result["elbo_loss"] == pytest.approx(784 * math.log(2), rel=1e-9)
+    assert result["confidence"] == pytest.approx(0.5)
+    assert result["classes"] == 10          # 30 samples, 3 per digit: each over 1 %
+    assert result["probability_logits"] is False
+
+
+def test_metrics_notice_probabilities_and_non_finite_outputs():
+    """Does latent_metrics flag decoded values in [0, 1] (probabilities, not logits), and name a
+    non-finite z_logvar?"""
+    outputs = {"z_mean": np.zeros((3, 2), np.float32), "z_logvar": np.zeros((3, 2), np.float32),
+               "logits": np.full((3, 1, 28, 28), 0.5, np.float32),
+               "prior_logits": np.full((10, 1, 28, 28), 0.5, np.float32)}
+    x = torch.zeros(3, 1, 28, 28)
+    assert latent.latent_metrics(outputs, x, _Judge())["probability_logits"] is True
+    outputs["z_logvar"][1, 0] = np.nan
+    with pytest.raises(CheckFailure, match="z_logvar: non-finite values"):
+        latent.latent_metrics(outputs, x, _Judge())
+
+
+def test_trained_checks_fail_untrained_weights_with_hints(solution, tmp_path):
+    """Do untrained weights fail both trained-model checks, and does a decoder that returns
+    probabilities get the logits hint?"""
+    from data_tools.utils import save_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "beta_vae.pth"
+    save_model(solution["BetaVAE"](2), path)
+    with pytest.raises(CheckFailure, match="too high") as elbo:
+        latent.check_trained_elbo(solution["BetaVAE"], path=str(path))
+    assert "train longer" in str(elbo.value)
+    with pytest.raises(CheckFailure, match="digit classifier") as samples:
+        latent.check_trained_samples(solution["BetaVAE"], path=str(path))
+    assert "mean confidence too low" in str(samples.value)
+    probabilities = _variant(solution, decode=lambda self, z: torch.sigmoid(self.decoder(z)))
+    with pytest.raises(CheckFailure, match="decode must return LOGITS"):
+        latent.check_trained_elbo(probabilities, path=str(path))
