@@ -1,8 +1,8 @@
 """Small companions for training with PyTorch Lightning in the notebooks.
 
 - :func:`quiet_lightning` turns off Lightning's informational banners ("GPU available: ...",
-  tips), which say nothing a student needs; warnings and errors still show, and so does the
-  progress bar.
+  tips), and the warnings about Lightning's own use of torch internals, which say nothing a
+  student needs; other warnings and errors still show, and so does the progress bar.
 - :class:`EpochHistory` records the epoch means of the logged training and validation losses,
   for a plot of both curves after ``trainer.fit``.
 
@@ -16,10 +16,20 @@ _LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_light
             "lightning_fabric")
 
 
+#: Warnings about Lightning's own use of torch internals (newer torch releases deprecate what
+#: it calls): nothing a student can act on.
+_INTERNAL_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+
+
 def quiet_lightning(level: int = logging.WARNING) -> None:
-    """Show only Lightning's messages at ``level`` and above (warnings by default)."""
+    """Show only Lightning's messages at ``level`` and above (warnings by default), without
+    the warnings about Lightning's own use of torch internals."""
+    import warnings
+
     for name in _LOGGERS:
         logging.getLogger(name).setLevel(level)
+    for message in _INTERNAL_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def _callback_base():

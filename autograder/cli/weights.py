@@ -95,7 +95,7 @@ def train_weights(names: list[str] | None = None, course: Path = COURSE_ROOT,
     out.mkdir(parents=True, exist_ok=True)
     took = {}
     for nb in resolve(names):
-        files = [out / w for w in nb.weights]
+        files = [out / w for w in (*nb.weights, *nb.extra_files)]
         if not force and all(f.exists() for f in files):
             print(f"{nb.name}: weights present ({', '.join(f.name for f in files)}); "
                   f"use --force to retrain")
@@ -111,10 +111,11 @@ def train_weights(names: list[str] | None = None, course: Path = COURSE_ROOT,
 
 
 def reference_weights(name: str, assignment: str | None = None) -> Path:
-    """The reference weights directory, training notebook ``name`` first when they are missing."""
+    """The reference weights directory, training notebook ``name`` first when any of its weight
+    files (graded or extra) is missing."""
     nb = notebook(name, assignment)
     out = reference_dir()
-    if not all((out / w).exists() for w in nb.weights):
+    if not all((out / w).exists() for w in (*nb.weights, *nb.extra_files)):
         train_weights([f"{nb.assignment}/{nb.name}"])
     return out
 
