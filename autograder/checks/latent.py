@@ -701,13 +701,16 @@ def digit_classifier(trainset):
 
 
 def sample_quality(images, classifier) -> dict[str, float]:
-    """Mean top confidence of the judge on ``images`` (N, 1, 28, 28) in [0, 1], and the number
-    of digit classes it assigns at least CLASS_MIN_FRACTION of them to."""
+    """The judge on ``images`` (N, 1, 28, 28) in [0, 1]: ``confidence``, the mean probability of
+    the digit it picks; ``classes``, the number of digits it picks for at least
+    CLASS_MIN_FRACTION of the images; ``rarest``, how many images the least picked digit got
+    (for calibration: how close ``classes`` is to changing)."""
     x = np.asarray(_f64(torch.as_tensor(images))).reshape(len(images), -1)
     proba = classifier.predict_proba(x)
     counts = np.bincount(proba.argmax(1), minlength=10)
     return {"confidence": float(proba.max(1).mean()),
-            "classes": int((counts >= CLASS_MIN_FRACTION * len(x)).sum())}
+            "classes": int((counts >= CLASS_MIN_FRACTION * len(x)).sum()),
+            "rarest": int(counts.min())}
 
 
 def prior_codes(n_components: int = 2) -> torch.Tensor:
@@ -828,9 +831,12 @@ def evaluate_latent(model, trainset, testset, *, train_mode: bool = False) -> di
 
 @torch.no_grad()
 def evaluate_baselines(workdir, trainset, testset) -> dict[str, float]:
-    """Calibration only: the sample-quality judge on the notebook's plain autoencoder
-    (``AE_PATH`` in ``workdir``, its class taken from the source notebook's read-only cell
-    ``latent_ae_setup``) decoding the same seeded z ~ N(0, I) as the VAE."""
+    """Calibration only: the baselines the notebook run in ``workdir`` trained beside the
+    reference. ``ae_*``: the judge on the plain autoencoder of the worked example (``AE_PATH``,
+    its class taken from the source notebook's read-only cell ``latent_ae_setup``) decoding the
+    same seeded z ~ N(0, I) as the VAE; ``brief1_*`` and ``brief_large_*``: every graded number
+    of the two brief beta-VAEs of the beta comparison (``BETA_1_PATH``, ``BETA_LARGE_PATH``:
+    a few epochs, beta = 1 and beta = beta_large)."""
     import io
     from pathlib import Path
 
@@ -838,7 +844,7 @@ def evaluate_baselines(workdir, trainset, testset) -> dict[str, float]:
 
     from data_tools.utils import load_model
 
-    from ..grading.course import COURSE_ROOT, SOURCE
+    from ..grading.course import COURSE_ROOT, SOURCE, definitions
 
     path = COURSE_ROOT / SOURCE / NOTEBOOK.assignment / f"{NOTEBOOK.name}.ipynb"
     cell = next(c for c in nbformat.read(path, as_version=4).cells
@@ -851,8 +857,18 @@ def evaluate_baselines(workdir, trainset, testset) -> dict[str, float]:
         load_model(ae, Path(workdir) / AE_PATH)
     ae.eval()
     probs = _sigmoid(_f64(ae.decoder(prior_codes(NOTEBOOK.n_components))))
-    quality = sample_quality(probs, digit_classifier(trainset))
-    return {f"ae_{key}": value for key, value in quality.items()}
+    result = {f"ae_{key}": value for key, value in
+              sample_quality(probs, digit_classifier(trainset)).items()}
+    BetaVAE = definitions(path)["BetaVAE"]
+    for prefix, weights in (("brief1", BETA_1_PATH), ("brief_large", BETA_LARGE_PATH)):
+        model = BetaVAE(NOTEBOOK.n_components)
+        with contextlib.redirect_stdout(io.StringIO()):
+            load_model(model, Path(workdir) / weights)
+        with _isolated_rng(EVAL_Z_SEED):
+            numbers = evaluate_latent(model, trainset, testset)
+        result.update({f"{prefix}_{key}": value for key, value in numbers.items()
+                       if key != "probability_logits"})
+    return result
 
 
 def load_trained(BetaVAE, path: str = WEIGHTS_PATH):
