@@ -411,3 +411,27 @@ def test_trained_checks_fail_untrained_weights_with_hints(solution, tmp_path):
     probabilities = _variant(solution, decode=lambda self, z: torch.sigmoid(self.decoder(z)))
     with pytest.raises(CheckFailure, match="decode must return LOGITS"):
         latent.check_trained_elbo(probabilities, path=str(path))
+
+
+def test_samples_of_a_few_digits_fail_the_classes_bar(solution, tmp_path):
+    """Do confident samples that show only five digits (a decoder that returns training images
+    of the digits 0-4, picked by z) pass the confidence bar but fail the classes bar, with the
+    hint that names the number of digits and the KL term?"""
+    from data_tools.utils import save_model
+
+    trainset, _ = latent.evaluation_data()
+    bank = trainset.x[trainset.targets < 5][:500].clamp(1e-3, 1 - 1e-3)
+    bank_logits = torch.log(bank) - torch.log1p(-bank)
+
+    def decode(self, z):
+        return bank_logits[(z[:, 0].abs() * 1000).long() % len(bank_logits)]
+
+    torch.manual_seed(0)
+    path = tmp_path / "beta_vae.pth"
+    save_model(solution["BetaVAE"](2), path)
+    few_digits = _variant(solution, decode=decode)
+    result = latent.trained_results(few_digits, path=str(path))
+    assert result["confidence"] >= result["bars"]["confidence"] and result["classes"] == 5
+    with pytest.raises(CheckFailure, match="too few digit classes") as info:
+        latent.check_trained_samples(few_digits, path=str(path))
+    assert "only 5 of the 10 digits" in str(info.value) and "KL term" in str(info.value)

@@ -907,6 +907,12 @@ _ELBO_HINT = ("train longer (EarlyStopping ends training when val_loss stops imp
               "beta_vae_loss on the logits of the sampled z")
 _SAMPLES_HINT = ("the decoder must turn codes from the prior N(0, I) into digits: check that the "
                  "KL term is in the loss with beta = 1 for the saved model, and train longer")
+_CLASSES_HINT = ("the samples show only {classes} of the 10 digits: the codes of the training "
+                 "images do not fill N(0, I) evenly, as with a plain autoencoder (the notebook's "
+                 "shows 7 to 9 digits on these codes); check the KL term of beta_vae_loss (the "
+                 "factor 1/2, summed over the latent dimensions, beta = 1 for the saved model), "
+                 "that training_step uses it on z_mean and z_logvar of the same batch, and "
+                 "train until early stopping")
 _SAMPLES_WHAT = (f"{N_SAMPLES} images decoded from seeded z ~ N(0, I), judged by a "
                  "logistic-regression digit classifier fitted on the training images")
 
@@ -954,14 +960,16 @@ def check_trained_samples(BetaVAE, *, trainset=None, testset=None,
     kwargs = dict(trainset=trainset, testset=testset, path=path)
     result = trained_results(BetaVAE, **kwargs)
     logits = result["probability_logits"]
-    common = dict(hint=_LOGITS_HINT if logits else _SAMPLES_HINT, generic=not logits,
-                  models="model", train_mode=lambda: trained_results(BetaVAE, train_mode=True,
-                                                                     **kwargs))
+    common = dict(generic=not logits, models="model",
+                  train_mode=lambda: trained_results(BetaVAE, train_mode=True, **kwargs))
     require_bar(result, "confidence", reference="reference_confidence", what=_SAMPLES_WHAT,
-                problem="mean confidence too low", **common)
+                problem="mean confidence too low", hint=_LOGITS_HINT if logits else _SAMPLES_HINT,
+                **common)
     require_bar(result, "classes", reference="reference_classes", fmt=".0f", what=_SAMPLES_WHAT,
                 problem=f"too few digit classes (a class counts with at least "
-                        f"{CLASS_MIN_FRACTION:.0%} of the samples)", **common)
+                        f"{CLASS_MIN_FRACTION:.0%} of the samples)",
+                hint=_LOGITS_HINT if logits else _CLASSES_HINT.format(classes=result["classes"]),
+                **common)
     print(samples_lines(result))
 
 
