@@ -435,3 +435,19 @@ def test_samples_of_a_few_digits_fail_the_classes_bar(solution, tmp_path):
     with pytest.raises(CheckFailure, match="too few digit classes") as info:
         latent.check_trained_samples(few_digits, path=str(path))
     assert "only 5 of the 10 digits" in str(info.value) and "KL term" in str(info.value)
+
+
+def test_quiet_lightning_hides_only_the_torch_internals_warning():
+    """Does quiet_lightning hide Lightning's deprecation warning about torch internals, and let
+    other warnings through?"""
+    import warnings
+
+    from data_tools import quiet_lightning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_lightning()
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", DeprecationWarning,
+                      stacklevel=1)
+        warnings.warn("something a student should see", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something a student should see"]

@@ -44,10 +44,10 @@ check_trained_elbo(BetaVAE) / check_trained_samples(BetaVAE)
     and images decoded from a fixed seeded set of z ~ N(0, I) look like digits to a
     logistic-regression classifier that the grader fits on the training images: the mean
     confidence of its predictions and the number of digit classes it sees among the samples
-    clear calibrated bars (docs/calibration.md, "latent"). The evaluation is two steps:
-    ``model_outputs`` runs the model on the grader's inputs and returns plain arrays (the
-    decoder sees codes only), ``latent_metrics`` computes every number from those arrays and
-    the grader's own data; both checks read one evaluation per process.
+    clear calibrated bars (docs/calibration.md, "Bestiary: latent spaces"). The evaluation is
+    two steps: ``model_outputs`` runs the model on the grader's inputs and returns plain arrays
+    (the decoder sees codes only), ``latent_metrics`` computes every number from those arrays
+    and the grader's own data; both checks read one evaluation per process.
 """
 from __future__ import annotations
 
