@@ -11,7 +11,7 @@ setup: $(STAMP)
 
 # CPU-only set-up: the local 2.13.0 CPU build of torch is installed first, so that
 # nothing else can resolve a (CUDA) torch from the index; torchvision is never installed.
-$(STAMP): pyproject.toml scripts/setup_sandbox.sh scripts/setup_browser.sh
+$(STAMP): pyproject.toml scripts/setup_sandbox.sh scripts/setup_browser.sh scripts/install_tool.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"

@@ -6,10 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def _plt():
-    import matplotlib.pyplot as plt  # imported lazily: nothing heavy runs at import time
-    return plt
+from .plots import _plt, show
 
 
 def _np(values) -> np.ndarray:
@@ -26,14 +23,7 @@ def plot_epoch_losses(curves: dict, *, title: str = "loss per epoch", ylabel: st
     for name, values in curves.items():
         values = _np(values)
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    plt.show()  # nothing is returned, so that Jupyter does not show the figure twice
+    show(fig, ax, title=title, xlabel="epoch", ylabel=ylabel, logy=logy, legend=True)
 
 
 def plot_error_vs_k(pca_errors, points: dict | None = None, *,
@@ -45,13 +35,8 @@ def plot_error_vs_k(pca_errors, points: dict | None = None, *,
     ax.plot(np.arange(1, len(errors) + 1), errors, label="PCA, top k components")
     for label, (k, error) in (points or {}).items():
         ax.scatter([k], [float(error)], marker="x", s=80, zorder=3, label=label)
-    ax.set_xlabel("k (number of components)")
-    ax.set_ylabel("MSE per pixel")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    plt.show()
+    show(fig, ax, title=title, xlabel="k (number of components)", ylabel="MSE per pixel",
+         logy=True, legend=True)
 
 
 def plot_angles(angles, *, title: str = "principal angles between the two subspaces"):
@@ -60,12 +45,8 @@ def plot_angles(angles, *, title: str = "principal angles between the two subspa
     angles = _np(angles)
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.bar(np.arange(1, len(angles) + 1), angles)
-    ax.set_xlabel("principal angle number")
-    ax.set_ylabel("degrees")
     ax.set_ylim(0, 90)
-    ax.set_title(title)
-    fig.tight_layout()
-    plt.show()
+    show(fig, ax, title=title, xlabel="principal angle number", ylabel="degrees")
 
 
 def plot_activation_histograms(activations: dict, *, threshold: float = 0.1, bins: int = 50,
@@ -84,5 +65,4 @@ def plot_activation_histograms(activations: dict, *, threshold: float = 0.1, bin
         ax.set_title(f"{name}: {np.mean(values < threshold):.0%} below {threshold}, "
                      f"mean {values.mean():.3f}", fontsize=9)
     fig.suptitle(title)
-    fig.tight_layout()
-    plt.show()
+    show(fig)

@@ -8,29 +8,11 @@
 # BWRAP names the executable to look for (default: bwrap).
 set -euo pipefail
 
+NAME=setup_sandbox
+source "$(dirname "$0")/install_tool.sh"
 BWRAP="${BWRAP:-bwrap}"
-say() { echo "setup_sandbox: $*"; }
-fail() { echo "setup_sandbox: ERROR: $*" >&2; exit 1; }
-
-if ! command -v "$BWRAP" >/dev/null 2>&1; then
-    if [ "$(id -u)" -ne 0 ]; then
-        fail "bubblewrap ('$BWRAP') is not installed, and installing it needs root.
-  Run:  sudo scripts/setup_sandbox.sh      (or: sudo apt-get install bubblewrap)
-  Without it, nbgrader autograde refuses to run student code."
-    fi
-    if command -v apt-get >/dev/null 2>&1; then
-        say "installing bubblewrap with apt-get"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq bubblewrap >/dev/null 2>&1 ||
-            { apt-get update -qq && apt-get install -y -qq bubblewrap; } ||
-            fail "apt-get could not install bubblewrap (no access to the package mirror?)"
-    elif command -v dnf >/dev/null 2>&1; then
-        dnf install -y -q bubblewrap || fail "dnf could not install bubblewrap"
-    else
-        fail "no apt-get or dnf here: install bubblewrap (https://github.com/containers/bubblewrap) by hand"
-    fi
-    command -v "$BWRAP" >/dev/null 2>&1 || fail "bubblewrap was installed but '$BWRAP' is not on PATH"
-fi
+install_tool "$BWRAP" bubblewrap bubblewrap "nbgrader autograde refuses to run student code" \
+    "install bubblewrap (https://github.com/containers/bubblewrap) by hand"
 
 say "found $(command -v "$BWRAP") ($("$BWRAP" --version 2>/dev/null || echo 'version unknown'))"
 

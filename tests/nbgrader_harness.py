@@ -37,6 +37,18 @@ from autograder.grading.course import (  # noqa: F401
 
 # -- checks around the sandbox -------------------------------------------------------------
 
+#: Code that defines ``attempt(fn)``: "ok", or the name of the exception ``fn`` raised (the
+#: start of a probe of what code in the sandbox may do; the probe prints JSON).
+PROBE = """import json, os
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except Exception as e:
+        return type(e).__name__
+"""
+
+
 def sandbox_processes(under: Path, wait: float = 10) -> list[str]:
     """Command lines of processes whose working directory is inside `under` (e.g. a course),
     after waiting up to `wait` seconds for them to end. Needs root to see other users' processes."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbgrader_harness import (
+    PROBE,
     add_cell,
     autograde,
     autograde_command,
@@ -99,15 +100,6 @@ def stripped(cell):
     cell.source = "pass"
     del cell.metadata["nbgrader"]
 
-
-PROBE = '''import json, os
-def attempt(fn):
-    try:
-        fn()
-        return "ok"
-    except Exception as e:
-        return type(e).__name__
-'''
 
 MEMORY_BOMB = '''import numpy as np
 huge = None

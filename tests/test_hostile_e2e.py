@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, errors, points, reference_weights
 
 from autograder.cli.weights import write_untrained_weights
 from autograder.grading.course import all_scores, autograde, build_course, submit
@@ -114,25 +114,17 @@ def graded(tmp_path_factory):
     return course, all_scores(course)
 
 
-def _points(result, student, notebook):
-    return {cell: score for (nb, cell), (score, _) in result[student].items() if nb == notebook}
-
-
-def _errors(course, student, notebook):
-    return grade_cell_errors(course / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb")
-
-
 def test_patched_checks_earn_nothing(graded):
     """Do top-level patches of torch.allclose, builtins, sklearn and the checks, a hook that
     swallows errors and one that shows a number after each cell (partial credit) gain no point?"""
     course, result = graded
-    assert _points(result, "patcher", "ae") == {
+    assert points(result, "patcher", "ae") == {
         "test_ae_encoder": 0.0, "test_ae_decoder": 2.0, "test_ae_probe": 0.0,
         "test_ae_reconstruction": 0.0}
-    errors = _errors(course, "patcher", "ae")
-    assert "use n_components in the last layer" in errors["test_ae_encoder"]
-    assert "accuracy too low" in errors["test_ae_probe"]
-    assert "reconstruction error" in errors["test_ae_reconstruction"]
+    found = errors(course, "patcher", "ae")
+    assert "use n_components in the last layer" in found["test_ae_encoder"]
+    assert "accuracy too low" in found["test_ae_probe"]
+    assert "reconstruction error" in found["test_ae_reconstruction"]
 
 
 @pytest.mark.parametrize("student, message", [
@@ -145,11 +137,11 @@ def test_bad_weights_lose_only_trained_points(graded, student, message):
     """Does a missing, foreign, truncated or malicious .pth cost exactly the trained points,
     with a message naming the problem?"""
     course, result = graded
-    assert _points(result, student, "ae") == {
+    assert points(result, student, "ae") == {
         "test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_probe": 0.0,
         "test_ae_reconstruction": 0.0}
-    errors = _errors(course, student, "ae")
-    assert message in errors["test_ae_probe"] and message in errors["test_ae_reconstruction"]
+    found = errors(course, student, "ae")
+    assert message in found["test_ae_probe"] and message in found["test_ae_reconstruction"]
 
 
 def test_malicious_pickle_never_runs(graded):
@@ -162,8 +154,8 @@ def test_malicious_pickle_never_runs(graded):
 def test_always_equal_object_from_loss_kl_fails(graded):
     """Does an object whose == is always True lose the KL points, and only those?"""
     course, result = graded
-    points = _points(result, "always_equal", "vae")
-    assert points["test_vae_loss_kl"] == 0.0
+    got = points(result, "always_equal", "vae")
+    assert got["test_vae_loss_kl"] == 0.0
     assert all(score == max_score for (nb, cell), (score, max_score) in result["always_equal"].items()
                if nb == "vae" and cell != "test_vae_loss_kl"), result["always_equal"]
-    assert "wrong return type" in _errors(course, "always_equal", "vae")["test_vae_loss_kl"]
+    assert "wrong return type" in errors(course, "always_equal", "vae")["test_vae_loss_kl"]

@@ -215,6 +215,14 @@ def test_flagged_cells_need_manual_grading_in_the_gradebook(course, honest):
 # -- 6, 7: make demo --------------------------------------------------------------------------------
 
 @pytest.mark.slow
+def _kernels() -> set[int]:
+    """The process ids of the kernels that this process started and that are still running."""
+    import psutil
+
+    return {p.pid for p in psutil.Process().children(recursive=True)
+            if "ipykernel" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE}
+
+
 def test_training_shows_progress(tmp_path, capfd):
     """Does executing a notebook for training announce each cell and relay its bar live, without TCP noise?"""
     nb = notebook(markdown("# Training"),
@@ -224,8 +232,10 @@ def test_training_shows_progress(tmp_path, capfd):
     path = tmp_path / "train.ipynb"
     nbformat.write(nb, path)
     start = time.monotonic()
+    before = _kernels()
     execute_notebook(path, progress="toy")
     captured = capfd.readouterr()
+    assert _kernels() - before == set(), "the training kernel is still running"
     out = captured.out
     assert "[toy 1/2] from tqdm import tqdm" in out and "[toy 2/2] for epoch in tqdm(" in out
     assert "epochs: 100%" in out and "3/3" in out and "trained" in out

@@ -5,7 +5,14 @@ from __future__ import annotations
 import nbformat
 import pytest
 import torch
-from conftest import COURSE_ROOT, grade_cell_errors, reference_weights
+from conftest import (
+    COURSE_ROOT,
+    assert_full_marks,
+    assert_release_scores_zero,
+    errors,
+    points,
+    reference_weights,
+)
 
 from autograder.cli.weights import write_untrained_weights
 from autograder.grading.course import all_scores, autograde, build_course, cell_source, fill, submit
@@ -76,35 +83,23 @@ def graded(tmp_path_factory):
     return course, all_scores(course, ASSIGNMENT)
 
 
-def points(result, student):
-    return {cell: score for (nb, cell), (score, _) in result[student].items() if nb == "linear"}
-
-
-def errors(course, student):
-    return grade_cell_errors(course / "autograded" / student / ASSIGNMENT / "linear.ipynb")
-
-
 def test_reference_gets_full_marks(graded):
     """Does the solution notebook with its trained weights get every point?"""
-    _, result = graded
-    assert points(result, "reference") == FULL
+    course, result = graded
+    assert_full_marks(course, result, "reference", "linear", FULL, ASSIGNMENT)
 
 
 def test_untouched_release_scores_zero_with_messages(graded):
     """Does the release as handed out score 0, with 'not implemented yet' in every cell?"""
     course, result = graded
-    assert points(result, "untouched") == {cell: 0.0 for cell in FULL}
-    found = errors(course, "untouched")
-    assert set(found) == set(FULL)
-    for cell, error in found.items():
-        assert error.startswith("NotImplementedYet:") and "not implemented yet" in error, (cell, error)
+    assert_release_scores_zero(course, result, "untouched", "linear", FULL, ASSIGNMENT)
 
 
 def test_untrained_weights_lose_only_trained_points(graded):
     """Does correct code with random-init weights lose exactly the trained-model points?"""
     course, result = graded
-    assert points(result, "untrained") == {**FULL, **{cell: 0.0 for cell in TRAINED}}
-    found = errors(course, "untrained")
+    assert points(result, "untrained", "linear") == {**FULL, **{cell: 0.0 for cell in TRAINED}}
+    found = errors(course, "untrained", "linear", ASSIGNMENT)
     assert "largest principal angle" in found["test_linear_subspace"]
     assert "divided by that of PCA" in found["test_linear_error"]
     assert "average hidden activation" in found["test_linear_sparse_activation"]
@@ -113,8 +108,8 @@ def test_untrained_weights_lose_only_trained_points(graded):
 def test_named_mistakes_lose_their_points_with_their_hints(graded):
     """Do pca without centring and a swapped KL lose exactly their cells, with their hints?"""
     course, result = graded
-    assert points(result, "mistakes") == {**FULL, "test_linear_pca": 0.0, "test_linear_kl": 0.0}
-    found = errors(course, "mistakes")
+    assert points(result, "mistakes", "linear") == {**FULL, "test_linear_pca": 0.0, "test_linear_kl": 0.0}
+    found = errors(course, "mistakes", "linear", ASSIGNMENT)
     assert "the data were not centred" in found["test_linear_pca"]
     assert "arguments of the KL swapped" in found["test_linear_kl"]
 
@@ -122,5 +117,5 @@ def test_named_mistakes_lose_their_points_with_their_hints(graded):
 def test_correct_alternatives_keep_full_marks(graded):
     """Do eigh with reordering and a linear AE with bias=False (at its own optimum) get every
     point?"""
-    _, result = graded
-    assert points(result, "alternative") == FULL
+    course, result = graded
+    assert_full_marks(course, result, "alternative", "linear", FULL, ASSIGNMENT)

@@ -2,23 +2,14 @@
 Jupyter does not show a figure twice)?"""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
 
-matplotlib.use("Agg")
+from data_tools.linear_plots import plot_activation_histograms, plot_angles, plot_epoch_losses, plot_error_vs_k
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from data_tools.linear_plots import plot_activation_histograms, plot_angles, plot_epoch_losses, plot_error_vs_k  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    plt.close("all")
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("figures")
 
 
 def test_epoch_losses_one_line_per_curve_against_epochs():

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
-from nbgrader_harness import host_address, sandbox_processes
+from nbgrader_harness import PROBE, host_address, sandbox_processes
 
 from autograder.sandbox import FIX, GiB, MiB, Sandbox, SandboxedKernelManager, SandboxUnavailable
 
@@ -56,17 +56,6 @@ def run(code: str, cwd: Path, *, env: dict | None = None, timeout: float = 120, 
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-PROBE = """
-    import json, os
-    def attempt(fn):
-        try:
-            fn()
-            return "ok"
-        except Exception as e:
-            return type(e).__name__
-"""
 
 
 def test_sandbox_starts():
@@ -310,12 +299,17 @@ def test_setup_script_is_quick_when_installed():
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to run the script as another user")
 def test_setup_script_explains_when_it_cannot_install():
     """Without root and without bubblewrap, does the set-up script fail saying what to do?"""
-    # The script's text is handed to bash, and the shell starts in /: uid 65534 needs no access
-    # to the checkout, which may lie in a directory only its owner can enter (mktemp -d, a home).
-    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           "bash", "-c", SCRIPT.read_text(), SCRIPT.name],
-                          capture_output=True, text=True, timeout=60, cwd="/",
-                          env={**os.environ, "BWRAP": "/nonexistent/bwrap"})
+    # The script and the helper it sources are copied to a folder anyone may read, and the shell
+    # starts in /: uid 65534 needs no access to the checkout, which may lie in a directory only
+    # its owner can enter (mktemp -d, a home).
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)
+        for name in (SCRIPT.name, "install_tool.sh"):
+            (Path(folder) / name).write_text((SCRIPT.parent / name).read_text())
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               "bash", str(Path(folder) / SCRIPT.name)],
+                              capture_output=True, text=True, timeout=60, cwd="/",
+                              env={**os.environ, "BWRAP": "/nonexistent/bwrap"})
     assert done.returncode != 0
     assert "needs root" in done.stderr and "sudo scripts/setup_sandbox.sh" in done.stderr
 

@@ -17,7 +17,7 @@ import sys
 import nbformat
 import pytest
 import torch
-from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, grade_cell_errors, reference_weights
+from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, errors, points, reference_weights, swap
 
 from autograder.cli.weights import write_untrained_weights
 from autograder.grading.course import (
@@ -61,15 +61,6 @@ AE_LOGITS = "        return torch.logit(self.deconv(h).clamp(1e-3, 1 - 1e-3))"
 AE_SOFTMAX = "        return F.softmax(self.deconv(h).flatten(1), dim=1).reshape(-1, 1, 28, 28)"
 
 
-def _swap(text: str, old: str, new: str) -> str:
-    """The notebook JSON ``text`` with ``old`` replaced by ``new`` in the one cell holding it."""
-    nb = nbformat.reads(text, as_version=4)
-    assert sum(c.source.count(old) for c in nb.cells) == 1, old
-    for cell in nb.cells:
-        cell.source = cell.source.replace(old, new)
-    return nbformat.writes(nb)
-
-
 def _state(path):
     return torch.load(path, weights_only=True)
 
@@ -82,10 +73,10 @@ def graded_course(tmp_path_factory):
     ae, dae, vae = ((SOLUTIONS / f"{n}.ipynb").read_text() for n in ("ae", "dae", "vae"))
     ae_weights = {w: ae_w / w for w in WEIGHTS["ae"]}
 
-    gate = _swap(_swap(dae, DAE_OUTPUT, DAE_GATE_OUTPUT), DAE_LOOP, DAE_GATE_LOOP)
+    gate = swap(swap(dae, DAE_OUTPUT, DAE_GATE_OUTPUT), DAE_LOOP, DAE_GATE_LOOP)
     submit(course, "dae_gate", {"dae.ipynb": gate, "dae.pth": dae_w / "dae.pth"})
 
-    logstd = _swap(_swap(vae, VAE_SAMPLE, VAE_SAMPLE_LOGSTD), VAE_KL, VAE_KL_LOGSTD)
+    logstd = swap(swap(vae, VAE_SAMPLE, VAE_SAMPLE_LOGSTD), VAE_KL, VAE_KL_LOGSTD)
     encoder = _state(vae_w / "vae_encoder.pth")
     for key in ("logvar_head.weight", "logvar_head.bias"):
         encoder[key] = 0.5 * encoder[key]  # log sigma = log(sigma^2) / 2
@@ -103,22 +94,14 @@ def graded_course(tmp_path_factory):
                                            "vae_decoder.pth": vae_w / "vae_decoder.pth"})
     torch.save(stale, dest / "vae_encoder.pth")
 
-    submit(course, "ae_logits", {"ae.ipynb": _swap(ae, AE_OUTPUT, AE_LOGITS), **ae_weights})
-    submit(course, "ae_softmax", {"ae.ipynb": _swap(ae, AE_OUTPUT, AE_SOFTMAX), **ae_weights})
+    submit(course, "ae_logits", {"ae.ipynb": swap(ae, AE_OUTPUT, AE_LOGITS), **ae_weights})
+    submit(course, "ae_softmax", {"ae.ipynb": swap(ae, AE_OUTPUT, AE_SOFTMAX), **ae_weights})
     submit(course, "reference", {"ae.ipynb": ae, **ae_weights, "dae.ipynb": dae,
                                  "dae.pth": dae_w / "dae.pth", "vae.ipynb": vae,
                                  **{w: vae_w / w for w in WEIGHTS["vae"]}})
     proc = autograde(course, force=True)  # one nbgrader call for every student
     assert proc.returncode == 0, proc.output[-6000:]
     return course, all_scores(course)
-
-
-def points(result, student, notebook):
-    return {cell: score for (nb, cell), (score, _) in result[student].items() if nb == notebook}
-
-
-def errors(course, student, notebook):
-    return grade_cell_errors(course / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb")
 
 
 def test_reference_keeps_full_marks(graded_course):

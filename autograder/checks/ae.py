@@ -15,10 +15,25 @@ import numpy as np
 import torch
 
 from ..manifest import notebook
-from .core import call, failure, fmt, student_facing
+from .core import call, fmt, student_facing
 from .data import mnist_evaluation, mnist_sets
-from .evaluation import load_models, mode_layers, require_bar, results
-from .modules import BATCH_SIZES, N_COMPONENTS, Spec, check_module, code, code_input, image, image_input
+from .evaluation import (
+    Evaluation,
+    Stage,
+    apply,
+    batches,
+    image_inputs,
+    images_and_labels,
+    load_models,
+    probe_codes,
+    report,
+    require_bar,
+    results,
+    run,
+    tensor_rows,
+)
+from .evidence import checked
+from .modules import Spec, code, code_input, image, image_input, module_check
 from .thresholds import graded_line
 
 NOTEBOOK = notebook("ae", "autoencoders")
@@ -33,20 +48,58 @@ def evaluation_data(root=None):
     return mnist_sets(root)
 
 
-@student_facing
-def check_encoder(Encoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
-                  n_components_list=N_COMPONENTS) -> None:
-    """Encoder(n_components) maps (B, 1, 28, 28) images to (B, n_components) float32 codes."""
-    check_module(Encoder, ENCODER, seed=seed, batch_sizes=batch_sizes,
-                 n_components_list=n_components_list)
+check_encoder = student_facing(module_check(
+    ENCODER, "Encoder(n_components) maps (B, 1, 28, 28) images to (B, n_components) float32 codes."))
+check_decoder = student_facing(module_check(
+    DECODER, "Decoder(n_components) maps (B, n_components) codes to (B, 1, 28, 28) float32 images."))
 
 
-@student_facing
-def check_decoder(Decoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
-                  n_components_list=N_COMPONENTS) -> None:
-    """Decoder(n_components) maps (B, n_components) codes to (B, 1, 28, 28) float32 images."""
-    check_module(Decoder, DECODER, seed=seed, batch_sizes=batch_sizes,
-                 n_components_list=n_components_list)
+def _encode(models: dict, inputs: dict) -> dict:
+    encoder = models["Encoder"]
+    enc = lambda x: call(encoder, x, what="encoder")  # noqa: E731
+    return {"z_train": apply(enc, inputs["x_train"], "trained encoder on the MNIST images"),
+            "z_test": apply(enc, inputs["x_test"], "trained encoder on the MNIST images")}
+
+
+def _codes(first: dict, data) -> dict:
+    return {"z": torch.from_numpy(np.ascontiguousarray(first["z_test"], dtype=np.float32))}
+
+
+def _decode(models: dict, inputs: dict) -> dict:
+    decoder = models["Decoder"]
+    outs = []
+    for z in batches(inputs["z"]):
+        what = "trained decoder on the codes of test images"
+        xrec = tensor_rows(call(decoder, z, what="decoder"), what, len(z), (len(z), 1, 28, 28),
+                           "Decoder.forward must return the images, (batch_size, 1, 28, 28)")
+        outs.append(torch.Tensor.detach(xrec).to(torch.float32).numpy())
+    return {"xrec": np.concatenate(outs)}
+
+
+def _measure(first: dict, second: dict, data) -> dict:
+    """Probe accuracy of the codes and reconstruction errors (see :func:`evaluate_ae`)."""
+    accuracy = probe_codes(first, data, "trained encoder on the MNIST images")
+    x_test = images_and_labels(data[1])[0]
+    xrec = torch.from_numpy(checked(second, "xrec", len(x_test))).double().reshape(x_test.shape)
+    x = x_test.double()
+    count = x.numel()
+    sums = xrec.flatten(1).sum(1)
+    return {"probe_accuracy": accuracy, "recon_mse": float(((xrec - x) ** 2).sum()) / count,
+            "logit_mse": float(((torch.sigmoid(xrec) - x) ** 2).sum()) / count,
+            "sum_to_one": bool(((sums - 1).abs() < 1e-3).all()) and bool((xrec >= 0).all())}
+
+
+#: The evaluation of the saved autoencoder: the encoder on the images, the decoder (in a
+#: process of its own during grading) on the codes only, the numbers measured by the grader.
+EVALUATION = Evaluation(
+    name="ae", what="autoencoder", bars="ae",
+    data=lambda trainset=None, testset=None: mnist_evaluation(trainset, testset, "autoencoder"),
+    inputs=image_inputs,
+    first=Stage(("Encoder",), _encode, {"z_train": "x_train", "z_test": "x_test"}),
+    between=_codes,
+    second=Stage(("Decoder",), _decode, {"xrec": "z"}),
+    measure=_measure)
+EVALUATIONS = (EVALUATION,)
 
 
 def evaluate_ae(encoder, decoder, trainset, testset, *, train_mode: bool = False) -> dict[str, float]:
@@ -57,39 +110,8 @@ def evaluate_ae(encoder, decoder, trainset, testset, *, train_mode: bool = False
     of ``sigmoid(xrec)`` (what a decoder that returns logits would reach with a sigmoid), and
     ``sum_to_one``, whether every reconstruction sums to 1 over its pixels (a softmax).
     """
-    from data_tools.probe import encode, probe_accuracy
-
-    encoder.train(train_mode)
-    decoder.train(train_mode)
-    enc = lambda x: call(encoder, x, what="encoder")  # noqa: E731
-    with torch.no_grad():
-        z_train, y_train = encode(enc, trainset)
-        z_test, y_test = encode(enc, testset)
-    if not (np.isfinite(z_train).all() and np.isfinite(z_test).all()):
-        raise failure("trained encoder on the MNIST images: non-finite codes",
-                      "finite codes", "nan or inf",
-                      "the training diverged: lower the learning rate and train again")
-    accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
-    total = total_logit = 0.0
-    count = 0
-    sum_to_one = True
-    with torch.no_grad():
-        for x, _ in torch.utils.data.DataLoader(testset, batch_size=500):
-            xrec = call(decoder, call(encoder, x, what="encoder"), what="decoder")
-            if not isinstance(xrec, torch.Tensor) or xrec.shape != x.shape:
-                raise failure("trained decoder on the codes of test images: wrong output",
-                              f"a tensor of shape {tuple(x.shape)}",
-                              f"{type(xrec).__name__} of shape {tuple(getattr(xrec, 'shape', ()))}",
-                              "Decoder.forward must return the images, (batch_size, 1, 28, 28)")
-            xrec = xrec.double()
-            total += float(((xrec - x.double()) ** 2).sum())
-            total_logit += float(((torch.sigmoid(xrec) - x.double()) ** 2).sum())
-            sums = xrec.flatten(1).sum(1)
-            sum_to_one = sum_to_one and bool(((sums - 1).abs() < 1e-3).all()) \
-                and bool((xrec >= 0).all())
-            count += x.numel()
-    return {"probe_accuracy": accuracy, "recon_mse": total / count,
-            "logit_mse": total_logit / count, "sum_to_one": sum_to_one}
+    data = mnist_evaluation(trainset, testset, "autoencoder")
+    return run(EVALUATION, {"Encoder": encoder, "Decoder": decoder}, data, train_mode=train_mode)
 
 
 def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
@@ -107,17 +129,9 @@ def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, tests
     the dict of :func:`evaluate_ae` with ``source`` and ``bars``. The models are evaluated in
     eval() mode (``train_mode=True``: in train mode, for the hint of a failed bar)."""
     __tracebackhide__ = True  # noqa: F841
-    given = (trainset, testset)
-    trainset, testset, source_key = mnist_evaluation(trainset, testset, "autoencoder")
-
-    def compute():
-        encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-        result = evaluate_ae(encoder, decoder, trainset, testset, train_mode=train_mode)
-        result["mode_layers"] = mode_layers(encoder, decoder)
-        return result
-
-    return results("ae", (Encoder, Decoder), given, (n_components, source_key, train_mode),
-                   (encoder_path, decoder_path), source_key, compute)
+    return results(EVALUATION, n_components, ((Encoder, "Encoder", encoder_path),
+                                              (Decoder, "Decoder", decoder_path)),
+                   (trainset, testset), train_mode=train_mode)
 
 
 def probe_line(result: dict) -> str:
@@ -139,11 +153,9 @@ def report_trained(Encoder, Decoder, n_components: int, *, trainset=None, testse
                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
     """Print every graded number of the saved models beside its bar (never fails a bar)."""
     __tracebackhide__ = True  # noqa: F841
-    result = trained_results(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
-                             encoder_path=encoder_path, decoder_path=decoder_path)
-    print(probe_line(result))
-    print(mse_line(result))
-    return result
+    return report(lambda: trained_results(Encoder, Decoder, n_components, trainset=trainset,
+                                          testset=testset, encoder_path=encoder_path,
+                                          decoder_path=decoder_path), probe_line, mse_line)
 
 
 @student_facing

@@ -19,14 +19,34 @@ x_tilde = x + SIGMA_N * eps'; the denoiser can at best recover x, never the MNIS
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..manifest import notebook
 from .core import call, failure, fmt, student_facing
 from .data import seeded_variance, variance_evaluation, variance_sets
-from .evaluation import load_models, mode_layers, require_bar, results
-from .modules import BATCH_SIZES, N_COMPONENTS, Output, Spec, check_module, code, forward, image_hint, split_outputs
+from .evaluation import (
+    Evaluation,
+    Stage,
+    apply,
+    image_inputs,
+    images_and_labels,
+    load_models,
+    probe_codes,
+    report,
+    require_bar,
+    results,
+    run,
+)
+from .evidence import checked
+from .modules import (
+    Output,
+    Spec,
+    code,
+    forward,
+    image_hint,
+    module_check,
+    split_outputs,
+)
 from .thresholds import graded_line
 
 __all__ = ["check_dae", "check_trained_dae", "check_trained_dae_probe",
@@ -143,13 +163,9 @@ DAE_SPEC = Spec(
     inspect=_swapped, extra=_not_identity_and_trainable_codes)
 
 
-@student_facing
-def check_dae(DAE, *, seed: int = 0, batch_sizes=BATCH_SIZES,
-              n_components_list=N_COMPONENTS) -> None:
-    """DAE(n_components) maps (B, 1, 28, 28) inputs to (z, denoised_x), float32 tensors of shapes
-    (B, n_components) and (B, 1, 28, 28), both depending on the input, trainable end to end."""
-    check_module(DAE, DAE_SPEC, seed=seed, batch_sizes=batch_sizes,
-                 n_components_list=n_components_list)
+check_dae = student_facing(module_check(
+    DAE_SPEC, "DAE(n_components) maps (B, 1, 28, 28) inputs to (z, denoised_x), float32 tensors of "
+    "shapes (B, n_components) and (B, 1, 28, 28), both depending on the input, trainable end to end."))
 
 
 # --------------------------------------------------------------------------- trained model
@@ -164,7 +180,64 @@ def _forward(model, x: torch.Tensor, what: str):
     return split_outputs(call(model, x, what=what), DAE_SPEC, len(x), None, what)
 
 
-@torch.no_grad()
+def _noisy(x: torch.Tensor, testset) -> torch.Tensor:
+    """x_tilde = x + SIGMA_N * eps' of the test samples, eps' seeded by (eval_seed, index)."""
+    from data_tools.variance import CORRUPTION_STREAM, seeded_normal
+
+    return x + SIGMA_N * seeded_normal(testset.eval_seed, list(range(len(x))), stream=CORRUPTION_STREAM)
+
+
+def _encode(models: dict, inputs: dict) -> dict:
+    model = models["DAE"]
+    enc = lambda x: _forward(model, x, "trained DAE on varianceMNIST images")[0]  # noqa: E731
+    what = "trained DAE on varianceMNIST images"
+    return {"z_train": apply(enc, inputs["x_train"], what), "z_test": apply(enc, inputs["x_test"], what)}
+
+
+def _corrupted(first: dict, data) -> dict:
+    _, testset, _ = data
+    return {"x_tilde": _noisy(images_and_labels(testset)[0], testset)}
+
+
+def _denoise(models: dict, inputs: dict) -> dict:
+    model = models["DAE"]
+    den = lambda x: _forward(model, x, "trained DAE on corrupted varianceMNIST images")[1]  # noqa: E731
+    return {"denoised": apply(den, inputs["x_tilde"], "trained DAE on corrupted varianceMNIST images")}
+
+
+def _measure(first: dict, second: dict, data) -> dict:
+    """The numbers of :func:`evaluate_dae` from the recorded codes and denoised images."""
+    accuracy = probe_codes(first, data, "trained DAE on the varianceMNIST images")
+    testset = data[1]
+    x = images_and_labels(testset)[0]
+    d = torch.from_numpy(checked(second, "denoised", len(x))).double().reshape(len(x), -1)
+    x64 = x.double().reshape(len(x), -1)
+    xt = _noisy(x, testset).double().reshape(len(x), -1)
+    err_denoised = float(((d - x64) ** 2).sum())
+    err_noisy = float(((xt - x64) ** 2).sum())
+    err_gate = float(((xt * d - x64) ** 2).sum())
+    count = x64.numel()
+    mse_denoised, mse_noisy = err_denoised / count, err_noisy / count
+    return {"probe_accuracy": accuracy, "mse_denoised": mse_denoised, "mse_noisy": mse_noisy,
+            "denoise_ratio": mse_denoised / mse_noisy, "gate_ratio": err_gate / err_noisy,
+            "out_min": float(d.min()), "out_max": float(d.max())}
+
+
+def _data(trainset=None, testset=None):
+    return variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds, "DAE")
+
+
+#: The evaluation of the saved DAE: its codes of the clean samples, and (in a process of its
+#: own during grading, which never sees a clean test sample) its output for the corrupted ones.
+EVALUATION = Evaluation(
+    name="dae", what="DAE", bars="dae", data=_data, inputs=image_inputs,
+    first=Stage(("DAE",), _encode, {"z_train": "x_train", "z_test": "x_test"}),
+    between=_corrupted,
+    second=Stage(("DAE",), _denoise, {"denoised": "x_tilde"}),
+    measure=_measure)
+EVALUATIONS = (EVALUATION,)
+
+
 def evaluate_dae(model, trainset, testset, *, train_mode: bool = False) -> dict[str, float]:
     """Probe accuracy of the codes and denoising errors of a trained DAE.
 
@@ -180,38 +253,9 @@ def evaluate_dae(model, trainset, testset, *, train_mode: bool = False) -> dict[
     ``out_min`` and ``out_max``, the range of the denoised outputs, and ``gate_ratio``, the
     ratio that ``x_tilde * output`` would reach (what a model returning the gate would denoise).
     """
-    from data_tools.probe import encode, probe_accuracy
-    from data_tools.variance import CORRUPTION_STREAM, seeded_normal
-
     trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "DAE")
     testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "DAE")
-    model.train(train_mode)
-    enc = lambda x: _forward(model, x, "trained DAE on varianceMNIST images")[0]  # noqa: E731
-    z_train, y_train = encode(enc, trainset, batch_size=EVAL_BATCH)
-    z_test, y_test = encode(enc, testset, batch_size=EVAL_BATCH)
-    if not (np.isfinite(z_train).all() and np.isfinite(z_test).all()):
-        raise failure("trained DAE on the varianceMNIST images: non-finite codes",
-                      "finite codes", "nan or inf",
-                      "the training diverged: lower the learning rate and train again")
-    accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
-    err_denoised = err_noisy = err_gate = 0.0
-    out_min, out_max = float("inf"), float("-inf")
-    count = 0
-    for start in range(0, len(testset), EVAL_BATCH):
-        idx = list(range(start, min(start + EVAL_BATCH, len(testset))))
-        x, _ = testset.batch(idx)
-        x_tilde = x + SIGMA_N * seeded_normal(testset.eval_seed, idx, stream=CORRUPTION_STREAM)
-        _, denoised = _forward(model, x_tilde, "trained DAE on corrupted varianceMNIST images")
-        d, x64, xt = denoised.double(), x.double(), x_tilde.double()
-        err_denoised += float(((d - x64) ** 2).sum())
-        err_noisy += float(((xt - x64) ** 2).sum())
-        err_gate += float(((xt * d - x64) ** 2).sum())
-        out_min, out_max = min(out_min, float(d.min())), max(out_max, float(d.max()))
-        count += x.numel()
-    mse_denoised, mse_noisy = err_denoised / count, err_noisy / count
-    return {"probe_accuracy": accuracy, "mse_denoised": mse_denoised, "mse_noisy": mse_noisy,
-            "denoise_ratio": mse_denoised / mse_noisy, "gate_ratio": err_gate / err_noisy,
-            "out_min": out_min, "out_max": out_max}
+    return run(EVALUATION, {"DAE": model}, (trainset, testset, None), train_mode=train_mode)
 
 
 def load_trained(DAE, n_components: int, path: str = DAE_PATH):
@@ -227,18 +271,8 @@ def trained_results(DAE, n_components: int, *, trainset=None, testset=None,
     dict of :func:`evaluate_dae` with ``source`` and ``bars``. The model is evaluated in eval()
     mode (``train_mode=True``: in train mode, for the hint of a failed bar)."""
     __tracebackhide__ = True  # noqa: F841
-    given = (trainset, testset)
-    trainset, testset, source_key = variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds,
-                                                        "DAE")
-
-    def compute():
-        model = load_trained(DAE, n_components, path)
-        result = evaluate_dae(model, trainset, testset, train_mode=train_mode)
-        result["mode_layers"] = mode_layers(model)
-        return result
-
-    return results("dae", (DAE,), given, (n_components, source_key, NOTEBOOK.eval_seeds, train_mode),
-                   (path,), source_key, compute)
+    return results(EVALUATION, n_components, ((DAE, "DAE", path),), (trainset, testset),
+                   train_mode=train_mode)
 
 
 def probe_line(result: dict) -> str:
@@ -261,10 +295,8 @@ def report_trained(DAE, n_components: int, *, trainset=None, testset=None,
                    path: str = DAE_PATH) -> dict:
     """Print every graded number of the saved DAE beside its bar (never fails a bar)."""
     __tracebackhide__ = True  # noqa: F841
-    result = trained_results(DAE, n_components, trainset=trainset, testset=testset, path=path)
-    print(probe_line(result))
-    print(denoising_line(result))
-    return result
+    return report(lambda: trained_results(DAE, n_components, trainset=trainset, testset=testset,
+                                          path=path), probe_line, denoising_line)
 
 
 def _denoise_hint(result: dict, bar: float) -> str:

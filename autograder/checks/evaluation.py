@@ -1,5 +1,22 @@
 """Shared parts of the trained-model checks of every notebook.
 
+A trained model is evaluated in **stages** (:class:`Evaluation`), so that the grader can run
+each stage where no other one has run:
+
+1. ``first`` (a :class:`Stage`): the student's models on arrays the grader hands in (the
+   evaluation images), returning plain arrays (codes, denoised images, ...);
+2. optionally ``between`` (the grader's code only) makes the inputs of ``second`` from the
+   first stage's outputs, for instance the codes of the test images, and ``second`` runs the
+   student's decoder on them: it never receives an image;
+3. ``measure`` (the grader's code only) computes every graded number from those arrays and
+   the grader's own data (labels, clean images).
+
+In a notebook kernel (and in the tests) the stages run one after the other in one process
+(:func:`run`). During grading they run in separate processes, and ``measure`` in a process
+where no student code has run (``autograder.checks.evidence``; ``docs/security.md``).
+
+Besides:
+
 - :func:`load_models`: build the student's classes and load the saved weights (a problem
   becomes a CheckFailure naming it);
 - :func:`results`: one evaluation per process (``cache``), with the data source and its bars;
@@ -10,17 +27,69 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
+import torch
 from torch import nn
 
-from . import cache
-from .core import failure
+from . import cache, evidence
+from .core import call, failure, isolated_rng, shape_str
 from .modules import build, load_weights
 from .thresholds import required, source_name, threshold
 
 #: Layers that compute differently in train and eval mode.
 MODE_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d)
+#: Images per forward pass of a trained model.
+EVAL_BATCH = 500
+
+_Tensor = torch.Tensor
+_no_grad = torch.no_grad
+_environ = os.environ
+# Own references: a method that rebinds evidence.mode cannot switch the grading mode off.
+_mode, _produce, _judged = evidence.mode, evidence.produce, evidence.judged
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pass of the student's models over arrays the grader hands in.
+
+    ``run(models, inputs)`` takes the built models by kind (``{"Encoder": ...}``) and the
+    inputs (float32 tensors by name) and returns plain numpy arrays by name; ``rows`` maps
+    each output to the input whose rows it follows (the grader may hand the rows in any
+    order, and puts the outputs back in order).
+    """
+
+    models: tuple[str, ...]
+    run: Callable[[dict, dict], dict]
+    rows: dict
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How one set of trained models is evaluated (see the module docstring).
+
+    ``name`` is unique in the course; ``what`` names the models in messages; ``data(trainset,
+    testset)`` gives ``(trainset, testset, source_key)`` (the grader's own sets where None is
+    given); ``inputs(data)`` the first stage's inputs; ``between(first, data)`` the second
+    stage's; ``measure(first, second, data)`` the dict of graded numbers; ``bars`` the
+    thresholds' notebook key; ``seed`` the random state the stages run with.
+    """
+
+    name: str
+    what: str
+    bars: str
+    data: Callable
+    inputs: Callable
+    first: Stage
+    measure: Callable
+    between: Callable | None = None
+    second: Stage | None = None
+    seed: int = 0
 
 
 def mode_layers(*models) -> bool:
@@ -47,14 +116,146 @@ def load_models(what: str, n_components: int, *specs) -> tuple[nn.Module, ...]:
     return models
 
 
-def results(name: str, classes: tuple, given: tuple, key: tuple, paths: tuple, source_key: str,
-            compute: Callable[[], dict]) -> dict:
-    """The graded numbers of the saved models of notebook ``name``, computed once per process
-    for the same classes, data, weight files and ``key``, with ``source`` (the data source's
-    threshold key) and ``bars`` (its thresholds) added."""
+def images_and_labels(dataset) -> tuple[torch.Tensor, np.ndarray]:
+    """Every image of ``dataset`` as one float32 tensor (N, 1, 28, 28), and its labels."""
+    if hasattr(dataset, "batch"):  # VarianceMNIST: seeded samples, all at once
+        x, y = dataset.batch(list(range(len(dataset))))
+    elif isinstance(getattr(dataset, "x", None), _Tensor) and hasattr(dataset, "targets"):
+        x, y = dataset.x, dataset.targets
+    else:
+        items = [dataset[i] for i in range(len(dataset))]
+        x, y = torch.stack([item[0] for item in items]), torch.tensor([int(i[1]) for i in items])
+    return x.to(torch.float32), np.asarray(y, dtype=np.int64)
+
+
+def labels_of(dataset) -> np.ndarray:
+    """The labels of ``dataset``, without building its images when it keeps them apart."""
+    targets = getattr(dataset, "targets", None)
+    if isinstance(targets, _Tensor):
+        return np.asarray(targets, dtype=np.int64)
+    return images_and_labels(dataset)[1]
+
+
+def probe_codes(first: dict, data, what: str) -> float:
+    """The linear-probe accuracy of the recorded codes ``z_train``/``z_test`` against the
+    grader's labels; non-finite codes fail as a diverged training."""
+    from data_tools.probe import probe_accuracy
+
+    from .evidence import checked
+
+    y_train, y_test = labels_of(data[0]), labels_of(data[1])
+    z_train = checked(first, "z_train", len(y_train))
+    z_test = checked(first, "z_test", len(y_test))
+    if not (np.isfinite(z_train).all() and np.isfinite(z_test).all()):
+        raise failure(f"{what}: non-finite codes", "finite codes", "nan or inf",
+                      "the training diverged: lower the learning rate and train again")
+    return probe_accuracy(z_train, y_train, z_test, y_test)
+
+
+def image_inputs(data) -> dict:
+    """The first stage's usual inputs: every image of the train and the test set."""
+    trainset, testset, _ = data
+    return {"x_train": images_and_labels(trainset)[0], "x_test": images_and_labels(testset)[0]}
+
+
+def report(compute: Callable[[], dict], *lines) -> dict | None:
+    """Print each graded number of ``compute()`` beside its bar (``lines``: functions of the
+    result); while nbgrader grades the notebook, say where the numbers are instead."""
+    try:
+        result = compute()
+    except evidence.Deferred:
+        print("The grader evaluates the saved models in its own processes: its numbers are in "
+              "the graded cells below.")
+        return None
+    for line in lines:
+        print(line(result))
+    return result
+
+
+def batches(x: torch.Tensor, size: int = EVAL_BATCH):
+    """``x`` in consecutive batches of at most ``size`` rows."""
+    for start in range(0, len(x), size):
+        yield x[start:start + size]
+
+
+def tensor_rows(out, what: str, batch_size: int, shape: tuple | None = None,
+                hint: str | None = None) -> torch.Tensor:
+    """A trained model's output: a tensor with ``batch_size`` rows (and ``shape`` if given)."""
     __tracebackhide__ = True  # noqa: F841
-    result = cache.evaluation((*classes, *given), (name, *key), paths, compute)
-    result["source"], result["bars"] = source_key, threshold(source_key, name)
+    if not isinstance(out, _Tensor) or len(out.shape) == 0 or out.shape[0] != batch_size \
+            or (shape is not None and tuple(out.shape) != tuple(shape)):
+        got = (f"{type(out).__name__} of shape {shape_str(out.shape)}" if isinstance(out, _Tensor)
+               else type(out).__qualname__)
+        want = f"a tensor of shape {shape_str(shape)}" if shape is not None else \
+            f"a tensor with {batch_size} rows"
+        raise failure(f"{what}: wrong output", want, got, hint)
+    return out
+
+
+def apply(fn, x: torch.Tensor, what: str, *, flatten: bool = True) -> np.ndarray:
+    """``fn`` (one output tensor per batch) over ``x`` in batches, as a float32 array."""
+    outs = []
+    for xb in batches(x):
+        out = tensor_rows(call(fn, xb, what=what), what, len(xb))
+        out = _Tensor.detach(out).to(torch.float32)
+        outs.append((out.reshape(len(xb), -1) if flatten else out).numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+
+def run(evaluation: Evaluation, models: dict, data, *, train_mode: bool = False) -> dict:
+    """Every stage of ``evaluation`` in this process, then ``measure``."""
+    __tracebackhide__ = True  # noqa: F841
+    for model in models.values():
+        model.train(train_mode)
+    with _no_grad(), isolated_rng(evaluation.seed):
+        first = evaluation.first.run(models, evaluation.inputs(data))
+        second = {}
+        if evaluation.second is not None:
+            second = evaluation.second.run(models, evaluation.between(first, data))
+    return evaluation.measure(first, second, data)
+
+
+def evidence_key(evaluation: Evaluation, n_components: int, paths: tuple) -> str:
+    """The name of one evaluation's evidence (the same in every process of a grading run)."""
+    text = json.dumps([evaluation.name, int(n_components), [str(p) for p in paths]])
+    return f"{evaluation.name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def results(evaluation: Evaluation, n_components: int, specs: tuple, given: tuple = (None, None),
+            *, train_mode: bool = False) -> dict:
+    """The graded numbers of the saved models ``specs`` (``(cls, kind, path)`` each), computed
+    once per process for the same classes, data, weight files and mode, with ``source`` (the
+    data source's threshold key) and ``bars`` (its thresholds) added.
+
+    During grading (``evidence.mode()``) the grader's own data is used whatever ``given`` is:
+    in the replay the models' outputs are recorded and the check is decided later by the
+    judge, which reads them here."""
+    __tracebackhide__ = True  # noqa: F841
+    paths = tuple(path for _, _, path in specs)
+    mode = _mode()
+    if mode is None and _environ.get("NBGRADER_EXECUTION") == "autograde":
+        # The notebook's kernel while nbgrader grades it: these cells are scored (and their
+        # numbers shown) from the grader's own evaluation (``ReplayChecks``), not from here.
+        raise evidence.Deferred("evaluated by the grader")
+    if mode == "produce":
+        _produce(evaluation, n_components, specs)  # raises evidence.Deferred
+    if mode == "judge":
+        result = _judged(evaluation, n_components, paths, train_mode)
+        source_key = result["source"]
+    else:
+        trainset, testset, source_key = evaluation.data(*given)
+
+        def compute():
+            models = load_models(evaluation.what, n_components, *specs)
+            kinds = {kind: model for (_, kind, _), model in zip(specs, models)}
+            result = run(evaluation, kinds, (trainset, testset, source_key), train_mode=train_mode)
+            result["mode_layers"] = mode_layers(*models)
+            return result
+
+        result = cache.evaluation((*(cls for cls, _, _ in specs), *given),
+                                  (evaluation.name, n_components, source_key, train_mode), paths,
+                                  compute)
+    result["source"], result["bars"] = source_key, threshold(source_key, evaluation.bars)
     return result
 
 

@@ -2,16 +2,21 @@
 
 - :func:`require_loss_scalar`: coarse to fine, a plain torch scalar (not ``.item()``), float
   dtype, 0-dim (a per-sample vector gets "missing a mean over the batch?"), finite;
-- :func:`name_mistake` / :func:`mistake_hint`: a table of known mistakes, as data: *bases*
-  (mistakes that change the formula, each with the value it gives) and *factors* (mistakes
-  that multiply the whole value, any subset of which may apply); the simplest combination that
-  reproduces the wrong value is named ("exactly 2x too large - did you drop the factor 1/2?");
-- :func:`check_loss_grads`: the loss is differentiable and its gradients equal the oracle's.
+- :func:`loss_value`: call the loss on copies of the inputs, then :func:`require_loss_scalar`;
+- :func:`name_mistake` / :func:`mistake_hint`: a table of known mistakes, as data (a
+  :class:`Mistakes` catalogue): *bases* (mistakes that change the formula, each with the value
+  it gives) and *factors* (mistakes that multiply the whole value, any subset of which may
+  apply); the simplest combination that reproduces the wrong value is named ("exactly 2x too
+  large - did you drop the factor 1/2?");
+- :func:`check_loss_grads`: the loss is differentiable and its gradients equal the oracle's;
+- the hints of the mistakes every loss of a log-variance invites (:func:`log_std_hint`, ...).
 """
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -27,6 +32,25 @@ MATCH_RTOL = 1e-3
 #: A gradient is accepted when every element is within GRAD_ATOL + GRAD_RTOL * max|expected|.
 GRAD_RTOL = 1e-3
 GRAD_ATOL = 1e-6
+
+
+def log_std_hint(name: str) -> str:
+    """Hint for a log-variance ``name`` used as a log standard deviation."""
+    return (f"{name} is a log-variance, not a log standard deviation: the variance is "
+            f"exp({name}) and the standard deviation is exp(0.5*{name}) "
+            f"(torch.distributions.Normal takes the standard deviation)")
+
+
+def std_as_var_hint(name: str) -> str:
+    """Hint for the standard deviation of a log-variance ``name`` used as its variance."""
+    return (f"did you use the standard deviation exp(0.5*{name}) where the variance exp({name}) "
+            f"belongs?")
+
+
+def nonfinite_logvar_hint(name: str) -> str:
+    """Hint for a non-finite loss of a log-variance ``name`` (log or sqrt of it, division)."""
+    return (f"{name} is a log-variance and can be zero or negative: log({name}), sqrt({name}) or "
+            f"dividing by {name} gives nan/inf; the variance is exp({name})")
 
 
 def ratio_words(f: float) -> str:
@@ -67,6 +91,34 @@ def name_mistake(got: float, bases, factors, scale: float, atol: float):
         return None
     best = min(matches, key=lambda m: (m[0], m[1]))
     return best[2], best[3]
+
+
+def _as_is(mistakes, value):
+    return ((mistakes, value),)
+
+
+@dataclass(frozen=True)
+class Mistakes:
+    """A loss's catalogue of known mistakes, as data, for :func:`name_mistake`.
+
+    ``formulas``: (hint, value) pairs, a mistake that changes the formula and the value it
+    gives, a function of the float64 inputs; ``factors``: (hint, factor) pairs, a mistake that
+    multiplies the whole value and its factor, a function of (batch_size, the size summed
+    over); ``variants``: (mistakes, value) -> the (mistakes, value) pairs each formula (the
+    correct one included) stands for, e.g. with and without a constant.
+    """
+
+    formulas: tuple[tuple[str, Callable], ...] = ()
+    factors: tuple[tuple[str, Callable[[int, int], float]], ...] = ()
+    variants: Callable = _as_is
+
+    def name(self, got: float, inputs, expected: float, batch_size: int, size: int,
+             scale: float, atol: float):
+        """:func:`name_mistake` of ``got`` over this catalogue (``expected``: the right value)."""
+        bases = [((), expected)] + [((hint,), float(value(*inputs))) for hint, value in self.formulas]
+        bases = [pair for mistakes, value in bases for pair in self.variants(mistakes, value)]
+        factors = [(hint, float(factor(batch_size, size))) for hint, factor in self.factors]
+        return name_mistake(got, bases, factors, scale, atol)
 
 
 def mistake_hint(named, fallback: str) -> str:
@@ -113,6 +165,16 @@ def require_loss_scalar(value, what: str, batch_size: int, input_shape, reduce_h
         raise failure(f"{what}: non-finite value", "a finite number", fmt(got),
                       finite_hint or "look for log(0), division by zero or exp of a large number")
     return got
+
+
+def loss_value(fn, name: str, names: tuple[str, ...], inputs, desc: str, reduce_hint: str,
+               finite_hint: str | None = None) -> float:
+    """Call the loss ``name(*names)`` on copies of ``inputs``, check the result coarse to fine
+    (:func:`require_loss_scalar`), return it as a float."""
+    what = f"{name}({', '.join(names)}) for {desc}"
+    value = call(fn, *(t.clone() for t in inputs), what=what)
+    return require_loss_scalar(value, what, inputs[0].shape[0], inputs[0].shape, reduce_hint,
+                               finite_hint)
 
 
 def check_grads(what: str, grads, expected, names, hint_detached: str) -> None:

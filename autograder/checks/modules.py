@@ -60,12 +60,13 @@ def _shape(value) -> tuple:
 def n_components_hint(n_components: int, got_shape: tuple) -> str:
     """Hint for a code shape that ignores ``n_components``."""
     if len(got_shape) == 2 and got_shape[1] != n_components:
-        return (f"n_components is not honoured: the code has {got_shape[1]} columns for "
+        return (f"n_components is not honoured: {got_shape[1]} columns for "
                 f"n_components={n_components}: use n_components in the last layer instead of a "
                 f"fixed number")
     if len(got_shape) >= 1 and len(got_shape) != 2:
-        return ("the batch dimension was lost or an extra one kept: flatten with x.flatten(1), "
-                "then a Linear layer to n_components")
+        return ("the batch dimension was lost or an extra one kept: flatten with x.flatten(1) (or "
+                "x.view(x.shape[0], -1), not x.view(-1, k) with a fixed k), then a Linear layer "
+                "to n_components")
     return "the output must be (batch_size, n_components): flatten, then a Linear layer"
 
 
@@ -117,9 +118,9 @@ def code(name: str) -> Output:
     return Output(name, _code_shape, lambda n, got: n_components_hint(n, got))
 
 
-def image(name: str) -> Output:
-    """An output of shape (batch_size, 1, 28, 28)."""
-    return Output(name, _image_shape, lambda n, got: image_hint(got))
+def image(name: str, hint: Callable[[int | None, tuple], str] | None = None) -> Output:
+    """An output of shape (batch_size, 1, 28, 28); ``hint`` replaces :func:`image_hint`."""
+    return Output(name, _image_shape, hint or (lambda n, got: image_hint(got)))
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ class Spec:
     inspect: Callable | None = None
     #: Notebook-specific structural checks, eval mode: (model, n_components, generator).
     extra: Callable | None = None
+    #: The name of the constructor's one argument, as messages show it.
+    size: str = "n_components"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -171,11 +174,12 @@ def require_class(cls, kind: str) -> None:
     require_callable(cls, kind)
 
 
-def build(cls, n_components: int, kind: str) -> nn.Module:
-    """Instantiate ``cls(n_components)``, which must give an nn.Module."""
+def build(cls, n_components: int, kind: str, size: str = "n_components") -> nn.Module:
+    """Instantiate ``cls(n_components)``, which must give an nn.Module (``size``: the name of
+    the argument, for messages)."""
     if not callable(cls):
         raise failure(f"{kind}: not defined", "a class", repr(cls), "run the cell that defines it")
-    what = f"{kind}(n_components={n_components})"
+    what = f"{kind}({size}={n_components})"
     model = call(cls, n_components, what=what)
     if not isinstance(model, nn.Module):
         raise failure(f"{what}: not a torch module", "an instance of a subclass of torch.nn.Module",
@@ -261,7 +265,7 @@ def _check_distinct(outs, spec: Spec, what: str) -> None:
 
 def _check_depends_on_input(model, spec: Spec, n: int, gen: torch.Generator) -> None:
     x1, x2 = spec.make_input(gen, 2, n), spec.make_input(gen, 2, n)
-    what = (f"{spec.kind}(n_components={n}) on two different batches {spec.input_name} of shape "
+    what = (f"{spec.kind}({spec.size}={n}) on two different batches {spec.input_name} of shape "
             f"{shape_str(x1.shape)} (eval mode)")
     with torch.no_grad():
         a = split_outputs(forward(model, x1, n, what), spec, 2, n, what)
@@ -313,11 +317,11 @@ def check_module(cls, spec: Spec, *, seed: int = 0, batch_sizes=BATCH_SIZES,
     gen = torch.Generator().manual_seed(seed)
     with isolated_rng(seed):
         for n in n_components_list:
-            model = build(cls, n, spec.kind)
+            model = build(cls, n, spec.kind, spec.size)
             model.eval()  # BatchNorm works at batch size 1, dropout is off
             for b in batch_sizes:
                 x = spec.make_input(gen, b, n)
-                what = (f"{spec.kind}(n_components={n}) on {spec.input_name} of shape "
+                what = (f"{spec.kind}({spec.size}={n}) on {spec.input_name} of shape "
                         f"{shape_str(x.shape)} (eval mode)")
                 with torch.no_grad():
                     outs = split_outputs(forward(model, x.clone(), n, what), spec, b, n, what)
@@ -328,11 +332,25 @@ def check_module(cls, spec: Spec, *, seed: int = 0, batch_sizes=BATCH_SIZES,
                 spec.extra(model, n, gen)
             model.train()
             x = spec.make_input(gen, grad_batch, n)
-            what = (f"{spec.kind}(n_components={n}) on {spec.input_name} of shape "
+            what = (f"{spec.kind}({spec.size}={n}) on {spec.input_name} of shape "
                     f"{shape_str(x.shape)} (train mode)")
             outs = split_outputs(forward(model, x, n, what), spec, grad_batch, n, what)
             grads_reach_parameters(model, outs, spec.names, what, gen)
             model.zero_grad()
+
+
+def module_check(spec: Spec, doc: str, *, batch_sizes=BATCH_SIZES, n_components_list=N_COMPONENTS,
+                 grad_batch: int = GRAD_BATCH):
+    """A notebook's ``check_<kind>(cls, *, seed=0, batch_sizes=..., n_components_list=...)``:
+    :func:`check_module` of ``spec`` with these defaults, ``doc`` as its docstring."""
+    def check(cls, *, seed: int = 0, batch_sizes=batch_sizes,
+              n_components_list=n_components_list) -> None:
+        check_module(cls, spec, seed=seed, batch_sizes=batch_sizes,
+                     n_components_list=n_components_list, grad_batch=grad_batch)
+
+    check.__name__ = check.__qualname__ = f"check_{spec.kind.lower()}"
+    check.__doc__ = doc
+    return check
 
 
 # -- trained weights -----------------------------------------------------------------------

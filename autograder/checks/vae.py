@@ -1,52 +1,31 @@
 """Checks for the variational autoencoder notebook (``vae.ipynb``).
 
 Every check is ``check_<property>(obj, *, seed=0)``: it builds its own seeded inputs, returns
-None on success and raises :class:`~autograder.checks.core.CheckFailure` on the first problem it finds,
-going coarse to fine (callable -> real tensor -> dtype -> shape -> finite -> value). Each check
-seeds torch's global generator itself and restores the caller's random state (and thread count)
-afterwards, so its verdict does not depend on what the notebook ran before, and running it does
-not change what the notebook draws afterwards.
+None on success and raises :class:`~autograder.checks.core.CheckFailure` on the first problem it
+finds, coarse to fine (callable -> real tensor -> dtype -> shape -> finite -> value), under
+:func:`~autograder.checks.core.isolated_rng` (the notebook's random state is left untouched).
 
-What each check guarantees
---------------------------
-check_loss_kl(loss_kl)
-    ``loss_kl(z_mean, z_logvar)`` returns a plain ``torch.Tensor`` scalar (0-dim, float32 or
-    float64) equal to (1/N) sum_i KL(N(z_mean_i, diag(exp(z_logvar_i))) || N(0, I)), i.e. summed
-    over latent dimensions and averaged over the batch, for shapes (1, k), (B, 1), (B, 2), (B, 10)
-    with B up to 64. The oracle is ``torch.distributions.kl_divergence`` in float64. Also: KL = 0
-    at N(0, I), KL is symmetric in the mean, and the gradients with respect to both z_mean and
-    z_logvar are the true ones. A wrong value is matched against the values that known mistakes
-    produce (missing 1/2, batch sum, mean over latent dimensions, flipped sign, standard deviation
-    used as the variance, log-variance taken as a log standard deviation, missing -1, and their
-    combinations), and the hint names the mistake.
-check_loss_loglik(loss_loglik)
-    ``loss_loglik(y_mean, y_logvar, x)`` returns a scalar equal to
-    -(1/N) sum_i log N(x_i | y_mean_i, diag(exp(y_logvar_i))), summed over pixels and averaged over
-    the batch, with or without the constant 0.5*D*log(2*pi) (D = 784 pixels per image). Only the
-    slide's shape (B, 1, 28, 28) is required. Oracle: ``Normal.log_prob`` in float64. Gradients
-    with respect to y_mean and y_logvar are compared with the oracle's. Diagnosed mistakes: missing
-    1/2, variance and log-variance confused, mean over pixels, flipped sign, batch sum.
-check_sample(encoder_or_sample_fn)
-    ``encoder.sample(z_mean, z_logvar)`` (or a plain ``sample`` function) returns a float32 tensor
-    shaped like z_mean; two calls draw different noise; over 20,000 draws the per-element mean and
-    standard deviation are z_mean and exp(0.5*z_logvar), and the noise of different elements is
-    uncorrelated (a correct implementation fails with probability below 1e-6, see
-    ``SAMPLE_Z_BOUND``); the draw is reparameterized: the gradients with respect to z_mean and
-    z_logvar are the pathwise ones (so ``torch.normal`` or detached parameters fail).
-check_encoder(Encoder)
-    ``Encoder(n_components)`` is an ``nn.Module`` whose ``forward(x)``, x of shape
-    (B, 1, 28, 28), returns a tuple ``(z_mean, z_logvar)`` of float32, finite tensors of shape
-    (B, n_components), for B in (1, 3, 32) (eval mode) and n_components in (2, 5, 10); z_mean
-    depends on x; gradients from both outputs reach the parameters (train mode) and are finite.
-    The order of z_mean and z_logvar cannot be told apart on an untrained encoder; the
-    trained-model checks see it.
-check_decoder(Decoder)
-    The same for ``Decoder(n_components).forward(z)`` returning ``(y_mean, y_logvar)``, each
-    (B, 1, 28, 28); in addition the log-variance floor holds: y_logvar >= ``MIN_LOGVAR_ALLOWED``
-    everywhere, even for z scaled by 100 and 1000.
-check_encoder_sample(Encoder)
-    ``check_sample`` on ``Encoder(n_components=2)``, built by the check itself, so that a test
-    cell can pass the class and an unfinished ``__init__`` reads as "not implemented yet".
+check_loss_kl(loss_kl) / check_loss_loglik(loss_loglik)
+    A plain 0-dim tensor (float32 or float64) equal to (1/N) sum_i KL(N(z_mean_i,
+    diag(exp(z_logvar_i))) || N(0, I)), summed over latent dimensions, for shapes (1, k), (B, 1),
+    (B, 2), (B, 10), B up to 64; and to -(1/N) sum_i log N(x_i | y_mean_i, diag(exp(y_logvar_i))),
+    summed over pixels, with or without the constant 0.5*D*log(2*pi), D = 784, on the slide's
+    shape (B, 1, 28, 28); both averaged over the batch. Oracles in float64: ``kl_divergence``
+    and ``Normal.log_prob``. KL = 0 at N(0, I) and is symmetric in the mean; the gradients are
+    the true ones. A wrong value is matched against the catalogues ``KL_MISTAKES`` and
+    ``LOGLIK_MISTAKES`` (missing 1/2, batch sum, mean over the summed dimensions, flipped sign,
+    standard deviation or log standard deviation for the variance, missing -1, ..., and their
+    combinations); the hint names the mistake.
+check_sample(encoder_or_sample_fn) / check_encoder_sample(Encoder)
+    The reparameterized draw z = z_mean + exp(0.5*z_logvar) * eps (:mod:`~autograder.checks.sampling`).
+check_encoder(Encoder) / check_decoder(Decoder)
+    The generic module check (:func:`~autograder.checks.modules.check_module`):
+    ``Encoder(n_components)(x)`` returns ``(z_mean, z_logvar)``, each (B, n_components),
+    ``Decoder(n_components)(z)`` returns ``(y_mean, y_logvar)``, each (B, 1, 28, 28), float32 and
+    finite for B in (1, 3, 32) (eval mode) and n_components in (2, 5, 10); the two outputs differ,
+    the means depend on the input, gradients from both reach the parameters (train mode); the
+    decoder's floor holds, y_logvar >= ``MIN_LOGVAR_ALLOWED`` even for z scaled by 100 and 1000.
+    The order of z_mean and z_logvar shows only on a trained encoder.
 check_trained_vae_probe / check_trained_vae_loss(Encoder, Decoder, n_components, ...)
     One grade cell each, reading one evaluation per process (``trained_results``;
     ``report_trained`` prints every graded number beside its bar; ``check_trained_vae`` runs
@@ -60,8 +39,10 @@ check_trained_vae_probe / check_trained_vae_loss(Encoder, Decoder, n_components,
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import numpy as np
 import torch
 from torch.distributions import Normal, kl_divergence
 
@@ -71,11 +52,40 @@ from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import seeded_variance, variance_evaluation, variance_sets
-from .evaluation import load_models, mode_layers, require_bar, results
-from .losses import check_loss_grads, mistake_hint, name_mistake, require_loss_scalar
-from .modules import Output, Spec, build, check_module, require_class, split_outputs
+from .evaluation import (
+    Evaluation,
+    Stage,
+    apply,
+    batches,
+    image_inputs,
+    images_and_labels,
+    load_models,
+    report,
+    require_bar,
+    results,
+    run,
+)
+from .evidence import checked
+from .losses import (
+    Mistakes,
+    check_loss_grads,
+    log_std_hint,
+    loss_value,
+    mistake_hint,
+)
+from .losses import nonfinite_logvar_hint as _nonfinite
+from .losses import std_as_var_hint as _std_as_var
+from .modules import (
+    Spec,
+    code,
+    image,
+    image_hint,
+    module_check,
+    split_outputs,
+)
 from .modules import forward as modules_forward
-from .sampling import SAMPLE_N_DRAWS, SAMPLE_Z_BOUND, check_sample  # noqa: F401  (re-exported)
+from .recorded import replayable
+from .sampling import check_encoder_sample, check_sample  # re-exported (__all__)
 from .thresholds import graded_line
 
 __all__ = [
@@ -89,15 +99,13 @@ __all__ = [
 _Tensor = torch.Tensor
 _float32 = torch.float32
 _float64 = torch.float64
-_grad = torch.autograd.grad
 _Normal = Normal
 _kl_divergence = kl_divergence
 _isfinite = torch.isfinite
 _randn = torch.randn
+_rand = torch.rand
 
-# ---------------------------------------------------------------------------------------------
-# Tolerances and constants
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------- Tolerances and constants
 
 #: A loss value is accepted when |got - expected| <= ATOL + RTOL * magnitude, where magnitude is
 #: the batch mean of the sum of |terms| of the formula (so float32 rounding in a sum of many
@@ -129,68 +137,70 @@ N_COMPONENTS = (2, 5, 10)
 GRAD_BATCH_SIZE = 8
 
 
-# ---------------------------------------------------------------------------------------------
-# Small helpers
-# ---------------------------------------------------------------------------------------------
+def _variance_like(gen: torch.Generator, batch_size: int) -> torch.Tensor:
+    """varianceMNIST-like images, (batch_size, 1, 28, 28): exact zeros in the background."""
+    shape = (batch_size, 1, 28, 28)
+    clean = _rand(shape, generator=gen) * (_rand(shape, generator=gen) < 0.3)
+    return clean * _randn(shape, generator=gen)
 
-# ---------------------------------------------------------------------------------------------
-# loss_kl
-# ---------------------------------------------------------------------------------------------
 
-_KL_HALF = "did you drop the factor 1/2?"
-_KL_BATCH_SUM = ("did you sum over the batch instead of averaging over it (divide by the "
-                 "batch size)?")
-_KL_LATENT_MEAN = ("did you average over the latent dimensions instead of summing over them? "
-                   "(a plain .mean() averages over both; sum over dim 1, then mean over the "
-                   "batch)")
+_HALF = "did you drop the factor 1/2?"
+_BATCH_SUM = "did you sum over the batch instead of averaging over it (divide by the batch size)?"
+
+# ------------------------------------------------------------------------------------------------- loss_kl
+
 _KL_SIGN = "is the sign flipped? (a KL divergence is never negative)"
-_KL_STD_AS_VAR = ("did you use the standard deviation exp(0.5*z_logvar) where the variance "
-                  "exp(z_logvar) belongs?")
-_KL_LOGSTD = ("z_logvar is a log-variance, not a log standard deviation: the variance is "
-              "exp(z_logvar) and the standard deviation is exp(0.5*z_logvar) "
-              "(torch.distributions.Normal takes the standard deviation)")
-_KL_MINUS_ONE = "did you forget the -1 term?"
-_KL_NONFINITE = ("z_logvar is a log-variance and can be zero or negative: log(z_logvar), "
-                 "sqrt(z_logvar) or dividing by z_logvar gives nan/inf; the variance is "
-                 "exp(z_logvar)")
 _KL_REDUCE = "sum over the latent dimensions (dim 1), then average over the batch (dim 0)"
 _KL_FALLBACK = ("per latent dimension, use KL(N(mu, sigma^2) || N(0, 1)) with "
                 "sigma^2 = exp(z_logvar); sum over the latent dimensions, then average over "
                 "the batch")
 
 
+def _kl_rows(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, std^2) || N(0, I)) of each row, float64 (std may underflow to 0: no validation)."""
+    prior = _Normal(torch.zeros_like(mu), torch.ones_like(std), validate_args=False)
+    return _kl_divergence(_Normal(mu, std, validate_args=False), prior).sum(-1)
+
+
 def _kl64(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Oracle: sum over latent dims, mean over batch of KL(N(mu, std^2) || N(0, 1)), float64."""
-    prior = _Normal(torch.zeros_like(mu), torch.ones_like(std))
-    return _kl_divergence(_Normal(mu, std), prior).sum(-1).mean()
+    return _kl_rows(mu, std).mean()
+
+
+#: The known mistakes of loss_kl: the KL each formula mistake gives from z_mean and z_logvar
+#: (float64), and the factor of each reduction mistake for a batch of shape (B, n).
+KL_MISTAKES = Mistakes(
+    formulas=((_std_as_var("z_logvar"), lambda mu, lv: _kl64(mu, (0.25 * lv).exp())),
+              (log_std_hint("z_logvar"), lambda mu, lv: _kl64(mu, lv.exp())),
+              ("did you forget the -1 term?",
+               lambda mu, lv: _kl64(mu, (0.5 * lv).exp()) + 0.5 * mu.shape[1])),
+    factors=((_HALF, lambda b, n: 2.0),
+             (_BATCH_SUM, lambda b, n: b),
+             ("did you average over the latent dimensions instead of summing over them? (a plain "
+              ".mean() averages over both; sum over dim 1, then mean over the batch)",
+              lambda b, n: 1 / n),
+             (_KL_SIGN, lambda b, n: -1.0)))
+
+
+def _kl_scale(mu: torch.Tensor, lv: torch.Tensor) -> float:
+    """The magnitude of the KL's terms (float64 inputs), for the tolerance."""
+    return float((0.5 * (lv.exp() + mu ** 2 + 1 + lv.abs())).sum(-1).mean())
 
 
 def _kl_value(loss_kl, z_mean, z_logvar, desc: str) -> float:
-    """Call loss_kl on copies of float32 inputs, check the result coarse to fine, return it."""
-    what = f"loss_kl(z_mean, z_logvar) for {desc}"
-    value = call(loss_kl, z_mean.clone(), z_logvar.clone(), what=what)
-    return require_loss_scalar(value, what, z_mean.shape[0], z_mean.shape, _KL_REDUCE,
-                                _KL_NONFINITE)
+    return loss_value(loss_kl, "loss_kl", ("z_mean", "z_logvar"), (z_mean, z_logvar), desc,
+                      _KL_REDUCE, _nonfinite("z_logvar"))
 
 
 def _check_kl_case(loss_kl, z_mean, z_logvar, desc: str) -> None:
     got = _kl_value(loss_kl, z_mean, z_logvar, desc)
     mu, lv = _f64(z_mean), _f64(z_logvar)
-    batch_size, n = z_mean.shape
     expected = float(_kl64(mu, (0.5 * lv).exp()))
-    scale = float((0.5 * (lv.exp() + mu ** 2 + 1 + lv.abs())).sum(-1).mean())
+    scale = _kl_scale(mu, lv)
     tol = KL_ATOL + KL_RTOL * scale
     if abs(got - expected) <= tol:
         return
-    bases = [
-        ((), expected),
-        ((_KL_STD_AS_VAR,), float(_kl64(mu, (0.25 * lv).exp()))),
-        ((_KL_LOGSTD,), float(_kl64(mu, lv.exp()))),
-        ((_KL_MINUS_ONE,), expected + 0.5 * n),
-    ]
-    factors = [(_KL_HALF, 2.0), (_KL_BATCH_SUM, float(batch_size)),
-               (_KL_LATENT_MEAN, 1.0 / n), (_KL_SIGN, -1.0)]
-    named = name_mistake(got, bases, factors, scale, KL_ATOL)
+    named = KL_MISTAKES.name(got, (mu, lv), expected, *z_mean.shape, scale, KL_ATOL)
     if got < -tol:
         raise failure(f"loss_kl: negative value for {desc}",
                       f">= 0, a KL divergence is never negative (exactly {fmt(expected)})",
@@ -202,8 +212,8 @@ def _check_kl_case(loss_kl, z_mean, z_logvar, desc: str) -> None:
 
 
 def _random_latents(gen: torch.Generator, batch_size: int, n: int):
-    z_mean = 1.5 * torch.randn(batch_size, n, generator=gen)
-    z_logvar = -3.0 + 5.0 * torch.rand(batch_size, n, generator=gen)  # U(-3, 2)
+    z_mean = 1.5 * _randn(batch_size, n, generator=gen)
+    z_logvar = -3.0 + 5.0 * _rand(batch_size, n, generator=gen)  # U(-3, 2)
     return z_mean, z_logvar
 
 
@@ -217,21 +227,16 @@ def check_loss_kl(loss_kl, *, seed: int = 0) -> None:
     _require_callable(loss_kl, "loss_kl")
     gen = torch.Generator().manual_seed(seed)
     with _isolated_rng(seed):
-        # 1. q = N(0, I): KL is zero.
-        zeros = torch.zeros(3, 2)
-        _check_kl_case(loss_kl, zeros, zeros.clone(),
-                       "z_mean=0, z_logvar=0 (q = N(0, I), so KL = 0), shape (3, 2)")
-        # 2. A value one can work out by hand: 2 * 0.5 * (2 - 1 - log 2) = 0.306853.
-        _check_kl_case(loss_kl, torch.zeros(3, 2), torch.full((3, 2), math.log(2.0)),
-                       "z_mean=0, z_logvar=log 2, shape (3, 2)")
+        # 1. q = N(0, I): KL is zero. 2. By hand: 2 * 0.5 * (2 - 1 - log 2) = 0.306853.
+        for logvar, desc in ((0.0, "z_logvar=0 (q = N(0, I), so KL = 0)"), (math.log(2.0), "z_logvar=log 2")):
+            _check_kl_case(loss_kl, torch.zeros(3, 2), torch.full((3, 2), logvar),
+                           f"z_mean=0, {desc}, shape (3, 2)")
         # 3. Symmetry in the mean: KL(N(mu, s^2) || N(0, 1)) = KL(N(-mu, s^2) || N(0, 1)).
         z_mean, z_logvar = _random_latents(gen, 6, 4)
         desc = "random z_mean and z_logvar, shape (6, 4)"
         plus = _kl_value(loss_kl, z_mean, z_logvar, desc)
         minus = _kl_value(loss_kl, -z_mean, z_logvar, f"-z_mean and the same z_logvar, {desc}")
-        scale = float((0.5 * (_f64(z_logvar).exp() + _f64(z_mean) ** 2 + 1
-                              + _f64(z_logvar).abs())).sum(-1).mean())
-        if abs(plus - minus) > KL_ATOL + KL_RTOL * scale:
+        if abs(plus - minus) > KL_ATOL + KL_RTOL * _kl_scale(_f64(z_mean), _f64(z_logvar)):
             raise failure(f"loss_kl: not symmetric in the mean, {desc}",
                           "loss_kl(z_mean, z_logvar) == loss_kl(-z_mean, z_logvar)",
                           f"{fmt(plus)} vs {fmt(minus)}",
@@ -251,90 +256,78 @@ def check_loss_kl(loss_kl, *, seed: int = 0) -> None:
             "random z_mean and z_logvar, shape (7, 10)")
 
 
-# ---------------------------------------------------------------------------------------------
-# loss_loglik
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------- loss_loglik
 
-_LL_HALF = "did you drop the factor 1/2?"
-_LL_BATCH_SUM = ("did you sum over the batch instead of averaging over it (divide by the "
-                 "batch size)?")
-_LL_PIXEL_MEAN = ("did you average over the pixels instead of summing over them? (sum over "
-                  "dims (1, 2, 3), then mean over the batch)")
-_LL_SIGN = ("is the sign flipped? loss_loglik is the NEGATIVE log-likelihood "
-            "(0.5*y_logvar + 0.5*(x - y_mean)**2 / exp(y_logvar) per pixel, up to a constant)")
-_LL_LOGSTD = ("y_logvar is a log-variance, not a log standard deviation: the variance is "
-              "exp(y_logvar) and the standard deviation is exp(0.5*y_logvar) "
-              "(torch.distributions.Normal takes the standard deviation)")
-_LL_STD_AS_VAR = ("did you use the standard deviation exp(0.5*y_logvar) where the variance "
-                  "exp(y_logvar) belongs?")
-_LL_LOGVAR_AS_VAR = ("did you divide by y_logvar? y_logvar is a log-variance: the variance is "
-                     "exp(y_logvar)")
-_LL_DIV_BY_STD = ("did you divide the squared error by the standard deviation instead of by "
-                  "the variance exp(y_logvar)?")
-_LL_REDUCE = ("sum over the pixels (dims 1, 2, 3), then average over the batch (dim 0)")
+_LL_REDUCE = "sum over the pixels (dims 1, 2, 3), then average over the batch (dim 0)"
 _LL_FALLBACK = ("per pixel, -log N(x | y_mean, sigma^2) with sigma^2 = exp(y_logvar); sum over "
                 "the pixels of an image, then average over the batch")
-_LL_NONFINITE = ("y_logvar is a log-variance and can be zero or negative: log(y_logvar), "
-                 "sqrt(y_logvar) or dividing by y_logvar gives nan/inf; the variance is "
-                 "exp(y_logvar)")
+_CONST = HALF_LOG_2PI * N_PIXELS
+
+
+def _nll_rows(y_mean, std, x) -> torch.Tensor:
+    """-log N(x | y_mean, std^2) of each image with the constant, float64 (no validation)."""
+    return -_Normal(y_mean, std, validate_args=False).log_prob(x).flatten(1).sum(1)
 
 
 def _nll64(y_mean, std, x) -> torch.Tensor:
     """Oracle with the constant: -sum over pixels, mean over batch of Normal.log_prob, float64."""
-    return -_Normal(y_mean, std).log_prob(x).flatten(1).sum(1).mean()
+    return _nll_rows(y_mean, std, x).mean()
 
 
-def _loglik_value(loss_loglik, y_mean, y_logvar, x, desc: str) -> float:
-    what = f"loss_loglik(y_mean, y_logvar, x) for {desc}"
-    value = call(loss_loglik, y_mean.clone(), y_logvar.clone(), x.clone(), what=what)
-    return require_loss_scalar(value, what, x.shape[0], x.shape, _LL_REDUCE, _LL_NONFINITE)
+def _per_image(terms: torch.Tensor) -> float:
+    return float(terms.flatten(1).sum(1).mean())
+
+
+def _with_and_without_constant(mistakes, value):
+    """Without, with the constant, and with the factor 1/2 dropped from all but the constant."""
+    return ((mistakes, value), (mistakes, value + _CONST), (mistakes + (_HALF,), 2 * value + _CONST))
+
+
+#: The known mistakes of loss_loglik: the value each formula mistake gives from y_mean,
+#: y_logvar and x (float64, without the constant), and the factor of each reduction mistake
+#: for a batch of B images of D pixels; each formula with and without the constant.
+LOGLIK_MISTAKES = Mistakes(
+    formulas=((log_std_hint("y_logvar"), lambda m, lv, x: _nll64(m, lv.exp(), x) - _CONST),
+              (_std_as_var("y_logvar"), lambda m, lv, x: _nll64(m, (0.25 * lv).exp(), x) - _CONST),
+              ("did you divide by y_logvar? y_logvar is a log-variance: the variance is "
+               "exp(y_logvar)", lambda m, lv, x: _per_image(0.5 * lv + 0.5 * (x - m) ** 2 / lv)),
+              ("did you divide the squared error by the standard deviation instead of by the "
+               "variance exp(y_logvar)?",
+               lambda m, lv, x: _per_image(0.5 * lv + 0.5 * (x - m) ** 2 / (0.5 * lv).exp()))),
+    factors=((_HALF, lambda b, d: 2.0),
+             (_BATCH_SUM, lambda b, d: b),
+             ("did you average over the pixels instead of summing over them? (sum over dims "
+              "(1, 2, 3), then mean over the batch)", lambda b, d: 1 / d),
+             ("is the sign flipped? loss_loglik is the NEGATIVE log-likelihood (0.5*y_logvar + "
+              "0.5*(x - y_mean)**2 / exp(y_logvar) per pixel, up to a constant)",
+              lambda b, d: -1.0)),
+    variants=_with_and_without_constant)
 
 
 def _check_loglik_case(loss_loglik, y_mean, y_logvar, x, desc: str) -> None:
-    got = _loglik_value(loss_loglik, y_mean, y_logvar, x, desc)
+    got = loss_value(loss_loglik, "loss_loglik", ("y_mean", "y_logvar", "x"), (y_mean, y_logvar, x),
+                     desc, _LL_REDUCE, _nonfinite("y_logvar"))
     m, lv, x64 = _f64(y_mean), _f64(y_logvar), _f64(x)
-    batch_size = x.shape[0]
-    const = HALF_LOG_2PI * N_PIXELS
-    expected = float(_nll64(m, (0.5 * lv).exp(), x64)) - const   # the reference drops it
-    if abs(expected) < 1e-9 * const:   # rounding left over from subtracting the constant
+    expected = float(_nll64(m, (0.5 * lv).exp(), x64)) - _CONST   # the reference drops it
+    if abs(expected) < 1e-9 * _CONST:   # rounding left over from subtracting the constant
         expected = 0.0
-    sq = (x64 - m) ** 2
-    scale = float((0.5 * lv.abs() + 0.5 * sq / lv.exp() + HALF_LOG_2PI).flatten(1).sum(1).mean())
+    scale = _per_image(0.5 * lv.abs() + 0.5 * (x64 - m) ** 2 / lv.exp() + HALF_LOG_2PI)
     tol = LOGLIK_ATOL + LOGLIK_RTOL * scale
-    if min(abs(got - expected), abs(got - (expected + const))) <= tol:
+    if min(abs(got - expected), abs(got - (expected + _CONST))) <= tol:
         return
-
-    def per_image(terms):
-        return float(terms.flatten(1).sum(1).mean())
-
-    conventions = [
-        ((), expected),
-        ((_LL_LOGSTD,), float(_nll64(m, lv.exp(), x64)) - const),
-        ((_LL_STD_AS_VAR,), float(_nll64(m, (0.25 * lv).exp(), x64)) - const),
-        ((_LL_LOGVAR_AS_VAR,), per_image(0.5 * lv + 0.5 * sq / lv)),
-        ((_LL_DIV_BY_STD,), per_image(0.5 * lv + 0.5 * sq / (0.5 * lv).exp())),
-    ]
-    bases = []
-    for mistakes, b in conventions:
-        # without / with the constant; the factor 1/2 dropped from all but the constant
-        bases += [(mistakes, b), (mistakes, b + const), (mistakes + (_LL_HALF,), 2 * b + const)]
-    factors = [(_LL_HALF, 2.0), (_LL_BATCH_SUM, float(batch_size)),
-               (_LL_PIXEL_MEAN, 1.0 / N_PIXELS), (_LL_SIGN, -1.0)]
-    named = name_mistake(got, bases, factors, scale, LOGLIK_ATOL)
+    named = LOGLIK_MISTAKES.name(got, (m, lv, x64), expected, x.shape[0], N_PIXELS, scale,
+                                 LOGLIK_ATOL)
     raise failure(f"loss_loglik: wrong value for {desc}",
-                  f"{fmt(expected)}, or {fmt(expected + const)} with the constant "
+                  f"{fmt(expected)}, or {fmt(expected + _CONST)} with the constant "
                   f"0.5*D*log(2*pi), D = {N_PIXELS} (tolerance {fmt(tol)})",
                   fmt(got), mistake_hint(named, _LL_FALLBACK))
 
 
 def _random_images(gen: torch.Generator, batch_size: int):
-    """varianceMNIST-like x (exact zeros in the background) and a decoder-like output."""
+    """varianceMNIST-like x and a decoder-like output (y_mean, y_logvar ~ U(-4, 1.5))."""
     shape = (batch_size, 1, 28, 28)
-    clean = torch.rand(shape, generator=gen) * (torch.rand(shape, generator=gen) < 0.3)
-    x = clean * torch.randn(shape, generator=gen)
-    y_mean = 0.3 * torch.randn(shape, generator=gen)
-    y_logvar = -4.0 + 5.5 * torch.rand(shape, generator=gen)  # U(-4, 1.5)
-    return y_mean, y_logvar, x
+    x = _variance_like(gen, batch_size)
+    return 0.3 * _randn(shape, generator=gen), -4.0 + 5.5 * _rand(shape, generator=gen), x
 
 
 #: Batch sizes of the random cases of check_loss_loglik (the first has B > 1 so that a sum over
@@ -349,7 +342,7 @@ def check_loss_loglik(loss_loglik, *, seed: int = 0) -> None:
     shape3 = (3, 1, 28, 28)
     with _isolated_rng(seed):
         # 1. A perfect mean with unit variance: 0 (or 784 * 0.5 * log(2 pi) with the constant).
-        x = torch.randn(shape3, generator=gen)
+        x = _randn(shape3, generator=gen)
         _check_loglik_case(loss_loglik, x.clone(), torch.zeros(shape3), x,
                            "y_mean = x, y_logvar = 0, shape (3, 1, 28, 28)")
         # 2. By hand: per pixel 0.5 * log 2 + 0.5 * 1 / 2 = 0.596574, times 784 = 467.714.
@@ -370,78 +363,33 @@ def check_loss_loglik(loss_loglik, *, seed: int = 0) -> None:
             "random inputs, shape (5, 1, 28, 28)", extra_inputs=(x,))
 
 
-# ---------------------------------------------------------------------------------------------
-# Encoder and Decoder: the generic module check (autograder.checks.modules) with these outputs
-# ---------------------------------------------------------------------------------------------
+# ---------------------------------------------------------- Encoder and Decoder (the generic module check)
 
-def _encoder_input(gen, batch_size, n=None):
-    shape = (batch_size, 1, 28, 28)
-    clean = torch.rand(shape, generator=gen) * (torch.rand(shape, generator=gen) < 0.3)
-    return clean * torch.randn(shape, generator=gen)
-
-
-def _latent_hint(n, got):
-    if len(got) == 2 and got[1] != n:
-        return (f"n_components is not honoured: {got[1]} columns for n_components={n}; size the "
-                f"output layer(s) with n_components, not with a fixed number")
-    if len(got) != 2:
-        return ("the batch dimension was lost: flatten with x.flatten(1) (or "
-                "x.view(x.shape[0], -1)), not x.view(-1, k) with a fixed k")
-    return "z_mean and z_logvar each have shape (batch_size, n_components)"
-
-
-def _pixel_hint(n, got):
+def _pixel_hint(n, got: tuple) -> str:
     if len(got) == 2 and got[1] == N_PIXELS:
-        return "reshape to (batch_size, 1, 28, 28), e.g. h.view(-1, 1, 28, 28)"
-    if len(got) == 3 and got[1:] == (28, 28):
-        return "add the channel dimension: (batch_size, 1, 28, 28)"
-    return ("keep the batch dimension first and reshape with -1 for it: h.view(-1, 1, 28, 28); "
-            "y_mean and y_logvar each have shape (batch_size, 1, 28, 28)")
+        return ("y_mean and y_logvar are images: reshape to (batch_size, 1, 28, 28), e.g. "
+                "h.view(-1, 1, 28, 28)")
+    return image_hint(got)
 
 
-def _latent(name):
-    return Output(name, lambda b, n: (b, n), _latent_hint)
+def _pair_hint(first: str, second: str, both_in_one, where: str):
+    """Hint for one tensor where (first, second) was due; ``where`` when ``both_in_one(shape)``."""
+    split = f"; if this is {first} and {second} {where}, split it: {first}, {second} = h.chunk(2, dim=1)"
+    return lambda got: (f"forward must return a tuple ({first}, {second}) of two tensors"
+                        + (split if both_in_one(got) else ""))
 
 
-def _pixels(name):
-    return Output(name, lambda b, n: (b, 1, 28, 28), _pixel_hint)
-
-
-def _encoder_single_hint(got):
-    if len(got) == 2 and got[1] % 2 == 0:
-        return ("forward must return a tuple (z_mean, z_logvar) of two tensors; if this is z_mean "
-                "and z_logvar side by side, split it: z_mean, z_logvar = h.chunk(2, dim=1)")
-    return "forward must return a tuple (z_mean, z_logvar) of two tensors"
-
-
-def _decoder_single_hint(got):
-    if len(got) == 4 and got[1] == 2:
-        return ("this looks like y_mean and y_logvar stacked on the channel axis: return a "
-                "tuple (y_mean, y_logvar), e.g. y_mean, y_logvar = h.chunk(2, dim=1)")
-    return "forward must return a tuple (y_mean, y_logvar) of two tensors"
-
-
-ENCODER = Spec("Encoder", "x", _encoder_input, (_latent("z_mean"), _latent("z_logvar")),
-               single_hint=_encoder_single_hint, distinct=True, depends=("z_mean",))
-
-
-def check_encoder(Encoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
-                  n_components_list=N_COMPONENTS) -> None:
-    """Encoder(n_components)(x) returns (z_mean, z_logvar), each (B, n_components), trainable."""
-    check_module(Encoder, ENCODER, seed=seed, batch_sizes=batch_sizes,
-                 n_components_list=n_components_list, grad_batch=GRAD_BATCH_SIZE)
-
-
-def check_decoder(Decoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
-                  n_components_list=N_COMPONENTS) -> None:
-    """Decoder(n_components)(z) returns (y_mean, y_logvar), each (B, 1, 28, 28), with a floor."""
-    check_module(Decoder, DECODER, seed=seed, batch_sizes=batch_sizes,
-                 n_components_list=n_components_list, grad_batch=GRAD_BATCH_SIZE)
+ENCODER = Spec("Encoder", "x", lambda gen, b, n: _variance_like(gen, b),
+               (code("z_mean"), code("z_logvar")), distinct=True, depends=("z_mean",),
+               single_hint=_pair_hint("z_mean", "z_logvar", lambda got: len(got) == 2 and got[1] % 2 == 0,
+                                      "side by side"))
 
 
 def _check_floor(dec, n, gen) -> None:
     """y_logvar >= MIN_LOGVAR_ALLOWED for z ~ N(0, I) times each of FLOOR_Z_SCALES (eval mode)."""
-    z = torch.randn(16, n, generator=gen)
+    z = _randn(16, n, generator=gen)
+    floors = "min_logvar + F.softplus(raw - min_logvar) or raw.clamp(min=min_logvar)"
+    example = f"e.g. y_logvar = {floors}, with min_logvar >= {fmt(MIN_LOGVAR_ALLOWED)} such as log(1e-3)"
     for scale in FLOOR_Z_SCALES:
         what = (f"Decoder(n_components={n}) on z ~ N(0, I) * {fmt(scale)} of shape "
                 f"(16, {n}) (eval mode)")
@@ -451,58 +399,38 @@ def _check_floor(dec, n, gen) -> None:
             raise failure(f"{what}: wrong return type", "a tuple (y_mean, y_logvar)",
                           type(out).__qualname__, "return y_mean, y_logvar")
         y_mean, y_logvar = out
-        require_tensor(y_logvar, f"{what}: y_logvar")
-        lv = _f64(y_logvar)
+        lv = _f64(require_tensor(y_logvar, f"{what}: y_logvar"))
+        expected = f"y_logvar >= {fmt(MIN_LOGVAR_ALLOWED)} everywhere"
         if bool(lv.isnan().any()):
-            raise failure(f"{what}: y_logvar contains nan",
-                          f"y_logvar >= {fmt(MIN_LOGVAR_ALLOWED)} everywhere",
-                          f"{int(lv.isnan().sum())} nan entries",
-                          "keep the floor numerically safe for large inputs, e.g. "
-                          "min_logvar + F.softplus(raw - min_logvar) or raw.clamp(min=min_logvar)")
+            raise failure(f"{what}: y_logvar contains nan", expected, f"{int(lv.isnan().sum())} nan "
+                          f"entries", f"keep the floor numerically safe for large inputs, e.g. {floors}")
         low = float(lv.min())
-        if low < MIN_LOGVAR_ALLOWED:
-            example = (f"e.g. y_logvar = min_logvar + F.softplus(raw - min_logvar) or "
-                       f"raw.clamp(min=min_logvar), with min_logvar >= {fmt(MIN_LOGVAR_ALLOWED)} "
-                       f"such as log(1e-3)")
-            if int((lv == low).sum()) > 1:   # many entries sit exactly on one value: a floor
-                hint = f"your floor at {fmt(low)} is too low; raise it: {example}"
-            else:
-                hint = f"y_logvar needs a floor: bound it from below, {example}"
-            if isinstance(y_mean, _Tensor) and y_mean.shape == y_logvar.shape and \
-                    float(_f64(y_mean).min()) >= MIN_LOGVAR_ALLOWED:
-                hint += ("; if the first output is your y_logvar, swap them: the order is "
-                         "(y_mean, y_logvar)")
-            flat = int(lv.reshape(-1).argmin())
-            idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), lv.shape))
-            raise failure(f"{what}: the log-variance floor does not hold",
-                          f"y_logvar >= {fmt(MIN_LOGVAR_ALLOWED)} everywhere "
-                          f"(variance >= {fmt(math.exp(MIN_LOGVAR_ALLOWED))})",
-                          f"minimum {fmt(low)} at index {idx}", hint)
+        if low >= MIN_LOGVAR_ALLOWED:
+            continue
+        hint = (f"your floor at {fmt(low)} is too low; raise it: {example}"
+                if int((lv == low).sum()) > 1 else   # many entries exactly on one value: a floor
+                f"y_logvar needs a floor: bound it from below, {example}")
+        if isinstance(y_mean, _Tensor) and y_mean.shape == y_logvar.shape and \
+                float(_f64(y_mean).min()) >= MIN_LOGVAR_ALLOWED:
+            hint += "; if the first output is your y_logvar, swap them: the order is (y_mean, y_logvar)"
+        idx = tuple(int(i) for i in torch.unravel_index(lv.argmin(), lv.shape))
+        raise failure(f"{what}: the log-variance floor does not hold",
+                      f"{expected} (variance >= {fmt(math.exp(MIN_LOGVAR_ALLOWED))})",
+                      f"minimum {fmt(low)} at index {idx}", hint)
 
 
-DECODER = Spec("Decoder", "z", lambda gen, b, n: torch.randn(b, n, generator=gen),
-               (_pixels("y_mean"), _pixels("y_logvar")), single_hint=_decoder_single_hint,
-               distinct=True, depends=("y_mean",), extra=_check_floor)
+DECODER = Spec("Decoder", "z", lambda gen, b, n: _randn(b, n, generator=gen),
+               (image("y_mean", _pixel_hint), image("y_logvar", _pixel_hint)),
+               distinct=True, depends=("y_mean",), extra=_check_floor,
+               single_hint=_pair_hint("y_mean", "y_logvar", lambda got: len(got) == 4 and got[1] == 2,
+                                      "stacked on the channel axis"))
 
 
-# ---------------------------------------------------------------------------------------------
-# The sample method of an Encoder class (safe on an untouched stub)
-# ---------------------------------------------------------------------------------------------
-
-#: check_encoder_sample: the Encoder is built with this many latent dimensions.
-SAMPLE_N_COMPONENTS = 2
-
-
-def check_encoder_sample(Encoder, *, seed: int = 0) -> None:
-    """Encoder(n_components).sample(z_mean, z_logvar) passes :func:`check_sample`.
-
-    Takes the class, so that an unfinished ``__init__`` reads as "not implemented yet" instead
-    of crashing the test cell that would build the instance.
-    """
-    require_class(Encoder, "Encoder")
-    with _isolated_rng(seed):
-        encoder = build(Encoder, SAMPLE_N_COMPONENTS, "Encoder")
-    check_sample(encoder, seed=seed)
+_SIZES = dict(batch_sizes=BATCH_SIZES, n_components_list=N_COMPONENTS, grad_batch=GRAD_BATCH_SIZE)
+check_encoder = module_check(ENCODER, "Encoder(n_components)(x) returns (z_mean, z_logvar), each "
+                             "(B, n_components), trainable.", **_SIZES)
+check_decoder = module_check(DECODER, "Decoder(n_components)(z) returns (y_mean, y_logvar), each "
+                             "(B, 1, 28, 28), with a floor.", **_SIZES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,96 +493,130 @@ def _encode_trained(encoder, x: torch.Tensor, n_components: int | None):
     return _trained_pair(out, ENCODER, what, x.shape[0], n_components)
 
 
-def _kl_per_image(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) of each row, float64, via torch.distributions."""
-    std = (0.5 * logvar).exp()   # may underflow to 0: no validation, a non-finite KL is reported
-    prior = _Normal(torch.zeros_like(mu), torch.ones_like(std), validate_args=False)
-    return _kl_divergence(_Normal(mu, std, validate_args=False), prior).sum(-1)
-
-
-def _nll_per_image(y_mean: torch.Tensor, y_logvar: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log N(x | y_mean, exp(y_logvar)) of each image without the constant 0.5*D*log(2*pi),
-    float64, via torch.distributions."""
-    std = (0.5 * y_logvar).exp()  # may underflow to 0: no validation, a non-finite NLL is reported
-    log_prob = _Normal(y_mean, std, validate_args=False).log_prob(x).flatten(1).sum(1)
-    return -log_prob - HALF_LOG_2PI * x[0].numel()
-
-
-@torch.no_grad()
-def evaluate_vae(encoder, decoder, trainset, testset, *,
-                 n_components: int | None = None, train_mode: bool = False) -> dict[str, float]:
-    """Probe accuracy of z_mean and the negative ELBO of the trained VAE on the test set.
-
-    Both sets are made seeded varianceMNIST sets (``data.seeded_variance``), and both models
-    are put in eval mode (``train_mode=True``: left in train mode, for a hint). The probe is
-    fitted on z_mean of the training samples and scored on z_mean of the test samples. The
-    loss uses none of the student's loss functions and not their ``sample``: for each test
-    image, z = z_mean + exp(0.5*z_logvar) * eps with eps from a generator seeded with
-    ``EVAL_Z_SEED`` (one draw per image, in test-set order), then, in float64 with
-    torch.distributions, KL(q(z | x) || N(0, I)) and -log N(x | y_mean, exp(y_logvar)) of the
-    decoder's output for that z (without the constant 0.5*784*log(2*pi), as in the notebook).
-    ``n_components`` (optional) is the expected width of z_mean; by default, whatever it is.
-
-    Returns
-    -------
-    dict with ``probe_accuracy``; ``kl``, ``nll`` and ``loss`` = kl + nll, means per test image;
-    ``min_y_logvar``, the smallest y_logvar the decoder output on the test set; ``logstd_loss``,
-    the loss if the encoder's second output were read as a log standard deviation
-    (z_logvar = 2 * output), for a hint.
-    """
-    from data_tools.probe import encode, probe_accuracy
-
-    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "VAE")
-    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "VAE")
-    encoder.train(train_mode)
-    decoder.train(train_mode)
+def _encode(models: dict, inputs: dict, n_components: int | None = None) -> dict:
+    encoder = models["Encoder"]
     z_mean_of = lambda x: _encode_trained(encoder, x, n_components)[0]  # noqa: E731
-    z_train, y_train = encode(z_mean_of, trainset, batch_size=EVAL_BATCH)
-    z_test, y_test = encode(z_mean_of, testset, batch_size=EVAL_BATCH)
-    accuracy = probe_accuracy(z_train, y_train, z_test, y_test)
-
-    gen = torch.Generator().manual_seed(EVAL_Z_SEED)
-    kl_sum = nll_sum = logstd_sum = 0.0
-    min_y_logvar = math.inf
-    what = "trained Decoder on z drawn from the encoder's q(z | x)"
-    for start in range(0, len(testset), EVAL_BATCH):
-        x, _ = testset.batch(list(range(start, min(start + EVAL_BATCH, len(testset)))))
+    out = {"z_mean_train": apply(z_mean_of, inputs["x_train"], "trained Encoder")}
+    means, logvars = [], []
+    for x in batches(inputs["x_test"]):
         z_mean, z_logvar = _encode_trained(encoder, x, n_components)
-        mu, lv = _f64(z_mean), _f64(z_logvar)
-        eps = _randn(mu.shape, generator=gen, dtype=_float64)
-        z = _Tensor.to(mu + (0.5 * lv).exp() * eps, _float32)
-        if not bool(_isfinite(z).all()):
-            raise failure(f"{what}: non-finite z", "finite z", "nan or inf (z_logvar too large)",
-                          _DIVERGED)
-        out = call(decoder, z, what=what)
-        y_mean, y_logvar = _trained_pair(out, DECODER, what, x.shape[0], None)
-        ym, ylv = _f64(y_mean), _f64(y_logvar)
-        kl_sum += float(_kl_per_image(mu, lv).sum())
-        nll_sum += float(_nll_per_image(ym, ylv, _f64(x)).sum())
-        min_y_logvar = min(min_y_logvar, float(ylv.min()))
-        # The same with the second output read as a log standard deviation.
-        z2 = _Tensor.to(mu + lv.exp() * eps, _float32)
-        if bool(_isfinite(z2).all()):
-            out2 = call(decoder, z2, what=what)
-            if isinstance(out2, (tuple, list)) and len(out2) == 2 and all(
-                    isinstance(t, _Tensor) and tuple(t.shape) == tuple(x.shape) for t in out2):
-                logstd_sum += float((_kl_per_image(mu, 2 * lv)
-                                     + _nll_per_image(_f64(out2[0]), _f64(out2[1]), _f64(x))).sum())
-            else:
-                logstd_sum = math.inf
-        else:
-            logstd_sum = math.inf
-    kl, nll = kl_sum / len(testset), nll_sum / len(testset)
+        means.append(_f64(z_mean).to(_float32).numpy())
+        logvars.append(_f64(z_logvar).to(_float32).numpy())
+    out["z_mean"], out["z_logvar"] = np.concatenate(means), np.concatenate(logvars)
+    return out
+
+
+def _draws(first: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mu, logvar (float64) of the test samples and eps: one draw per image from a generator
+    seeded with EVAL_Z_SEED, in test-set order, batch by batch."""
+    mu = torch.from_numpy(checked(first, "z_mean")).to(_float64)
+    lv = torch.from_numpy(checked(first, "z_logvar", len(mu))).to(_float64)
+    gen = torch.Generator().manual_seed(EVAL_Z_SEED)
+    eps = torch.cat([_randn(m.shape, generator=gen, dtype=_float64) for m in batches(mu)])
+    return mu, lv, eps
+
+
+def _z(first: dict, data) -> dict:
+    """The decoder's inputs: z = z_mean + exp(0.5 z_logvar) eps, and z2 with the second output
+    read as a log standard deviation (z_mean + exp(z_logvar) eps, zero where not finite)."""
+    mu, lv, eps = _draws(first)
+    z = _Tensor.to(mu + (0.5 * lv).exp() * eps, _float32)
+    if not bool(_isfinite(z).all()):
+        raise failure("trained Decoder on z drawn from the encoder's q(z | x): non-finite z",
+                      "finite z", "nan or inf (z_logvar too large)", _DIVERGED)
+    z2 = _Tensor.to(mu + lv.exp() * eps, _float32)
+    return {"z": z, "z2": torch.where(_isfinite(z2), z2, torch.zeros_like(z2))}
+
+
+def _decode(models: dict, inputs: dict) -> dict:
+    decoder = models["Decoder"]
+    what = "trained Decoder on z drawn from the encoder's q(z | x)"
+    ym, ylv, ym2, ylv2 = [], [], [], []
+    for z, z2 in zip(batches(inputs["z"]), batches(inputs["z2"])):
+        y_mean, y_logvar = _trained_pair(call(decoder, z, what=what), DECODER, what, len(z), None)
+        ym.append(_f64(y_mean).to(_float32).numpy())
+        ylv.append(_f64(y_logvar).to(_float32).numpy())
+        out2 = call(decoder, z2, what=what)
+        ok = isinstance(out2, (tuple, list)) and len(out2) == 2 and all(
+            isinstance(t, _Tensor) and tuple(t.shape) == tuple(y_mean.shape) for t in out2)
+        nan = np.full(tuple(y_mean.shape), np.nan, np.float32)
+        ym2.append(_f64(out2[0]).to(_float32).numpy() if ok else nan)
+        ylv2.append(_f64(out2[1]).to(_float32).numpy() if ok else nan)
+    return {"y_mean": np.concatenate(ym), "y_logvar": np.concatenate(ylv),
+            "y2_mean": np.concatenate(ym2), "y2_logvar": np.concatenate(ylv2)}
+
+
+def _measure(first: dict, second: dict, data) -> dict:
+    """The numbers of :func:`evaluate_vae` from the recorded encoder and decoder outputs."""
+    from data_tools.probe import probe_accuracy
+
+    trainset, testset, _ = data
+    x, y_test = images_and_labels(testset)
+    y_train = images_and_labels(trainset)[1]
+    z_train = checked(first, "z_mean_train", len(y_train))
+    mu, lv, eps = _draws(first)
+    if len(mu) != len(y_test):
+        raise failure("trained Encoder: wrong number of codes", str(len(y_test)), str(len(mu)))
+    accuracy = probe_accuracy(z_train, y_train, mu.numpy(), y_test)
+    x64 = _f64(x)
+    ym = torch.from_numpy(checked(second, "y_mean", len(x))).to(_float64).reshape(x.shape)
+    ylv = torch.from_numpy(checked(second, "y_logvar", len(x))).to(_float64).reshape(x.shape)
+    kl = float(_kl_rows(mu, (0.5 * lv).exp()).mean())
+    nll = float(_nll_rows(ym, (0.5 * ylv).exp(), x64).mean()) - _CONST
     if not (math.isfinite(kl) and math.isfinite(nll)):
         raise failure("negative ELBO of the trained VAE on the test set: non-finite value",
                       "a finite number", f"KL {fmt(kl)}, NLL {fmt(nll)}",
                       "a variance exp(z_logvar) or exp(y_logvar) underflows to 0 or overflows: "
                       "bound y_logvar from below with a floor (see check_decoder); if the "
                       "training diverged, lower the learning rate and train again")
-    logstd_loss = logstd_sum / len(testset)
+    logstd_loss = math.inf
+    if bool(_isfinite(_Tensor.to(mu + lv.exp() * eps, _float32)).all()):
+        ym2 = torch.from_numpy(checked(second, "y2_mean", len(x))).to(_float64).reshape(x.shape)
+        ylv2 = torch.from_numpy(checked(second, "y2_logvar", len(x))).to(_float64).reshape(x.shape)
+        logstd_loss = float((_kl_rows(mu, lv.exp()) + _nll_rows(ym2, (0.5 * ylv2).exp(), x64)).mean()) - _CONST
     return {"probe_accuracy": accuracy, "kl": kl, "nll": nll, "loss": kl + nll,
-            "min_y_logvar": min_y_logvar,
+            "min_y_logvar": float(ylv.min()),
             "logstd_loss": logstd_loss if math.isfinite(logstd_loss) else math.inf}
+
+
+def _data(trainset=None, testset=None):
+    return variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds, "VAE")
+
+
+#: The evaluation of the saved VAE: the encoder on the seeded samples; the decoder (in a process
+#: of its own during grading) on z drawn by the grader from the encoder's q(z | x) only.
+EVALUATION = Evaluation(
+    name="vae", what="VAE", bars="vae", data=_data, inputs=image_inputs,
+    first=Stage(("Encoder",), _encode, {"z_mean_train": "x_train", "z_mean": "x_test",
+                                        "z_logvar": "x_test"}),
+    between=_z,
+    second=Stage(("Decoder",), _decode, {"y_mean": "z", "y_logvar": "z", "y2_mean": "z2",
+                                         "y2_logvar": "z2"}),
+    measure=_measure, seed=EVAL_Z_SEED)
+EVALUATIONS = (EVALUATION,)
+
+
+def evaluate_vae(encoder, decoder, trainset, testset, *,
+                 n_components: int | None = None, train_mode: bool = False) -> dict[str, float]:
+    """Probe accuracy of z_mean and the negative ELBO of the trained VAE on the test set.
+
+    On seeded varianceMNIST sets, models in eval mode (``train_mode=True``: train mode, for a
+    hint). The probe is fitted on z_mean of the training samples, scored on the test samples'.
+    The loss uses none of the student's functions: per test image, z = z_mean +
+    exp(0.5*z_logvar) * eps, eps seeded with ``EVAL_Z_SEED`` in test-set order, then in float64
+    KL(q(z | x) || N(0, I)) and -log N(x | y_mean, exp(y_logvar)) without the constant
+    0.5*784*log(2*pi). ``n_components``: the expected width of z_mean (default: any).
+    Returns ``probe_accuracy``, ``kl``, ``nll``, ``loss`` (means per test image),
+    ``min_y_logvar`` and ``logstd_loss`` (the loss with the second output read as a log
+    standard deviation, for a hint).
+    """
+    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "VAE")
+    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "VAE")
+    evaluation = EVALUATION if n_components is None else dataclasses.replace(
+        EVALUATION, first=dataclasses.replace(
+            EVALUATION.first, run=lambda models, inputs: _encode(models, inputs, n_components)))
+    return run(evaluation, {"Encoder": encoder, "Decoder": decoder}, (trainset, testset, None),
+               train_mode=train_mode)
 
 
 def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
@@ -672,21 +634,9 @@ def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, tests
     of :func:`evaluate_vae` with ``source`` and ``bars``. The models are evaluated in eval() mode
     (``train_mode=True``: in train mode, for the hint of a failed bar)."""
     __tracebackhide__ = True  # noqa: F841
-    given = (trainset, testset)
-    trainset, testset, source_key = variance_evaluation(trainset, testset, NOTEBOOK.eval_seeds,
-                                                        "VAE")
-
-    def compute():
-        encoder, decoder = load_trained(Encoder, Decoder, n_components, encoder_path, decoder_path)
-        with _isolated_rng(EVAL_Z_SEED):
-            result = evaluate_vae(encoder, decoder, trainset, testset, n_components=n_components,
-                                  train_mode=train_mode)
-        result["mode_layers"] = mode_layers(encoder, decoder)
-        return result
-
-    return results("vae", (Encoder, Decoder), given,
-                   (n_components, source_key, NOTEBOOK.eval_seeds, train_mode),
-                   (encoder_path, decoder_path), source_key, compute)
+    return results(EVALUATION, n_components, ((Encoder, "Encoder", encoder_path),
+                                              (Decoder, "Decoder", decoder_path)),
+                   (trainset, testset), train_mode=train_mode)
 
 
 def _probe_hint(result: dict) -> str:
@@ -740,11 +690,9 @@ def report_trained(Encoder, Decoder, n_components: int, *, trainset=None, testse
                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
     """Print every graded number of the saved VAE beside its bar (never fails a bar)."""
     __tracebackhide__ = True  # noqa: F841
-    result = trained_results(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
-                             encoder_path=encoder_path, decoder_path=decoder_path)
-    print(probe_line(result))
-    print(loss_line(result))
-    return result
+    return report(lambda: trained_results(Encoder, Decoder, n_components, trainset=trainset,
+                                          testset=testset, encoder_path=encoder_path,
+                                          decoder_path=decoder_path), probe_line, loss_line)
 
 
 @student_facing
@@ -794,6 +742,10 @@ def check_trained_vae(Encoder, Decoder, n_components: int, *, trainset=None, tes
     check_trained_vae_probe(Encoder, Decoder, n_components, **kwargs)
     check_trained_vae_loss(Encoder, Decoder, n_components, **kwargs)
 
+
+# Decided by the judge on the recorded calls during grading (``recorded``).
+check_loss_kl = replayable("vae.check_loss_kl")(check_loss_kl)
+check_loss_loglik = replayable("vae.check_loss_loglik")(check_loss_loglik)
 
 # A failed check shows the student their own call and the message, no frame of the grader.
 for _name in ("check_loss_kl", "check_loss_loglik", "check_sample", "check_encoder",

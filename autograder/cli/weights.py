@@ -63,6 +63,12 @@ def execute_notebook(path: Path, *, timeout: int = 1800, env: dict | None = None
     try:
         client.execute()
     finally:
+        # nbclient shuts down only a kernel it started itself: this one is ours to stop, or it
+        # keeps running (and spending CPU) for as long as this process lives.
+        if km.has_kernel:
+            from jupyter_core.utils import run_sync
+
+            run_sync(km.shutdown_kernel)(now=True)
         shutil.rmtree(runtime, ignore_errors=True)
         for k, v in old.items():
             if v is None:

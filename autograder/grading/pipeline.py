@@ -17,7 +17,8 @@ and for ``nbgrader autograde``:
 - ``ReplayChecks`` after it: in notebooks whose source opts in (metadata
   ``autograder.grading.replay``), test cells are scored by a re-run on the submitted definitions in a
   fresh sandboxed process, which the notebook's kernel state cannot reach
-  (``autograder.grading.replay``);
+  (``autograder.grading.replay``), and every metric is decided by a judge process in which
+  no student code has run (``autograder.grading.judged``);
 - ``HarmlessStderr`` before ``SaveAutoGrades``: warnings and progress bars on stderr no
   longer zero a passing test cell;
 - ``FlagGradingFailures`` after ``SaveAutoGrades``: failed grade cells need manual grading;

@@ -156,8 +156,7 @@ class ReplayChecks(NbGraderPreprocessor):
                        and c.metadata.get("nbgrader", {}).get("grade")]
         try:
             plan = build_plan(source_nb, nb)
-            with self._sandbox(workdir) as wrap:
-                verdicts = run_plan(plan, workdir, timeout=self.timeout, wrap=wrap)
+            verdicts = self._verdicts(plan, source_nb, ids, workdir)
             problem = None
         except Exception as exc:  # noqa: BLE001 - any failure here is a grading failure
             plan, verdicts, problem = [], {}, f"{type(exc).__name__}: {exc}"
@@ -168,6 +167,10 @@ class ReplayChecks(NbGraderPreprocessor):
         for cell in grade_cells:
             grade_id = cell.metadata.nbgrader["grade_id"]
             verdict = verdicts.get(grade_id)
+            # A trained-model check that the kernel left to the grader's own evaluation
+            # (``evaluation.results`` under autograde) is no failure of the kernel's.
+            deferred = any(o.get("ename") == "Deferred" for o in cell.outputs)
+            cell.outputs = [o for o in cell.outputs if o.get("ename") != "Deferred"]
             kernel_failed = any(o.output_type == "error" for o in cell.outputs)
             # The replay decides, never a value the cell displayed: nbgrader reads an
             # execute_result as partial credit, and a display hook in student code can emit one.
@@ -185,6 +188,8 @@ class ReplayChecks(NbGraderPreprocessor):
                 continue
             cell.outputs = [o for o in cell.outputs if o.output_type != "error"]
             if verdict["passed"]:
+                if deferred and verdict.get("output"):
+                    cell.outputs.append(new_output("stream", name="stdout", text=verdict["output"]))
                 if kernel_failed:
                     cell.outputs.append(new_output(
                         "stream", name="stdout",
@@ -199,6 +204,20 @@ class ReplayChecks(NbGraderPreprocessor):
                 cell.outputs.append(new_output("error", ename=ename, evalue=evalue,
                                                traceback=[f"{ename}: {evalue}"]))
         return nb, resources
+
+    def _verdicts(self, plan, source_nb, ids, workdir: Path) -> dict:
+        """The replay's verdicts: judged (``judged``) for a notebook of the course manifest."""
+        from ..manifest import notebook
+
+        try:
+            nb = notebook(ids["notebook"], ids["assignment"])
+        except KeyError:
+            with self._sandbox(workdir) as wrap:
+                return run_plan(plan, workdir, timeout=self.timeout, wrap=wrap)
+        from .judged import run_judged
+
+        return run_judged(plan, source_nb, nb.checks, (*nb.weights, *nb.extra_files), workdir,
+                          timeout=self.timeout, sandbox=self._sandbox)
 
     def _sandbox(self, workdir: Path):
         """The sandbox the replay runs in: the same as the student kernels'."""

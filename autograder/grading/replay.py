@@ -13,13 +13,15 @@ must not depend on that state. :func:`build_plan` assembles a program from two s
 
 :func:`run_plan` executes the program in a new Python interpreter (in the grading sandbox
 when one is configured) that imports the checks before any student code, and returns one
-verdict per test cell. The ``ReplayChecks`` preprocessor (``autograder.grading.preprocessors``)
-then makes
-those verdicts the ones nbgrader scores.
+verdict per test cell. In that process the trained-model and replayable checks only record
+outputs: ``autograder.grading.judged`` runs the rest of the evaluation and a judge that never
+runs student code, and the ``ReplayChecks`` preprocessor (``autograder.grading.preprocessors``)
+makes the combined verdicts the ones nbgrader scores.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -28,8 +30,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import nbformat
 
 from ..manifest import settings_names
 
@@ -219,15 +219,21 @@ def build_plan(source_nb, submitted_nb) -> list[Step]:
 
 
 def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEOUT,
-             wrap=None) -> dict[str, dict]:
+             wrap=None, directory: Path | None = None) -> dict[str, dict]:
     """Execute the plan in a fresh interpreter with ``workdir`` as working directory.
 
-    ``wrap(argv, cwd, shared_dir) -> argv`` puts the command into the sandbox. Returns
-    ``{grade_id: {"passed": bool, "error": str}}`` for every test step that ran.
+    ``wrap(argv, cwd, shared_dir) -> argv`` puts the command into the sandbox. ``directory``
+    (writable by the interpreter; a temporary one by default) receives the plan, the verdicts
+    and what the checks record (``autograder.checks.evidence``), and holds the inputs the
+    grader wrote for them. Returns ``{grade_id: {"passed": bool, "error": str}}`` for every
+    test step that ran: the verdicts of the process that ran student code, in which the
+    trained-model and replayable checks decide nothing (``autograder.grading.judged``).
     """
-    with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
-        tmp = Path(tmp)
-        os.chmod(tmp, 0o777)
+    with contextlib.ExitStack() as stack:
+        if directory is None:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="replay-")))
+            os.chmod(directory, 0o777)
+        tmp = Path(directory)
         plan = tmp / "plan.json"
         plan.write_text(json.dumps([{"kind": s.kind, "code": s.code, "grade_id": s.grade_id}
                                     for s in steps]))
@@ -244,16 +250,12 @@ def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEO
                                   timeout=timeout)
         except subprocess.TimeoutExpired:
             raise ReplayError(f"the re-run of the tests took longer than {timeout:.0f} s") from None
-        if not result.exists():
+        if not result.exists() or result.is_symlink():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             raise ReplayError(f"the re-run of the tests ended without a result "
                               f"(exit code {proc.returncode}): {' | '.join(tail)[:500]}")
-        verdicts = json.loads(result.read_text())
-    return verdicts
-
-
-def replay(source_path: Path, submitted_path: Path, workdir: Path, **kwargs) -> dict[str, dict]:
-    """Build and run the replay of one submitted notebook."""
-    source_nb = nbformat.read(source_path, as_version=4)
-    submitted_nb = nbformat.read(submitted_path, as_version=4)
-    return run_plan(build_plan(source_nb, submitted_nb), workdir, **kwargs)
+        verdicts = json.loads(result.read_text()[:50_000_000])
+    if not isinstance(verdicts, dict):
+        raise ReplayError("the re-run of the tests wrote a malformed result")
+    return {str(k): {"passed": v.get("passed") is True, "error": str(v.get("error", ""))[:20000]}
+            for k, v in verdicts.items() if isinstance(v, dict)}

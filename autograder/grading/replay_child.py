@@ -1,6 +1,10 @@
 """The fresh interpreter of a replay (see autograder.grading.replay): runs the plan, writes
 verdicts.
 
+It is the *producer* of ``autograder.checks.evidence``: before any student code runs it reads
+the inputs the grader wrote next to the plan; the structural checks decide here, the
+trained-model and replayable checks only record outputs, which the judge decides on.
+
 The checks modules of every notebook of the course manifest are imported before any student
 code runs, so they hold their own references to the functions they use.
 """
@@ -15,6 +19,7 @@ import sys
 
 import autograder  # noqa: F401  (imported first: its modules bind their references now)
 import autograder.checks.core
+import autograder.checks.evidence
 from autograder.manifest import check_modules
 
 for _module in check_modules():
@@ -27,6 +32,9 @@ _CheckFailure = autograder.checks.core.CheckFailure
 _BaseException = BaseException
 _type = type
 _str = str
+_start_producing = autograder.checks.evidence.start_producing
+_set_cell = autograder.checks.evidence.set_cell
+_Placeholder = autograder.checks.evidence.Placeholder
 
 
 def _write(path: str, verdicts: dict) -> None:
@@ -36,13 +44,35 @@ def _write(path: str, verdicts: dict) -> None:
     _replace(tmp, path)
 
 
+def _assigned(code: str) -> list[str]:
+    """The names a cell assigns at top level."""
+    import ast
+
+    names = []
+    for node in ast.parse(code).body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            names += [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+    return names
+
+
 def main(plan_path: str, result_path: str) -> None:
     with _open(plan_path) as f:
         steps = json.load(f)
     namespace: dict = {"__name__": "__main__"}
     verdicts: dict = {}
     sink = io.StringIO()
+    _start_producing(os.path.dirname(os.path.abspath(result_path)))
     for step in steps:
+        if step["kind"] == "test":
+            _set_cell(step["grade_id"])
+        if step["kind"] == "trusted" and step.get("grade_id", "").endswith("_data"):
+            # The notebook's datasets: the checks evaluate on the inputs the grader handed in,
+            # so this process loads no data (and holds no label) and plots nothing.
+            for name in _assigned(step["code"]):
+                namespace.setdefault(name, _Placeholder(name))
+            continue
         try:
             code = compile(step["code"], f"<{step['kind']} {step.get('grade_id', '')}>", "exec")
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):

@@ -263,24 +263,16 @@ def _relative(url: str) -> bool:
     return bool(url) and ":" not in url.split("/", 1)[0] and not url.startswith(("/", "\\"))
 
 
-_HTML = bleach.Cleaner(
-    tags=HTML_TAGS,
-    attributes=_html_attribute_allowed,
-    protocols=PROTOCOLS,
-    strip=True,
-    strip_comments=True,
-    css_sanitizer=CSSSanitizer(allowed_css_properties=CSS_PROPERTIES),
-)
-_SVG = bleach.Cleaner(
-    tags=SVG_TAGS,
-    attributes=_svg_attribute_allowed,
-    protocols=PROTOCOLS,
-    strip=True,
-    strip_comments=True,
-    css_sanitizer=CSSSanitizer(
-        allowed_css_properties=CSS_PROPERTIES, allowed_svg_properties=ALLOWED_SVG_PROPERTIES
-    ),
-)
+def _cleaner(tags, attributes, **css) -> bleach.Cleaner:
+    """A cleaner keeping only ``tags`` and the ``attributes`` it allows, the allowed URL
+    schemes and style properties (``css``: further CSSSanitizer options), dropping comments."""
+    return bleach.Cleaner(tags=tags, attributes=attributes, protocols=PROTOCOLS, strip=True,
+                          strip_comments=True,
+                          css_sanitizer=CSSSanitizer(allowed_css_properties=CSS_PROPERTIES, **css))
+
+
+_HTML = _cleaner(HTML_TAGS, _html_attribute_allowed)
+_SVG = _cleaner(SVG_TAGS, _svg_attribute_allowed, allowed_svg_properties=ALLOWED_SVG_PROPERTIES)
 
 
 def _inventory(markup: str) -> Counter:

@@ -1,0 +1,299 @@
+"""One submitted notebook's verdicts, with no metric decided where student code has run.
+
+:func:`run_judged` runs, for one notebook (see ``autograder.checks.evidence`` and
+docs/security.md):
+
+1. here, in the grader's process: the inputs of each trained-model evaluation of the notebook
+   (the evaluation images), every array's rows in a secret order;
+2. the **producer** (``replay.run_plan``, sandboxed): the re-run of the test cells on the
+   submitted definitions; the structural checks decide there, the trained-model checks run
+   their first stage on those inputs, the replayable checks record their calls;
+3. here: the first stage's outputs are checked (plain float arrays, the right rows) and put
+   back in order, and the second stage's inputs (codes, corrupted images) are made from them
+   by the grader's code, again in a secret order;
+4. the **second stage** (``stage_child``, sandboxed): a fresh interpreter in a fresh directory
+   holding only copies of the weight files taken before the producer ran, which runs the
+   submitted decoder (or DAE) on those inputs only;
+5. the **judge** (``judge``): a fresh fork of a clean server process that never imports student
+   code, which runs the trusted test cells on the recorded outputs.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .replay import ReplayError, Step, run_plan
+
+_CONTEXT: list = []
+_DATA: dict = {}
+
+
+def _evaluations(checks_module: str) -> dict:
+    module = importlib.import_module(checks_module)
+    return {e.name: e for e in getattr(module, "EVALUATIONS", ())}
+
+
+def _data(evaluation):
+    """The grader's evaluation data (read once per process and data source)."""
+    key = (evaluation.name, os.environ.get("MNIST_ROOT"))
+    if key not in _DATA:
+        _DATA[key] = evaluation.data(None, None)
+    return _DATA[key]
+
+
+def _shuffle(arrays: dict) -> tuple[dict, dict]:
+    """Every array's rows in its own secret order, and the orders."""
+    rng = np.random.default_rng(secrets.randbits(128))
+    shuffled, orders = {}, {}
+    for name, array in arrays.items():
+        array = np.asarray(array, dtype=np.float32)
+        orders[name] = rng.permutation(len(array))
+        shuffled[name] = array[orders[name]]
+    return shuffled, orders
+
+
+def _unshuffle(array: np.ndarray, order: np.ndarray) -> np.ndarray:
+    out = np.empty_like(array)
+    out[order] = array
+    return out
+
+
+def _restore(stage, outputs: dict, orders: dict) -> dict:
+    """The outputs of a stage, checked against its ``rows`` and put back in order."""
+    from ..checks.evidence import checked
+
+    return {name: _unshuffle(checked(outputs, name, len(orders[source])), orders[source])
+            for name, source in stage.rows.items()}
+
+
+def _tensors(arrays: dict) -> dict:
+    import torch
+
+    return {k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
+
+
+class _Run:
+    """The files of one notebook's judged replay."""
+
+    def __init__(self, checks_module: str, weight_files: tuple, root: Path) -> None:
+        self.checks_module = checks_module
+        self.evaluations = _evaluations(checks_module)
+        self.weight_files = set(weight_files)
+        self.shared = root / "producer"
+        self.second = root / "second"
+        self.private = root / "judge"
+        for folder in (self.shared, self.second, self.private):
+            folder.mkdir()
+        os.chmod(self.shared, 0o777)
+        os.chmod(self.second, 0o777)
+        self.orders: dict = {}
+        self.metas: dict = {}
+        self.requests: list = []
+
+    def write_inputs(self) -> None:
+        from ..checks.evidence import save_arrays
+
+        (self.shared / "inputs").mkdir()
+        for name, evaluation in self.evaluations.items():
+            arrays, self.orders[name] = _shuffle(evaluation.inputs(_data(evaluation)))
+            save_arrays(str(self.shared / "inputs" / f"{name}.npz"), arrays)
+
+    def keep_weights(self, workdir: Path) -> None:
+        """Copies of the weight files as they are before any replay runs."""
+        for name in self.weight_files:
+            path = workdir / name
+            if path.is_file() and not path.is_symlink():
+                shutil.copyfile(path, self.second / name)
+
+    def _meta(self, path: Path):
+        """A producer's record of one evaluation, checked; None when unusable."""
+        from ..checks.evaluation import evidence_key
+        from ..checks.evidence import clean_error, read_json
+
+        meta = read_json(str(path))
+        if not isinstance(meta, dict) or meta.get("evaluation") not in self.evaluations:
+            return None
+        evaluation = self.evaluations[meta["evaluation"]]
+        specs, n = meta.get("specs"), meta.get("n_components")
+        kinds = {*evaluation.first.models, *(evaluation.second.models if evaluation.second else ())}
+        if not (isinstance(n, int) and 0 < n <= 100_000 and isinstance(specs, list) and all(
+                isinstance(s, list) and len(s) == 2 and s[0] in kinds and s[1] in self.weight_files
+                for s in specs)):
+            return None
+        modes = meta.get("modes") if isinstance(meta.get("modes"), dict) else {}
+        clean = {"key": evidence_key(evaluation, n, tuple(p for _, p in specs)),
+                 "evaluation": evaluation, "n_components": n, "specs": specs,
+                 "mode_layers": meta.get("mode_layers") is True,
+                 "error": clean_error(meta.get("error")),
+                 "modes": {m: clean_error(v) for m, v in modes.items() if m in ("eval", "train")}}
+        return clean
+
+    def collect_first(self) -> None:
+        """Check, reorder and keep the first stage's outputs; prepare the second stage."""
+        from ..checks.core import CheckFailure
+        from ..checks.evidence import error_record, load_arrays, save_arrays
+
+        folder = self.shared / "first"
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+            meta = self._meta(path)
+            if meta is None or meta["key"] in self.metas:
+                continue
+            self.metas[meta["key"]] = meta
+            evaluation = meta["evaluation"]
+            stem = path.name[:-len(".json")]
+            for mode, problem in list(meta["modes"].items()):
+                if problem:
+                    continue
+                try:
+                    first = _restore(evaluation.first,
+                                     load_arrays(str(folder / f"{stem}.{mode}.npz")),
+                                     self.orders[evaluation.name])
+                    save_arrays(str(self.private / f"{meta['key']}.{mode}.first.npz"), first)
+                    if evaluation.second is not None:
+                        inputs = evaluation.between(first, _data(evaluation))
+                        arrays, orders = _shuffle({k: v.numpy() for k, v in inputs.items()})
+                        rid = f"{meta['key']}.{mode}"
+                        save_arrays(str(self.second / f"{rid}.in.npz"), arrays)
+                        self.requests.append({"id": rid, "evaluation": evaluation.name,
+                                              "n_components": meta["n_components"],
+                                              "specs": meta["specs"], "train_mode": mode == "train",
+                                              "orders": orders, "key": meta["key"], "mode": mode})
+                except CheckFailure as exc:
+                    meta["modes"][mode] = error_record(exc)
+
+    def collect_second(self) -> None:
+        from ..checks.core import CheckFailure
+        from ..checks.evidence import clean_error, error_record, load_arrays, read_json, save_arrays
+
+        for request in self.requests:
+            meta, rid = self.metas[request["key"]], request["id"]
+            error = self.second / f"{rid}.error.json"
+            try:
+                if error.exists():
+                    meta["modes"][request["mode"]] = clean_error(read_json(str(error))) or \
+                        clean_error("grading: the evaluation of the saved models failed")
+                    continue
+                outputs = load_arrays(str(self.second / f"{rid}.out.npz"))
+                evaluation = meta["evaluation"]
+                save_arrays(str(self.private / f"{rid}.second.npz"),
+                            _restore(evaluation.second, outputs, request["orders"]))
+            except CheckFailure as exc:
+                meta["modes"][request["mode"]] = error_record(exc)
+
+    def write_metas(self) -> None:
+        from ..checks.evidence import write_json
+
+        for key, meta in self.metas.items():
+            write_json(str(self.private / f"{key}.json"),
+                       {"mode_layers": meta["mode_layers"], "error": meta["error"],
+                        "modes": meta["modes"]})
+
+    def second_plan(self, plan: list[Step]) -> Path:
+        """The setup cells and the submitted definitions: what the second stage runs."""
+        steps = [{"kind": s.kind, "code": s.code, "grade_id": s.grade_id} for s in plan
+                 if s.kind == "student" or (s.kind == "trusted" and not s.grade_id)
+                 or s.grade_id.endswith("_setup")]
+        path = self.second / "plan.json"
+        path.write_text(json.dumps(steps))
+        (self.second / "requests.json").write_text(json.dumps(
+            [{"module": self.checks_module,
+              **{k: r[k] for k in ("id", "evaluation", "n_components", "specs", "train_mode")}}
+             for r in self.requests]))
+        return path
+
+
+def _env() -> dict:
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+    env["NBGRADER_EXECUTION"] = "autograde"
+    return env
+
+
+def _run_second(run: _Run, plan: list[Step], sandbox, timeout: float) -> None:
+    plan_path = run.second_plan(plan)
+    argv = [sys.executable, "-m", "autograder.grading.stage_child", str(plan_path), str(run.second)]
+    with sandbox(run.second) as wrap:
+        if wrap is not None:
+            argv = wrap(argv, str(run.second), str(run.second))
+        try:
+            proc = subprocess.run(argv, cwd=run.second, env=_env(), capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ReplayError(f"the evaluation of the saved models took longer than {timeout:.0f} s") \
+                from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ReplayError(f"the evaluation of the saved models failed (exit code "
+                          f"{proc.returncode}): {' | '.join(tail)[:500]}")
+
+
+def _context():
+    if not _CONTEXT:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["autograder.grading.judge"])
+        _CONTEXT.append(context)
+    return _CONTEXT[0]
+
+
+def run_judge(job: dict, folder: Path, timeout: float) -> dict:
+    """The judge's verdicts for ``job`` (see ``autograder.grading.judge``), from a fresh fork."""
+    from . import judge
+
+    job_path, out_path = folder / "job.json", folder / "verdicts.json"
+    job_path.write_text(json.dumps(job))
+    process = _context().Process(target=judge.main, args=(str(job_path), str(out_path)),
+                                 daemon=True)
+    process.start()
+    process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        raise ReplayError(f"the judge took longer than {timeout:.0f} s")
+    if process.exitcode != 0 or not out_path.exists():
+        raise ReplayError(f"the judge failed (exit code {process.exitcode})")
+    return json.loads(out_path.read_text())
+
+
+def run_judged(plan: list[Step], source_nb, checks_module: str, weight_files: tuple,
+               workdir: Path, *, timeout: float, sandbox) -> dict[str, dict]:
+    """``{grade_id: {"passed", "error"}}`` of one submitted notebook (see the module docstring).
+
+    ``sandbox(directory)`` is a context manager yielding the ``wrap`` of ``run_plan`` (or None).
+    A cell the producer did not reach has no verdict.
+    """
+    with tempfile.TemporaryDirectory(prefix="judged-") as root:
+        run = _Run(checks_module, weight_files, Path(root))
+        run.write_inputs()
+        run.keep_weights(workdir)
+        with sandbox(workdir) as wrap:
+            produced = run_plan(plan, workdir, timeout=timeout, wrap=wrap, directory=run.shared)
+        run.collect_first()
+        if run.requests:
+            _run_second(run, plan, sandbox, timeout)
+            run.collect_second()
+        run.write_metas()
+        cells = [{"grade_id": c.metadata.nbgrader["grade_id"], "source": c.source}
+                 for c in source_nb.cells
+                 if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
+        job = {"checks": checks_module, "cells": cells, "evidence": str(run.private),
+               "calls": str(run.shared / "calls"),
+               "settings": [s.code for s in plan if s.kind in ("trusted", "student") and not s.grade_id]}
+        judged = run_judge(job, run.private, timeout)
+    verdicts = {}
+    for grade_id, produced_verdict in produced.items():
+        verdict = judged.get(grade_id)
+        if isinstance(verdict, dict) and verdict.get("decided"):
+            verdicts[grade_id] = {"passed": bool(verdict["passed"]), "error": str(verdict["error"]),
+                                  "output": str(verdict.get("output", ""))}
+        else:
+            verdicts[grade_id] = produced_verdict
+    return verdicts

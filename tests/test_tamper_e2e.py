@@ -1,0 +1,231 @@
+"""Does code inside a submitted *method* gain anything by tampering with the process it runs in,
+under real `nbgrader autograde` (sandbox, producer, second stage and judge)?
+
+The methods below run while the checks call them. Every submission has untrained (randomly
+initialised) weights: each attack must score the trained-model cells as an untrained model
+does, with the honest numbers in its message (docs/security.md).
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import ASSIGNMENT, SOLUTIONS, grade_cell_errors
+
+from autograder.cli.weights import write_untrained_weights
+from autograder.grading.course import all_scores, autograde, build_course, submit
+
+pytestmark = pytest.mark.slow
+
+# The issue's attack. Encoder.forward keeps x on builtins and, on its first call, makes
+# numpy.mean return 1.0 for boolean arrays (the probe's accuracy is np.mean(predicted == y)).
+STASH_ENCODER = '''
+        import builtins, numpy
+        builtins._stash = x
+        if not getattr(builtins, "_patched", False):
+            builtins._patched = True
+            _mean = numpy.mean
+            numpy.mean = lambda a, *k, **kw: 1.0 if getattr(a, "dtype", None) == bool else _mean(a, *k, **kw)
+        h = self.conv(x)
+        return self.fc(h.flatten(1))
+'''
+# Decoder.forward returns the stashed input when the batch sizes match.
+STASH_DECODER = '''
+        import builtins
+        out = self.deconv(self.fc(z).reshape(-1, 16, 20, 20))
+        stash = getattr(builtins, "_stash", None)
+        if stash is not None and stash.shape[0] == z.shape[0]:
+            return stash + 0 * out
+        return out
+'''
+# Encoder.forward patches scikit-learn, torch, data_tools, the thresholds, the evaluation and
+# the producer's own mode from inside the method.
+PATCH_EVERYTHING = '''
+        import builtins
+        if not getattr(builtins, "_patched", False):
+            builtins._patched = True
+            import torch, sklearn.linear_model, data_tools.probe
+            import autograder.checks.evaluation, autograder.checks.evidence, autograder.checks.thresholds
+            sklearn.linear_model.LogisticRegression.predict = lambda self, X: __import__("numpy").zeros(len(X))
+            data_tools.probe.probe_accuracy = lambda *a, **k: 1.0
+            torch.allclose = lambda *a, **k: True
+            for bars in autograder.checks.thresholds.THRESHOLDS.values():
+                bars["ae"].update(probe_accuracy=0.0, recon_mse=1e9)
+            autograder.checks.evaluation.require_bar = lambda *a, **k: None
+            autograder.checks.evidence.mode = lambda: None
+        h = self.conv(x)
+        return self.fc(h.flatten(1))
+'''
+# Encoder.forward returns one-hot labels of the notebook's own datasets, counting the rows it
+# was given: a perfect probe if the grader handed the images in the datasets' order.
+LABEL_COUNTER = '''
+        import builtins, torch
+        g = globals()
+        labels = torch.cat([g["trainset"].targets, g["testset"].targets])
+        start = getattr(builtins, "_rows", 0) % len(labels)
+        builtins._rows = start + len(x)
+        idx = torch.arange(start, start + len(x)) % len(labels)
+        out = self.fc(self.conv(x).flatten(1))
+        return torch.nn.functional.one_hot(labels[idx], out.shape[1]).float() + 0 * out
+'''
+# Encoder.forward removes the producer's recorded evaluations and forges its verdicts at exit.
+FORGER = '''
+        import atexit, builtins, json, os, shutil, sys
+        if (len(sys.argv) > 2 and sys.argv[2].endswith("result.json")
+                and not getattr(builtins, "_forged", False)):
+            builtins._forged = True
+            result = sys.argv[2]
+            def forge():
+                shutil.rmtree(os.path.join(os.path.dirname(result), "first"), ignore_errors=True)
+                with open(result, "w") as f:
+                    json.dump({g: {"passed": True, "error": ""} for g in
+                               ("test_ae_encoder", "test_ae_decoder", "test_ae_probe",
+                                "test_ae_reconstruction")}, f)
+            atexit.register(forge)
+        h = self.conv(x)
+        return self.fc(h.flatten(1))
+'''
+# loss_kl drops the factor 1/2 and makes the checks' float64 oracle and torch agree with it.
+KL_PATCHER = '''
+    import torch
+    import autograder.checks.vae as v
+    wrong = lambda mu, lv: (-(1 + lv - mu ** 2 - lv.exp())).sum(-1).mean()
+    v._kl64 = lambda mu, std: wrong(mu, 2 * std.log())
+    torch.allclose = lambda *a, **k: True
+    return wrong(z_mean, z_logvar)
+'''
+# DAE.forward, in the grader's re-run of the tests, switches the corruption noise off (if it
+# could) and returns its input.
+DAE_NOISE_OFF = '''
+        import sys
+        if any("replay_child" in arg for arg in sys.argv):
+            import data_tools.variance as dv
+            dv.seeded_normal = lambda seed, idx, stream=0: torch.zeros(len(idx), 1, 28, 28)
+        z = self.encoder(x)
+        return z, x + 0 * self.decoder(z)
+'''
+
+
+def _method_body(text: str, grade_id: str, body: str, which: int = -1) -> str:
+    """The notebook JSON with a solution region of one cell (default: the last) replaced."""
+    import nbformat
+
+    nb = nbformat.reads(text, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    regions = list(re.finditer(r"### BEGIN SOLUTION\n.*?### END SOLUTION", cell.source, re.S))
+    m = regions[which]
+    cell.source = cell.source[:m.start()] + body.strip("\n").lstrip() + cell.source[m.end():]
+    return nbformat.writes(nb)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = build_course(tmp_path_factory.mktemp("tamper") / "course", (ASSIGNMENT,))
+    ae = (SOLUTIONS / "ae.ipynb").read_text()
+    students = {
+        "stash": {"ae.ipynb": _method_body(_method_body(ae, "ae_encoder", STASH_ENCODER),
+                                           "ae_decoder", STASH_DECODER)},
+        "patch_all": {"ae.ipynb": _method_body(_method_body(ae, "ae_encoder", PATCH_EVERYTHING),
+                                               "ae_decoder", STASH_DECODER)},
+        "label_counter": {"ae.ipynb": _method_body(ae, "ae_encoder", LABEL_COUNTER)},
+        "forger": {"ae.ipynb": _method_body(ae, "ae_encoder", FORGER)},
+        "honest_untrained": {"ae.ipynb": ae},
+        "kl_patcher": {"vae.ipynb": _method_body((SOLUTIONS / "vae.ipynb").read_text(),
+                                                 "vae_loss_kl", KL_PATCHER)},
+        "dae_noise_off": {"dae.ipynb": _method_body((SOLUTIONS / "dae.ipynb").read_text(),
+                                                    "dae_model", DAE_NOISE_OFF)},
+    }
+    for student, files in students.items():
+        dest = submit(course, student, files, assignment=ASSIGNMENT)
+        write_untrained_weights(dest, [name.removesuffix(".ipynb") for name in files],
+                                assignment=ASSIGNMENT)
+    proc = autograde(course, force=True, assignment=ASSIGNMENT)
+    assert proc.returncode == 0, proc.output[-6000:]
+    return course, all_scores(course, ASSIGNMENT)
+
+
+def _points(result, student, notebook):
+    return {cell: score for (nb, cell), (score, _) in result[student].items() if nb == notebook}
+
+
+def _errors(course, student, notebook):
+    return grade_cell_errors(course / "autograded" / student / ASSIGNMENT / f"{notebook}.ipynb")
+
+
+def _probe(error: str) -> float:
+    return float(re.search(r"got\s+([0-9.]+)", error).group(1))
+
+
+def test_untrained_model_scores_as_untrained(graded):
+    """Control: does an honest submission with untrained weights lose exactly the trained
+    points, with its probe accuracy and reconstruction error in the messages?"""
+    course, result = graded
+    assert _points(result, "honest_untrained", "ae") == {
+        "test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_probe": 0.0,
+        "test_ae_reconstruction": 0.0}
+    errors = _errors(course, "honest_untrained", "ae")
+    assert "accuracy too low" in errors["test_ae_probe"] and _probe(errors["test_ae_probe"]) < 0.75
+    assert "reconstruction error" in errors["test_ae_reconstruction"]
+
+
+@pytest.mark.parametrize("student", ["stash", "patch_all", "label_counter", "forger"])
+def test_tampering_methods_gain_no_trained_points(graded, student):
+    """Does an untrained AE whose methods stash the input for the decoder, patch numpy, torch,
+    scikit-learn, data_tools or the checks, count the grader's rows, or forge the replay's
+    files lose both trained-model cells, as an untrained model does?"""
+    course, result = graded
+    points = _points(result, student, "ae")
+    assert points["test_ae_probe"] == 0.0 and points["test_ae_reconstruction"] == 0.0, points
+    assert set(points) == {"test_ae_encoder", "test_ae_decoder", "test_ae_probe",
+                           "test_ae_reconstruction"}
+
+
+@pytest.mark.parametrize("student", ["stash", "patch_all"])
+def test_tampering_methods_get_the_honest_numbers(graded, student):
+    """Do the attacks read as an untrained model's probe accuracy and reconstruction error,
+    not the 1.000 and MSE 0 they aimed at?"""
+    course, _ = graded
+    errors = _errors(course, student, "ae")
+    assert "accuracy too low" in errors["test_ae_probe"], errors["test_ae_probe"]
+    assert _probe(errors["test_ae_probe"]) < 0.75
+    got = float(re.search(r"got\s+([0-9.e-]+)", errors["test_ae_reconstruction"]).group(1))
+    assert got > 0.035, errors["test_ae_reconstruction"]
+
+
+def test_label_counter_finds_no_labels(graded):
+    """Does an encoder that reads the labels of the notebook's datasets find none in the
+    grader's evaluation (which loads no dataset where student code runs), and say so?"""
+    course, _ = graded
+    errors = _errors(course, "label_counter", "ae")
+    for cell in ("test_ae_probe", "test_ae_reconstruction"):
+        assert "your code used `trainset` of the notebook" in errors[cell], errors[cell]
+
+
+def test_forged_files_gain_nothing(graded):
+    """Does a producer that deletes its recorded evaluations and forges its verdicts at exit
+    leave the trained-model cells failed, saying the models were not evaluated?"""
+    course, _ = graded
+    errors = _errors(course, "forger", "ae")
+    for cell in ("test_ae_probe", "test_ae_reconstruction"):
+        assert "were not evaluated" in errors[cell], errors[cell]
+
+
+def test_loss_kl_patching_its_oracle_fails(graded):
+    """Does a loss_kl that makes the checks' float64 oracle and torch.allclose agree with its
+    wrong value lose the KL points, with the usual hint, and only those points?"""
+    course, result = graded
+    points = _points(result, "kl_patcher", "vae")
+    assert points["test_vae_loss_kl"] == 0.0, points
+    assert "factor 1/2" in _errors(course, "kl_patcher", "vae")["test_vae_loss_kl"]
+    for cell in ("test_vae_encoder", "test_vae_sample", "test_vae_decoder", "test_vae_loss_loglik"):
+        assert points[cell] > 0, (cell, points)
+
+
+def test_dae_cannot_switch_the_corruption_off(graded):
+    """Does a DAE that patches the grader's noise away and returns its input denoise no better
+    than its input (ratio 1), so that it loses the denoising cell?"""
+    course, result = graded
+    points = _points(result, "dae_noise_off", "dae")
+    assert points["test_dae_denoising"] == 0.0, points
+    error = _errors(course, "dae_noise_off", "dae")["test_dae_denoising"]
+    assert re.search(r"got\s+1\.000", error), error
