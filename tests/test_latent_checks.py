@@ -287,6 +287,7 @@ def test_lightning_check_is_quiet(solution, capfd):
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_lightning_check_is_quiet_in_a_fresh_process():
     """In a fresh interpreter (as the replay runs it), is check_lightning silent on stderr?"""
     code = ("from autograder.grading.course import definitions\n"
@@ -317,7 +318,7 @@ def test_replay_keeps_a_lightning_module():
 
 
 # ---------------------------------------------------------------------------------------------
-# The trained model: (a) model_outputs, (b) latent_metrics
+# The trained model: the stages of latent.EVALUATION
 # ---------------------------------------------------------------------------------------------
 
 class _Images:
@@ -341,9 +342,19 @@ class _Judge:
         return proba
 
 
-def test_model_outputs_are_plain_arrays_and_decode_sees_codes_only(solution):
-    """Does model_outputs give only float32 numpy arrays of the interface's shapes, with the
-    decoder called on codes of shape (B, 2) only, and the same arrays on a second run?"""
+def _stages(model, testset):
+    """The first stage, the grader's codes and the second stage of latent.EVALUATION."""
+    evaluation = latent.EVALUATION
+    data = (testset, testset, None)
+    first = evaluation.first.run({"BetaVAE": model}, evaluation.inputs(data))
+    codes = evaluation.between(first, data)
+    return first, codes, evaluation.second.run({"BetaVAE": model}, codes)
+
+
+def test_stages_give_plain_arrays_and_decode_sees_codes_only(solution):
+    """Do the stages give only float32 numpy arrays of the interface's shapes, with decode
+    called on the grader's codes of shape (B, 2) only (one draw per test image from q(z | x),
+    then the judge's z ~ N(0, I)), and the same arrays on a second run?"""
     seen = []
 
     def decode(self, z):
@@ -351,47 +362,70 @@ def test_model_outputs_are_plain_arrays_and_decode_sees_codes_only(solution):
         return solution["BetaVAE"].decode(self, z)
 
     torch.manual_seed(0)
-    model = _variant(solution, decode=decode)(n_components=2)
-    inputs = latent.evaluation_inputs(_Images(12))
-    outputs = latent.model_outputs(model, **inputs)
-    assert sorted(outputs) == ["logits", "prior_logits", "z_logvar", "z_mean"]
-    assert all(type(a) is np.ndarray and a.dtype == np.float32 for a in outputs.values())
-    assert outputs["z_mean"].shape == outputs["z_logvar"].shape == (12, 2)
-    assert outputs["logits"].shape == (12, 1, 28, 28)
-    assert outputs["prior_logits"].shape == (latent.N_SAMPLES, 1, 28, 28)
+    model = _variant(solution, decode=decode)(n_components=2).eval()
+    with torch.no_grad():
+        first, codes, second = _stages(model, _Images(12))
+    assert sorted(first) == ["z_logvar", "z_mean"] and sorted(second) == ["logits", "prior_logits"]
+    assert all(type(a) is np.ndarray and a.dtype == np.float32 for a in (*first.values(), *second.values()))
+    assert first["z_mean"].shape == first["z_logvar"].shape == (12, 2)
+    assert second["logits"].shape == (12, 1, 28, 28)
+    assert second["prior_logits"].shape == (latent.N_SAMPLES, 1, 28, 28)
     assert seen and all(len(s) == 2 and s[1] == 2 for s in seen)
-    again = latent.model_outputs(model, **latent.evaluation_inputs(_Images(12)))
-    assert all(np.array_equal(outputs[k], again[k]) for k in outputs)
+    eps = torch.randn(12, 2, generator=torch.Generator().manual_seed(latent.EVAL_Z_SEED), dtype=torch.float64)
+    z = torch.from_numpy(first["z_mean"]).double() + torch.exp(0.5 * torch.from_numpy(first["z_logvar"]).double()) * eps
+    torch.testing.assert_close(codes["z"], z.float())
+    torch.testing.assert_close(codes["z_prior"], latent.prior_codes(2))
+    with torch.no_grad():
+        again = _stages(model, _Images(12))
+    assert all(np.array_equal(a[k], b[k]) for a, b in zip((first, second), again[::2]) for k in a)
 
 
-def test_metrics_come_from_the_arrays_alone():
-    """Does latent_metrics compute the ELBO and the sample quality from arrays alone: logits 0
-    and q = N(0, I) give 784 log 2 nats per image and KL 0; the judge's votes give the
-    confidence and the classes?"""
+def test_metrics_come_from_the_arrays_alone(monkeypatch):
+    """Does the measure compute the ELBO and the sample quality from arrays alone: logits 0 and
+    q = N(0, I) give 784 log 2 nats per image and KL 0; the judge's votes give the confidence
+    and the classes?"""
+    monkeypatch.setattr(latent, "digit_classifier", lambda trainset: _Judge())
     n = 7
-    outputs = {"z_mean": np.zeros((n, 2), np.float32), "z_logvar": np.zeros((n, 2), np.float32),
-               "logits": np.zeros((n, 1, 28, 28), np.float32),
-               "prior_logits": np.full((30, 1, 28, 28), 3.0, np.float32)}
-    x = (torch.rand(n, 1, 28, 28) > 0.5).float()
-    result = latent.latent_metrics(outputs, x, _Judge())
+    testset = _Images(n)
+    testset.x = (testset.x > 0.5).float()
+    first = {"z_mean": np.zeros((n, 2), np.float32), "z_logvar": np.zeros((n, 2), np.float32)}
+    second = {"logits": np.zeros((n, 1, 28, 28), np.float32),
+              "prior_logits": np.full((latent.N_SAMPLES, 1, 28, 28), 3.0, np.float32)}
+    result = latent.EVALUATION.measure(first, second, (testset, testset, None))
     assert result["kl"] == pytest.approx(0.0, abs=1e-12)
     assert result["elbo_loss"] == pytest.approx(784 * math.log(2), rel=1e-9)
     assert result["confidence"] == pytest.approx(0.5)
-    assert result["classes"] == 10          # 30 samples, 3 per digit: each over 1 %
+    assert result["classes"] == 10          # 100 samples per digit: each over 1 %
     assert result["probability_logits"] is False
 
 
-def test_metrics_notice_probabilities_and_non_finite_outputs():
-    """Does latent_metrics flag decoded values in [0, 1] (probabilities, not logits), and name a
-    non-finite z_logvar?"""
-    outputs = {"z_mean": np.zeros((3, 2), np.float32), "z_logvar": np.zeros((3, 2), np.float32),
-               "logits": np.full((3, 1, 28, 28), 0.5, np.float32),
-               "prior_logits": np.full((10, 1, 28, 28), 0.5, np.float32)}
-    x = torch.zeros(3, 1, 28, 28)
-    assert latent.latent_metrics(outputs, x, _Judge())["probability_logits"] is True
-    outputs["z_logvar"][1, 0] = np.nan
-    with pytest.raises(CheckFailure, match="z_logvar: non-finite values"):
-        latent.latent_metrics(outputs, x, _Judge())
+def test_metrics_notice_probabilities_and_non_finite_outputs(monkeypatch):
+    """Does the measure flag decoded values in [0, 1] (probabilities, not logits), and do the
+    grader's codes name a non-finite z_logvar?"""
+    monkeypatch.setattr(latent, "digit_classifier", lambda trainset: _Judge())
+    testset = _Images(3)
+    first = {"z_mean": np.zeros((3, 2), np.float32), "z_logvar": np.zeros((3, 2), np.float32)}
+    second = {"logits": np.full((3, 1, 28, 28), 0.5, np.float32),
+              "prior_logits": np.full((latent.N_SAMPLES, 1, 28, 28), 0.5, np.float32)}
+    data = (testset, testset, None)
+    assert latent.EVALUATION.measure(first, second, data)["probability_logits"] is True
+    first["z_logvar"][1, 0] = np.nan
+    for stage in (lambda: latent.EVALUATION.between(first, data),
+                  lambda: latent.EVALUATION.measure(first, second, data)):
+        with pytest.raises(CheckFailure, match="z_logvar: non-finite values"):
+            stage()
+
+
+def test_measure_refuses_outputs_of_the_wrong_rows(monkeypatch):
+    """Does the measure refuse logits for fewer images than the test set (a failure naming the
+    rows, not a crash or a pass)?"""
+    monkeypatch.setattr(latent, "digit_classifier", lambda trainset: _Judge())
+    testset = _Images(4)
+    first = {"z_mean": np.zeros((4, 2), np.float32), "z_logvar": np.zeros((4, 2), np.float32)}
+    second = {"logits": np.zeros((3, 1, 28, 28), np.float32),
+              "prior_logits": np.zeros((latent.N_SAMPLES, 1, 28, 28), np.float32)}
+    with pytest.raises(CheckFailure, match="rows"):
+        latent.EVALUATION.measure(first, second, (testset, testset, None))
 
 
 def test_trained_checks_fail_untrained_weights_with_hints(solution, tmp_path):
@@ -451,3 +485,105 @@ def test_quiet_lightning_hides_only_the_torch_internals_warning():
                       stacklevel=1)
         warnings.warn("something a student should see", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something a student should see"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Grading: the producer, the second stage and the judge (autograder.grading.judged), in turn
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def modes():
+    """Leaves the process in local mode, whatever a test switched to."""
+    from autograder.checks import evidence, recorded
+
+    yield
+    evidence._STATE.update(mode=None, dir=None, inputs={}, produced=set(), cell="", data={}, judged={})
+    recorded._STATE.update(entries=None, dir=None, used={})
+
+
+def _sigmoid_twice(logits, x, z_mean, z_logvar, beta):
+    bce = F.binary_cross_entropy_with_logits(torch.sigmoid(logits), x, reduction="none").sum(dim=(1, 2, 3))
+    return (bce + beta * _kl(z_mean, z_logvar).sum(1)).mean()
+
+
+def test_staged_grading_gives_the_local_numbers_and_verdicts(solution, tmp_path, monkeypatch, modes):
+    """Run as the grader runs them (the producer on the grader's inputs, decode in the second
+    stage on shuffled codes, the judge on the recorded outputs and calls), do the trained-model
+    checks give the numbers of one process, the replayed function checks the verdicts and the
+    hint of one process, and do the structural cells stay with the producer?"""
+    import nbformat
+
+    from autograder.checks import evidence
+    from autograder.checks.evaluation import evidence_key
+    from autograder.grading import judge, judged, stage_child
+    from autograder.grading.replay import build_plan
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    torch.save(solution["BetaVAE"](2).state_dict(), tmp_path / "beta_vae.pth")
+    local = latent.trained_results(solution["BetaVAE"])
+    with pytest.raises(CheckFailure) as local_loss:
+        check_beta_vae_loss(_sigmoid_twice, seed=1)
+
+    (tmp_path / "run").mkdir()
+    run = judged._Run("autograder.checks.latent", ("beta_vae.pth",), tmp_path / "run")
+    run.write_inputs()
+    run.keep_weights(tmp_path)
+    evidence.start_producing(str(run.shared))
+    evidence.set_cell("test_latent_loss")
+    for seed in (0, 1, 2):
+        check_beta_vae_loss(solution["beta_vae_loss"], seed=seed)
+    evidence.set_cell("test_latent_interpolate")
+    for seed in (0, 1):
+        with pytest.raises(CheckFailure):  # the endpoints left out: the judge must fail it too
+            check_interpolate(lambda z0, z1, n: z0 + torch.linspace(0, 1, n + 2)[1:-1, None] * (z1 - z0),
+                              seed=seed)
+    evidence.set_cell("test_latent_trained_elbo")
+    with pytest.raises(evidence.Deferred):
+        latent.check_trained_elbo(solution["BetaVAE"])
+    evidence._STATE.update(mode=None)
+    run.collect_first()
+    assert [r["evaluation"] for r in run.requests] == ["latent"]
+    source = nbformat.read(SOURCE, as_version=4)
+    plan = build_plan(source, source)
+    stage_child.main(str(run.second_plan(plan)), str(run.second))
+    run.collect_second()
+    run.write_metas()
+    key = evidence_key(latent.EVALUATION, 2, ("beta_vae.pth",))
+    assert (run.private / f"{key}.eval.second.npz").exists()
+
+    cells = [{"grade_id": c.metadata.nbgrader["grade_id"], "source": c.source} for c in source.cells
+             if c.metadata.get("nbgrader", {}).get("grade")]
+    settings = [s.code for s in plan if s.kind == "trusted" and not s.grade_id]
+    verdicts = judge.judge({"checks": "autograder.checks.latent", "cells": cells, "settings": settings,
+                            "evidence": str(run.private), "calls": str(run.shared / "calls")})
+    for structural in ("test_latent_module", "test_latent_lightning"):
+        assert not verdicts[structural]["decided"], structural
+    assert verdicts["test_latent_loss"]["decided"] and verdicts["test_latent_loss"]["passed"]
+    assert verdicts["test_latent_interpolate"]["decided"]
+    assert "endpoints are missing" in verdicts["test_latent_interpolate"]["error"]
+    for cell, words in (("test_latent_trained_elbo", "too high"), ("test_latent_trained_samples",
+                                                                   "mean confidence too low")):
+        assert verdicts[cell]["decided"] and not verdicts[cell]["passed"], cell
+        assert words in verdicts[cell]["error"], verdicts[cell]["error"]
+    result = evidence.judged(latent.EVALUATION, 2, ("beta_vae.pth",), False)
+    for metric in ("elbo_loss", "bce", "kl", "confidence", "classes"):
+        assert result[metric] == pytest.approx(local[metric], rel=1e-6), metric
+    assert f"got      {local['elbo_loss']:.1f}" in verdicts["test_latent_trained_elbo"]["error"]
+
+    # The sigmoid applied twice, replayed by the judge: the message of one process.
+    evidence._STATE.update(mode=None)
+    calls = tmp_path / "calls"
+    evidence._STATE.update(mode="produce", dir=str(calls))
+    calls.mkdir()
+    evidence.set_cell("cell")
+    with pytest.raises(CheckFailure):
+        check_beta_vae_loss(_sigmoid_twice, seed=1)
+    from autograder.checks import recorded
+
+    evidence._STATE.update(mode="judge")
+    recorded.start_judging(str(calls / "calls"))
+    with pytest.raises(CheckFailure) as judged_loss:
+        check_beta_vae_loss(None, seed=1)
+    assert str(judged_loss.value) == str(local_loss.value)
+    assert "the sigmoid applied twice" in str(judged_loss.value)

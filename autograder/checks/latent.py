@@ -1,9 +1,9 @@
 """Checks for the latent-space notebook of the bestiary (``latent.ipynb``).
 
 Every check is ``check_<property>(obj, *, seed=0)``: it builds its own seeded inputs, returns
-None on success and raises :class:`~autograder.errors.CheckFailure` on the first problem,
+None on success and raises :class:`~autograder.checks.core.CheckFailure` on the first problem,
 coarse to fine. Checks seed torch's global generator themselves and restore the caller's random
-state and thread count afterwards (``vae._isolated_rng``).
+state and thread count afterwards (``core.isolated_rng``).
 
 What each check guarantees
 --------------------------
@@ -30,7 +30,7 @@ check_beta_vae(BetaVAE)
     and batch sizes 1, 5, 32 (eval mode); the decoded logits depend on z; gradients from every
     output reach the parameters.
 check_beta_vae_sample(BetaVAE)
-    ``vae.check_sample`` (the statistics and the reparameterized gradients of the VAE
+    ``sampling.check_sample`` (the statistics and the reparameterized gradients of the VAE
     notebook) on the method ``sample`` of ``BetaVAE(n_components=2)``.
 check_lightning(BetaVAE)
     A real ``lightning.Trainer(fast_dev_run=1)`` on CPU fits ``BetaVAE(n_components=2,
@@ -39,15 +39,23 @@ check_lightning(BetaVAE)
     a finite ``val_loss``, and ``configure_optimizers`` gives an optimizer over every parameter
     with the model's learning rate.
 check_trained_elbo(BetaVAE) / check_trained_samples(BetaVAE)
-    The saved weights load into ``BetaVAE()``; the negative ELBO per test image (beta = 1, one
+    The saved weights load into ``BetaVAE(n_components)``; the negative ELBO per test image (beta = 1, one
     z per image drawn with a fixed seed, float64, the grader's own formulas) is under its bar;
     and images decoded from a fixed seeded set of z ~ N(0, I) look like digits to a
     logistic-regression classifier that the grader fits on the training images: the mean
     confidence of its predictions and the number of digit classes it sees among the samples
-    clear calibrated bars (docs/calibration.md, "Bestiary: latent spaces"). The evaluation is
-    two steps: ``model_outputs`` runs the model on the grader's inputs and returns plain arrays
-    (the decoder sees codes only), ``latent_metrics`` computes every number from those arrays
-    and the grader's own data; both checks read one evaluation per process.
+    clear calibrated bars (docs/calibration.md, "Bestiary: latent spaces"). The evaluation
+    is staged (``EVALUATION``, see ``autograder.checks.evaluation``): ``encode`` on the test
+    images gives plain arrays; the grader draws the codes (one z per test image from q(z | x),
+    and the judge's z ~ N(0, I)); ``decode`` sees those codes only; every number is measured
+    from the arrays and the grader's own data. During grading the stages run in separate
+    processes and the numbers are measured where no student code runs (docs/security.md);
+    both checks read one evaluation per process.
+
+``check_beta_vae_loss``, ``check_interpolate``, ``check_latent_grid`` and the ``sample`` calls of
+``check_beta_vae_sample`` are replayable (``autograder.checks.recorded``): during grading the
+student's function is called in the grader's re-run of the tests and the comparisons are made
+by the judge on the recorded calls.
 """
 from __future__ import annotations
 
@@ -66,23 +74,35 @@ from torch import nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from ..manifest import notebook
-from .core import call, failure, fmt, require_dtype, require_finite, require_shape, require_tensor, student_facing
+from .core import (
+    CheckFailure,
+    call,
+    failure,
+    fmt,
+    require_dtype,
+    require_finite,
+    require_shape,
+    require_tensor,
+    student_facing,
+)
 from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import mnist_evaluation, mnist_sets
-from .evaluation import mode_layers, require_bar, results
+from .evaluation import Evaluation, Stage, batches, images_and_labels, load_models, require_bar, results, run
+from .evidence import checked, evidence_failure
+from .evidence import mode as _evidence_mode
 from .losses import check_grads as _check_grads
 from .losses import require_loss_scalar as _require_loss_scalar
-from .modules import load_weights
+from .recorded import record_failure, replayable
 from .sampling import check_sample
 from .thresholds import graded_line
 
 __all__ = [
     "check_beta_vae_loss", "check_interpolate", "check_latent_grid", "check_beta_vae",
     "check_beta_vae_sample", "check_lightning", "check_trained_elbo", "check_trained_samples",
-    "evaluate_latent", "evaluation_data", "evaluation_inputs", "model_outputs", "latent_metrics",
-    "load_trained", "trained_results", "sample_quality", "digit_classifier", "prior_codes",
+    "evaluate_latent", "evaluation_data", "load_trained", "trained_results", "sample_quality",
+    "digit_classifier", "prior_codes", "EVALUATION", "EVALUATIONS",
 ]
 
 # Own references, taken at import time (a notebook may rebind the public names later).
@@ -424,7 +444,7 @@ def _lightning_module():
 
 
 def _build(BetaVAE, what=None, **kwargs) -> nn.Module:
-    if not isinstance(BetaVAE, type):
+    if isinstance(BetaVAE, nn.Module) or not callable(BetaVAE):
         raise failure("BetaVAE: not a class", "the class BetaVAE itself",
                       type(BetaVAE).__qualname__, "pass the class, not an instance")
     args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
@@ -518,7 +538,15 @@ def check_beta_vae(BetaVAE, *, seed: int = 0) -> None:
 
 def check_beta_vae_sample(BetaVAE, *, seed: int = 0) -> None:
     """BetaVAE(n_components=2).sample draws z ~ N(z_mean, exp(z_logvar)) by reparameterization."""
-    check_sample(_build(BetaVAE, n_components=2), seed=seed)
+    if _evidence_mode() == "judge":  # the judge replays the recorded calls of BetaVAE.sample
+        return check_sample(None, seed=seed)
+    try:
+        with _isolated_rng(seed):
+            model = _build(BetaVAE, n_components=2)
+    except CheckFailure as exc:
+        record_failure("sampling.check_sample", exc)  # the judge fails the cell the same way
+        raise
+    check_sample(model, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,27 +679,18 @@ def check_lightning(BetaVAE, *, seed: int = 0) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The trained model, in two steps:
-#   (a) model_outputs: the only code that calls the student's model; it runs the model on the
-#       grader's seeded inputs (evaluation_inputs) and returns plain float32 arrays;
-#   (b) latent_metrics: every graded number, from those arrays and the grader's own data (the
-#       test images, the judge fitted on the training images); it never touches the model.
-# The checks call (b) on (a); the decoder only ever sees codes.
+# The trained model, in stages (``evaluation.Evaluation``, docs/security.md):
+#   first:   BetaVAE.encode on the test images -> z_mean, z_logvar (plain arrays);
+#   between: the grader's own arithmetic: one z = z_mean + exp(0.5 z_logvar) eps per test image
+#            (eps seeded with EVAL_Z_SEED) and the fixed z ~ N(0, I) of the judge (prior_codes);
+#   second:  BetaVAE.decode on those codes only (never an image) -> logits (plain arrays);
+#   measure: every graded number from those arrays and the grader's own data (the test images,
+#            the digit classifier fitted on the training images).
 # ---------------------------------------------------------------------------------------------
 
 def evaluation_data(root=None):
     """The MNIST train and test sets of the graded evaluation."""
     return mnist_sets(root)
-
-
-def _images_labels(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """All images (N, 1, 28, 28) float32 and labels (N,) of an MNIST dataset."""
-    images, labels = getattr(dataset, "x", None), getattr(dataset, "targets", None)
-    if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):
-        return _Tensor.to(images, _float32), labels
-    pairs = [dataset[i] for i in range(len(dataset))]
-    return (_Tensor.to(torch.stack([p[0] for p in pairs]), _float32),
-            torch.tensor([int(p[1]) for p in pairs]))
 
 
 @functools.lru_cache(maxsize=4)
@@ -692,9 +711,8 @@ _CLASSIFIER_DATA: dict = {}
 def digit_classifier(trainset):
     """The judge: logistic regression on the pixels of ``trainset``, fitted once per process
     and data set (deterministic: lbfgs from zero weights)."""
-    images, labels = _images_labels(trainset)
+    images, y = images_and_labels(trainset)
     x = images.reshape(len(images), -1).double().numpy()
-    y = labels.numpy()
     key = (x.shape, float(x.sum()), int(y.sum()), float(x[::97].sum()))
     _CLASSIFIER_DATA.setdefault(key, (x, y))
     return _classifier_for(key)
@@ -719,17 +737,6 @@ def prior_codes(n_components: int = 2) -> torch.Tensor:
     return _randn(N_SAMPLES, n_components, generator=gen)
 
 
-def evaluation_inputs(testset, n_components: int = NOTEBOOK.n_components) -> dict[str, torch.Tensor]:
-    """The grader's inputs of the trained-model evaluation, all fixed by seeds and the data:
-    ``x``, the test images (N, 1, 28, 28); ``eps``, the float64 noise of one draw
-    z = z_mean + exp(0.5 * z_logvar) * eps per test image (EVAL_Z_SEED), (N, n_components); and
-    ``z_prior``, the codes z ~ N(0, I) decoded for the judge (``prior_codes``)."""
-    x, _ = _images_labels(testset)
-    gen = torch.Generator().manual_seed(EVAL_Z_SEED)
-    return {"x": x, "eps": _randn(len(x), n_components, generator=gen, dtype=_float64),
-            "z_prior": prior_codes(n_components)}
-
-
 def _array(t, shape, what, hint) -> np.ndarray:
     """A model output as a plain float32 array (a copy), after its type, shape and dtype."""
     require_tensor(t, what)
@@ -738,51 +745,38 @@ def _array(t, shape, what, hint) -> np.ndarray:
     return np.array(_Tensor.numpy(_Tensor.cpu(_Tensor.detach(t))), dtype=np.float32)
 
 
-def _batches(n: int):
-    return [(start, min(start + EVAL_BATCH, n)) for start in range(0, n, EVAL_BATCH)]
-
-
-def model_outputs(model, x, eps, z_prior, *, train_mode: bool = False) -> dict[str, np.ndarray]:
-    """(a) Run the trained model on the grader's inputs; plain float32 arrays out.
-
-    In eval mode (``train_mode=True``: left in train mode, for a hint), without gradients:
-    ``z_mean``, ``z_logvar`` = ``encode(x)``; then, with the grader's own arithmetic,
-    z = z_mean + exp(0.5 * z_logvar) * eps (float64, cast to float32); ``logits`` =
-    ``decode(z)`` and ``prior_logits`` = ``decode(z_prior)``. ``decode`` gets codes only, never
-    an image. Only the outputs' types, shapes and dtypes are checked here; every number is
-    computed by :func:`latent_metrics`.
-    """
-    model.train(train_mode)
-    encode, decode = _method(model, "encode"), _method(model, "decode")
-    n = int(eps.shape[1])
-    what_e = "trained BetaVAE.encode on the MNIST test images"
-    what_d = "trained BetaVAE.decode on z drawn from q(z | x)"
-    what_p = "trained BetaVAE.decode on z ~ N(0, I)"
-    logits_hint = "logits of shape (batch_size, 1, 28, 28)"
-    parts: dict[str, list] = {"z_mean": [], "z_logvar": [], "logits": [], "prior_logits": []}
-    with torch.no_grad():
-        for a, b in _batches(len(x)):
-            xb = _Tensor.clone(x[a:b])
-            out = call(encode, xb, what=what_e)
-            if not isinstance(out, (tuple, list)) or len(out) != 2:
-                _pair(out, what_e, (b - a, n))  # raises the wrong-return-type failure
-            mu, lv = (_array(t, (b - a, n), f"{what_e}: {name}", "(batch_size, n_components): "
-                             "use n_components in the heads")
-                      for t, name in zip(out, ("z_mean", "z_logvar")))
-            z = _Tensor.to(torch.from_numpy(mu).double()
-                           + _exp(0.5 * torch.from_numpy(lv).double()) * eps[a:b], _float32)
-            logits = _array(call(decode, z, what=what_d), (b - a, 1, 28, 28), what_d, logits_hint)
-            for key, value in (("z_mean", mu), ("z_logvar", lv), ("logits", logits)):
-                parts[key].append(value)
-        for a, b in _batches(len(z_prior)):
-            parts["prior_logits"].append(
-                _array(call(decode, _Tensor.clone(z_prior[a:b]), what=what_p), (b - a, 1, 28, 28),
-                       what_p, logits_hint))
-    return {key: np.concatenate(values) for key, values in parts.items()}
-
-
 _DIVERGED = ("the training diverged or the weights are broken: lower the learning rate and "
              "train again")
+_WHAT_ENCODE = "trained BetaVAE.encode on the MNIST test images"
+_WHAT_DECODE = "trained BetaVAE.decode on z drawn from q(z | x)"
+_WHAT_PRIOR = "trained BetaVAE.decode on z ~ N(0, I)"
+_LOGITS_SHAPE = "logits of shape (batch_size, 1, 28, 28)"
+
+
+def _inputs(data) -> dict:
+    """The first stage's inputs: every test image."""
+    return {"x_test": images_and_labels(data[1])[0]}
+
+
+def _encode(models: dict, inputs: dict) -> dict:
+    """First stage: ``encode`` of the test images, in batches: z_mean and z_logvar as plain
+    float32 arrays of one width (the module check holds that width to n_components)."""
+    encode = _method(models["BetaVAE"], "encode")
+    width = None
+    means, logvars = [], []
+    for xb in batches(inputs["x_test"]):
+        out = call(encode, _Tensor.clone(xb), what=_WHAT_ENCODE)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            _pair(out, _WHAT_ENCODE, (len(xb), width or 2))  # raises the wrong-return-type failure
+        if width is None:
+            shape = _shape(out[0])
+            width = shape[1] if len(shape) == 2 and shape[1] > 0 else NOTEBOOK.n_components
+        mu, lv = (_array(t, (len(xb), width), f"{_WHAT_ENCODE}: {name}", "(batch_size, "
+                         "n_components): use n_components in the heads")
+                  for t, name in zip(out, ("z_mean", "z_logvar")))
+        means.append(mu)
+        logvars.append(lv)
+    return {"z_mean": np.concatenate(means), "z_logvar": np.concatenate(logvars)}
 
 
 def _finite(array: np.ndarray, what: str) -> torch.Tensor:
@@ -792,24 +786,52 @@ def _finite(array: np.ndarray, what: str) -> torch.Tensor:
     return t
 
 
-def latent_metrics(outputs: dict, x, classifier) -> dict[str, float]:
-    """(b) The graded numbers, from :func:`model_outputs`' arrays and the grader's own data.
+def _codes(first: dict, data) -> dict:
+    """The decoder's inputs, made by the grader: ``z``, one draw z = z_mean + exp(0.5 *
+    z_logvar) * eps per test image (eps float64, seeded with EVAL_Z_SEED, in test-set order),
+    and ``z_prior``, the judge's z ~ N(0, I) (:func:`prior_codes`)."""
+    mu = _finite(checked(first, "z_mean"), f"{_WHAT_ENCODE}: z_mean")
+    lv = _finite(checked(first, "z_logvar", len(mu)), f"{_WHAT_ENCODE}: z_logvar")
+    if mu.ndim != 2 or lv.shape != mu.shape:
+        raise evidence_failure("the codes have inconsistent shapes")
+    gen = torch.Generator().manual_seed(EVAL_Z_SEED)
+    eps = _randn(*mu.shape, generator=gen, dtype=_float64)
+    z = _Tensor.to(mu + _exp(0.5 * lv) * eps, _float32)
+    if not bool(torch.isfinite(z).all()):
+        raise failure(f"{_WHAT_DECODE}: non-finite z", "finite z",
+                      "nan or inf (exp(0.5 * z_logvar) overflows)", _DIVERGED)
+    return {"z": z, "z_prior": prior_codes(mu.shape[1])}
 
-    ``x``: the test images the outputs came from; ``classifier``: the judge
-    (:func:`digit_classifier` of the training images). Float64, the grader's own formulas:
+
+def _decode(models: dict, inputs: dict) -> dict:
+    """Second stage: ``decode`` of the grader's codes only, logits as plain float32 arrays."""
+    decode = _method(models["BetaVAE"], "decode")
+    out = {}
+    for name, key, what in (("logits", "z", _WHAT_DECODE), ("prior_logits", "z_prior", _WHAT_PRIOR)):
+        out[name] = np.concatenate(
+            [_array(call(decode, _Tensor.clone(z), what=what), (len(z), 1, 28, 28), what,
+                    _LOGITS_SHAPE) for z in batches(inputs[key])])
+    return out
+
+
+def _measure(first: dict, second: dict, data) -> dict:
+    """Every graded number, from the stages' arrays and the grader's own data, in float64:
 
     - ``elbo_loss``: the negative ELBO per test image with beta = 1, ``bce`` + ``kl``: the
       binary cross-entropy of ``logits`` against x summed over the pixels, and
       KL(N(z_mean, exp(z_logvar)) || N(0, I)) summed over the latent dimensions;
-    - ``confidence``, ``classes``: the judge on sigmoid(``prior_logits``) (``sample_quality``);
+    - ``confidence``, ``classes``, ``rarest``: the judge (the digit classifier of the training
+      images) on sigmoid(``prior_logits``) (:func:`sample_quality`);
     - ``probability_logits``: whether every decoded value lies in [0, 1] (a decode that
       returns probabilities instead of logits), for a hint.
     """
-    mu = _finite(outputs["z_mean"], "trained BetaVAE.encode on the MNIST test images: z_mean")
-    lv = _finite(outputs["z_logvar"], "trained BetaVAE.encode on the MNIST test images: z_logvar")
-    logits = _finite(outputs["logits"], "trained BetaVAE.decode on z drawn from q(z | x)")
-    prior = _finite(outputs["prior_logits"], "trained BetaVAE.decode on z ~ N(0, I)")
-    bce = float(_bce64(logits, _f64(torch.as_tensor(x))).mean())
+    trainset, testset, _ = data
+    x = images_and_labels(testset)[0]
+    mu = _finite(checked(first, "z_mean", len(x)), f"{_WHAT_ENCODE}: z_mean")
+    lv = _finite(checked(first, "z_logvar", len(x)), f"{_WHAT_ENCODE}: z_logvar")
+    logits = _finite(checked(second, "logits", len(x)), _WHAT_DECODE).reshape(x.shape)
+    prior = _finite(checked(second, "prior_logits", N_SAMPLES), _WHAT_PRIOR).reshape(N_SAMPLES, 1, 28, 28)
+    bce = float(_bce64(logits, _f64(x)).mean())
     kl = float(_kl64(mu, lv).mean())
     if not (math.isfinite(bce) and math.isfinite(kl)):
         raise failure("negative ELBO of the trained BetaVAE on the test images: non-finite value",
@@ -817,16 +839,29 @@ def latent_metrics(outputs: dict, x, classifier) -> dict[str, float]:
                       "exp(z_logvar) overflows or underflows: " + _DIVERGED)
     in_unit = bool(((logits >= 0) & (logits <= 1)).all() and ((prior >= 0) & (prior <= 1)).all())
     return {"elbo_loss": bce + kl, "bce": bce, "kl": kl,
-            **sample_quality(_sigmoid(prior), classifier), "probability_logits": in_unit}
+            **sample_quality(_sigmoid(prior), digit_classifier(trainset)), "probability_logits": in_unit}
+
+
+def _data(trainset=None, testset=None):
+    return mnist_evaluation(trainset, testset, "BetaVAE")
+
+
+#: The evaluation of the saved BetaVAE: encode on the test images; decode (in a process of its
+#: own during grading) on codes the grader makes; the numbers measured where no student code ran.
+EVALUATION = Evaluation(
+    name="latent", what="BetaVAE", bars="latent", data=_data, inputs=_inputs,
+    first=Stage(("BetaVAE",), _encode, {"z_mean": "x_test", "z_logvar": "x_test"}),
+    between=_codes,
+    second=Stage(("BetaVAE",), _decode, {"logits": "z", "prior_logits": "z_prior"}),
+    measure=_measure, seed=EVAL_Z_SEED)
+EVALUATIONS = (EVALUATION,)
 
 
 def evaluate_latent(model, trainset, testset, *, train_mode: bool = False) -> dict[str, float]:
-    """The graded numbers of a trained BetaVAE: :func:`latent_metrics` of
-    :func:`model_outputs` on :func:`evaluation_inputs` of ``testset``, judged by the
-    classifier of ``trainset``."""
-    inputs = evaluation_inputs(testset)
-    outputs = model_outputs(model, **inputs, train_mode=train_mode)
-    return latent_metrics(outputs, inputs["x"], digit_classifier(trainset))
+    """The graded numbers of a trained BetaVAE (the stages of ``EVALUATION`` in this process):
+    the test images of ``testset``, the digit classifier of ``trainset``; eval() mode
+    (``train_mode=True``: train mode, for a hint)."""
+    return run(EVALUATION, {"BetaVAE": model}, (trainset, testset, None), train_mode=train_mode)
 
 
 @torch.no_grad()
@@ -864,39 +899,28 @@ def evaluate_baselines(workdir, trainset, testset) -> dict[str, float]:
         model = BetaVAE(NOTEBOOK.n_components)
         with contextlib.redirect_stdout(io.StringIO()):
             load_model(model, Path(workdir) / weights)
-        with _isolated_rng(EVAL_Z_SEED):
-            numbers = evaluate_latent(model, trainset, testset)
+        numbers = evaluate_latent(model, trainset, testset)
         result.update({f"{prefix}_{key}": value for key, value in numbers.items()
                        if key != "probability_logits"})
     return result
 
 
 def load_trained(BetaVAE, path: str = WEIGHTS_PATH):
-    """Build BetaVAE() and load the saved weights; a problem becomes a CheckFailure."""
+    """Build BetaVAE(n_components) and load the saved weights; a problem becomes a CheckFailure."""
     __tracebackhide__ = True  # noqa: F841
-    model = _build(BetaVAE, what="BetaVAE()")
-    load_weights("BetaVAE", (model, path))
+    (model,) = load_models("BetaVAE", NOTEBOOK.n_components, (BetaVAE, "BetaVAE", path))
     return model.eval()
 
 
 def trained_results(BetaVAE, *, trainset=None, testset=None, path: str = WEIGHTS_PATH,
                     train_mode: bool = False) -> dict:
-    """The graded numbers of the saved BetaVAE (evaluated once per process, see ``cache``): the
-    dict of :func:`evaluate_latent` with ``source`` and ``bars``; eval() mode
-    (``train_mode=True``: train mode, for the hint of a failed bar)."""
+    """The graded numbers of the saved BetaVAE, built as BetaVAE(n_components) (evaluated once
+    per process, see ``evaluation.results``): the dict of :func:`evaluate_latent` with
+    ``source`` and ``bars``; eval() mode (``train_mode=True``: train mode, for the hint of a
+    failed bar)."""
     __tracebackhide__ = True  # noqa: F841
-    given = (trainset, testset)
-    trainset, testset, source_key = mnist_evaluation(trainset, testset, "BetaVAE")
-
-    def compute():
-        model = load_trained(BetaVAE, path)
-        with _isolated_rng(EVAL_Z_SEED):
-            result = evaluate_latent(model, trainset, testset, train_mode=train_mode)
-        result["mode_layers"] = mode_layers(model)
-        return result
-
-    return results("latent", (BetaVAE,), given, (source_key, train_mode), (path,), source_key,
-                   compute)
+    return results(EVALUATION, NOTEBOOK.n_components, ((BetaVAE, "BetaVAE", path),),
+                   (trainset, testset), train_mode=train_mode)
 
 
 _LOGITS_HINT = ("every decoded value lies in [0, 1]: decode must return LOGITS (no sigmoid at "
@@ -972,6 +996,11 @@ def check_trained_samples(BetaVAE, *, trainset=None, testset=None,
                 **common)
     print(samples_lines(result))
 
+
+# Decided by the judge on the recorded calls during grading (``recorded``).
+check_beta_vae_loss = replayable("latent.check_beta_vae_loss")(check_beta_vae_loss)
+check_interpolate = replayable("latent.check_interpolate")(check_interpolate)
+check_latent_grid = replayable("latent.check_latent_grid")(check_latent_grid)
 
 # A failed check shows the student their own call and the message, no frame of the grader.
 for _name in ("check_beta_vae_loss", "check_interpolate", "check_latent_grid", "check_beta_vae",
