@@ -7,10 +7,12 @@ trained weights and the weights of its demonstrations, the untouched release, th
 of ``CASES`` with untrained weights, the correct alternatives of ``CASES``). Each test is
 parametrized over the notebooks; what differs between them is data.
 
-The named mistakes are in functions that the trained-model checks never call, so one submission
-shows both that untrained weights lose exactly the trained-model cells and that each mistake
-loses exactly its cell (grading a notebook takes a minute or two: one student fewer saves that
-for every notebook).
+Grading one notebook takes a minute or two, so the submissions are few: the named mistakes are
+in functions that the trained-model checks never call, and one submission shows both that
+untrained weights lose exactly the trained-model cells and that each mistake loses exactly its
+cell; the alternatives of a notebook that need no weights of their own ride in that submission
+too (in other cells), and only the alternatives that come with their own weights make a
+submission of their own.
 """
 from __future__ import annotations
 
@@ -61,10 +63,14 @@ class Case:
     #: ... and the cells they lose, each with the words of its hint; every other point but the
     #: trained-model cells' is kept.
     hints: dict[str, str]
-    #: Correct alternatives, (solution text, other text), all in one submission: full marks.
+    #: Correct alternatives, (solution text, other text), all in one submission: full marks...
     alternatives: tuple[tuple[str, str], ...]
-    #: Writes the alternative's own weights into its submission (None: the reference's).
+    #: ... in a submission of their own, with the reference's weights but the files this writes
+    #: into it; without it, the alternatives are in the submission of the named mistakes, and
+    #: the cells they are in (``alternative_cells``, neither trained-model nor mistake cells)
+    #: keep every point there.
     alternative_weights: Callable[[Path], None] | None = None
+    alternative_cells: tuple[str, ...] = ()
 
 
 CASES = (
@@ -83,11 +89,12 @@ CASES = (
                    "t = (torch.arange(n_steps, dtype=z0.dtype) / n_steps)[:, None]")),
         hints={"test_latent_loss": "the sigmoid applied twice",
                "test_latent_interpolate": "the last row is not z1"},
-        # The BCE on probabilities computed once; the quantiles with torch.special.ndtri.
-        alternatives=(('bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")',
-                       'bce = F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="none")'),
-                      ("q = torch.distributions.Normal(0.0, 1.0).icdf(p)",
-                       "q = torch.special.ndtri(p)")),
+        # The quantiles with torch.special.ndtri; the draw with torch.distributions (in the
+        # submission of the mistakes).
+        alternatives=(("q = torch.distributions.Normal(0.0, 1.0).icdf(p)", "q = torch.special.ndtri(p)"),
+                      ("return z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)",
+                       "return torch.distributions.Normal(z_mean, torch.exp(0.5 * z_logvar)).rsample()")),
+        alternative_cells=("test_latent_grid", "test_latent_sample"),
     ),
     Case(
         name="linear",
@@ -144,12 +151,12 @@ def course_scores(tmp_path_factory):
         name = f"{case.name}.ipynb"
         submit(course, "reference", {name: solution, **trained, **demos}, ASSIGNMENT)
         submit(course, "untouched", {name: course / "assignments" / ASSIGNMENT / name}, ASSIGNMENT)
-        mistaken = submit(course, "untrained_mistakes", {name: _edited(solution, case.mistakes)}, ASSIGNMENT)
+        mistakes = case.mistakes if case.alternative_weights else case.mistakes + case.alternatives
+        mistaken = submit(course, "untrained_mistakes", {name: _edited(solution, mistakes)}, ASSIGNMENT)
         write_untrained_weights(mistaken, [case.name], assignment=ASSIGNMENT)
-        folder = submit(course, "alternative", {name: _edited(solution, case.alternatives), **trained},
-                        ASSIGNMENT)
         if case.alternative_weights is not None:
-            case.alternative_weights(folder)
+            case.alternative_weights(submit(course, "alternative", {
+                name: _edited(solution, case.alternatives), **trained}, ASSIGNMENT))
     run = autograde(course, force=True, assignment=ASSIGNMENT)
     assert run.returncode == 0, run.output[-6000:]
     print(f"autograde of {len(STUDENTS)} submissions of {len(CASES)} notebooks: {run.seconds:.0f} s")
@@ -162,6 +169,9 @@ def test_every_notebook_of_the_assignment_has_a_case():
     assert sorted(IDS) == sorted(nb.name for nb in notebooks(ASSIGNMENT))
     for case in CASES:
         assert set(case.untrained) | set(case.hints) <= set(case.full), case.name
+        if case.alternative_weights is None:
+            assert case.alternative_cells and set(case.alternative_cells) <= set(case.full), case.name
+            assert not set(case.alternative_cells) & (set(case.untrained) | set(case.hints)), case.name
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -196,9 +206,15 @@ def test_untrained_weights_and_named_mistakes_lose_exactly_their_cells(course_sc
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_correct_alternatives_keep_full_marks(course_scores, case):
     """Do correct alternatives (eigh with reordering, a linear AE without biases at its own
-    optimum, the BCE on probabilities, torch.special.ndtri) keep every point?"""
+    optimum; torch.special.ndtri, the draw with torch.distributions) keep every point?"""
     course, result = course_scores
-    assert_full_marks(course, result, "alternative", case.name, case.full, ASSIGNMENT)
+    if case.alternative_weights is not None:
+        assert_full_marks(course, result, "alternative", case.name, case.full, ASSIGNMENT)
+        return
+    found = errors(course, "untrained_mistakes", case.name, ASSIGNMENT)
+    got = points(result, "untrained_mistakes", case.name)
+    for cell in case.alternative_cells:
+        assert got[cell] == case.full[cell] and found[cell] == "", (cell, found[cell])
 
 
 def test_graded_runs_of_the_latent_notebook_train_nothing(course_scores):
