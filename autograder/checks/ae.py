@@ -22,13 +22,10 @@ from .evaluation import (
     Stage,
     apply,
     batches,
+    encoder_decoder_functions,
     image_inputs,
     images_and_labels,
-    load_models,
     probe_codes,
-    report,
-    require_bar,
-    results,
     run,
     tensor_rows,
 )
@@ -114,26 +111,6 @@ def evaluate_ae(encoder, decoder, trainset, testset, *, train_mode: bool = False
     return run(EVALUATION, {"Encoder": encoder, "Decoder": decoder}, data, train_mode=train_mode)
 
 
-def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
-                 decoder_path: str = DECODER_PATH):
-    """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
-    __tracebackhide__ = True  # noqa: F841
-    return load_models("autoencoder", n_components, (Encoder, "Encoder", encoder_path),
-                       (Decoder, "Decoder", decoder_path))
-
-
-def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
-                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH,
-                    train_mode: bool = False) -> dict:
-    """The graded numbers of the saved models (evaluated once per process, see ``cache``):
-    the dict of :func:`evaluate_ae` with ``source`` and ``bars``. The models are evaluated in
-    eval() mode (``train_mode=True``: in train mode, for the hint of a failed bar)."""
-    __tracebackhide__ = True  # noqa: F841
-    return results(EVALUATION, n_components, ((Encoder, "Encoder", encoder_path),
-                                              (Decoder, "Decoder", decoder_path)),
-                   (trainset, testset), train_mode=train_mode)
-
-
 def probe_line(result: dict) -> str:
     """The graded probe accuracy beside its bar."""
     bars = result["bars"]
@@ -149,30 +126,16 @@ def mse_line(result: dict) -> str:
                        op="<=")
 
 
-def report_trained(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
-                   encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
-    """Print every graded number of the saved models beside its bar (never fails a bar)."""
-    __tracebackhide__ = True  # noqa: F841
-    return report(lambda: trained_results(Encoder, Decoder, n_components, trainset=trainset,
-                                          testset=testset, encoder_path=encoder_path,
-                                          decoder_path=decoder_path), probe_line, mse_line)
+load_trained, trained_results, report_trained, _bar_check, _run_both = encoder_decoder_functions(
+    EVALUATION, ENCODER_PATH, DECODER_PATH, (probe_line, mse_line))
 
-
-@student_facing
-def check_trained_ae_probe(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
-                           encoder_path: str = ENCODER_PATH,
-                           decoder_path: str = DECODER_PATH) -> None:
-    """A linear probe on the saved encoder's test codes passes the accuracy bar (eval mode)."""
-    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
-                  decoder_path=decoder_path)
-    result = trained_results(Encoder, Decoder, n_components, **kwargs)
-    require_bar(result, "probe_accuracy", what="linear probe on the trained encoder's test codes",
-                problem="accuracy too low", reference="reference_accuracy", generic=True,
-                hint="train longer or with a larger learning rate, check that the training loop "
-                     "updates the encoder, and save the weights after training",
-                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
-                                                   **kwargs))
-    print(probe_line(result))
+check_trained_ae_probe = student_facing(_bar_check(
+    "check_trained_ae_probe",
+    "A linear probe on the saved encoder's test codes passes the accuracy bar (eval mode).",
+    "probe_accuracy", probe_line, what="linear probe on the trained encoder's test codes",
+    problem="accuracy too low", reference="reference_accuracy", generic=True,
+    hint="train longer or with a larger learning rate, check that the training loop updates the "
+         "encoder, and save the weights after training"))
 
 
 def _mse_hint(result: dict, bar: float) -> str:
@@ -189,29 +152,15 @@ def _mse_hint(result: dict, bar: float) -> str:
     return "train longer; check that the loss compares the decoder output with the input x"
 
 
-@student_facing
-def check_trained_ae_reconstruction(Encoder, Decoder, n_components: int, *, trainset=None,
-                                    testset=None, encoder_path: str = ENCODER_PATH,
-                                    decoder_path: str = DECODER_PATH) -> None:
-    """The saved autoencoder reconstructs the test images within the MSE bar (eval mode)."""
-    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
-                  decoder_path=decoder_path)
-    result = trained_results(Encoder, Decoder, n_components, **kwargs)
-    hint = _mse_hint(result, result["bars"]["recon_mse"])
-    require_bar(result, "recon_mse", op="<=", fmt=".4f", got=fmt(result["recon_mse"]),
-                what="reconstruction error of the trained autoencoder on the test images (mean "
-                     "over pixels)", reference="reference_mse", hint=hint,
-                generic="train longer" in hint,
-                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
-                                                   **kwargs))
-    print(mse_line(result))
+check_trained_ae_reconstruction = student_facing(_bar_check(
+    "check_trained_ae_reconstruction",
+    "The saved autoencoder reconstructs the test images within the MSE bar (eval mode).",
+    "recon_mse", mse_line, op="<=", fmt=".4f", got=lambda result: fmt(result["recon_mse"]),
+    what="reconstruction error of the trained autoencoder on the test images (mean over pixels)",
+    reference="reference_mse", hint=lambda result: _mse_hint(result, result["bars"]["recon_mse"]),
+    generic=lambda result: "train longer" in _mse_hint(result, result["bars"]["recon_mse"])))
 
 
-@student_facing
-def check_trained_ae(Encoder, Decoder, n_components: int, *, encoder_path: str = ENCODER_PATH,
-                     decoder_path: str = DECODER_PATH, trainset=None, testset=None) -> None:
-    """Both bars of the saved autoencoder: the probe, then the reconstruction MSE."""
-    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
-                  decoder_path=decoder_path)
-    check_trained_ae_probe(Encoder, Decoder, n_components, **kwargs)
-    check_trained_ae_reconstruction(Encoder, Decoder, n_components, **kwargs)
+#: Both bars of the saved autoencoder: the probe, then the reconstruction MSE.
+check_trained_ae = student_facing(_run_both("check_trained_ae", check_trained_ae_probe,
+                                            check_trained_ae_reconstruction))

@@ -277,3 +277,70 @@ def require_bar(result: dict, metric: str, *, what: str, problem: str = "", hint
     raise failure(f"{tried}: {problem}" if problem else tried,
                   required(bar, bars.get(reference) if reference else None, fmt, op),
                   got if got is not None else f"{value:{fmt}}", hint)
+
+
+def encoder_decoder_functions(evaluation: Evaluation, encoder_path: str, decoder_path: str,
+                              lines: tuple):
+    """The functions of a notebook whose saved models are an ``Encoder`` and a ``Decoder`` (the
+    AE and the VAE notebooks): ``load_trained``, ``trained_results``, ``report_trained``,
+    ``bar_check`` (a check of one graded number) and ``run_both`` (checks one after the other).
+
+    ``lines``: the functions that format each graded number beside its bar (for the report)."""
+    def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = encoder_path,
+                     decoder_path: str = decoder_path):
+        """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
+        __tracebackhide__ = True  # noqa: F841
+        return load_models(evaluation.what, n_components, (Encoder, "Encoder", encoder_path),
+                           (Decoder, "Decoder", decoder_path))
+
+    def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
+                        encoder_path: str = encoder_path, decoder_path: str = decoder_path,
+                        train_mode: bool = False) -> dict:
+        """The graded numbers of the saved models (evaluated once per process, see ``cache``),
+        with ``source`` and ``bars``. The models are evaluated in eval() mode
+        (``train_mode=True``: in train mode, for the hint of a failed bar)."""
+        __tracebackhide__ = True  # noqa: F841
+        return results(evaluation, n_components, ((Encoder, "Encoder", encoder_path),
+                                                  (Decoder, "Decoder", decoder_path)),
+                       (trainset, testset), train_mode=train_mode)
+
+    def report_trained(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
+                       encoder_path: str = encoder_path, decoder_path: str = decoder_path) -> dict:
+        """Print every graded number of the saved models beside its bar (never fails a bar)."""
+        __tracebackhide__ = True  # noqa: F841
+        return report(lambda: trained_results(Encoder, Decoder, n_components, trainset=trainset,
+                                              testset=testset, encoder_path=encoder_path,
+                                              decoder_path=decoder_path), *lines)
+
+    def named(check, name: str, doc: str):
+        check.__name__ = check.__qualname__ = name
+        check.__doc__, check.__module__ = doc, f"{__package__}.{evaluation.name}"
+        return check
+
+    def bar_check(name: str, doc: str, metric: str, line, **bar):
+        """The check ``name`` of the graded number ``metric`` against its bar: ``bar`` holds
+        the arguments of :func:`require_bar`, each a value or a function of the result; on
+        success it prints ``line(result)``."""
+        def check(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
+                  encoder_path: str = encoder_path, decoder_path: str = decoder_path) -> None:
+            __tracebackhide__ = True  # noqa: F841
+            kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
+                          decoder_path=decoder_path)
+            result = trained_results(Encoder, Decoder, n_components, **kwargs)
+            require_bar(result, metric, **{k: v(result) if callable(v) else v for k, v in bar.items()},
+                        train_mode=lambda: trained_results(Encoder, Decoder, n_components,
+                                                           train_mode=True, **kwargs))
+            print(line(result))
+        return named(check, name, doc)
+
+    def run_both(name: str, *checks):
+        """The check ``name`` that runs ``checks`` one after the other."""
+        def check_both(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
+                       encoder_path: str = encoder_path, decoder_path: str = decoder_path) -> None:
+            for check in checks:
+                check(Encoder, Decoder, n_components, trainset=trainset, testset=testset,
+                      encoder_path=encoder_path, decoder_path=decoder_path)
+        return named(check_both, name, "Every bar of the saved models: " + ", then ".join(
+            check.__name__ for check in checks) + ".")
+
+    return load_trained, trained_results, report_trained, bar_check, run_both

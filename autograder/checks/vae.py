@@ -57,32 +57,16 @@ from .evaluation import (
     Stage,
     apply,
     batches,
+    encoder_decoder_functions,
     image_inputs,
     images_and_labels,
-    load_models,
-    report,
-    require_bar,
-    results,
     run,
 )
 from .evidence import checked
-from .losses import (
-    Mistakes,
-    check_loss_grads,
-    log_std_hint,
-    loss_value,
-    mistake_hint,
-)
+from .losses import Mistakes, check_loss_grads, log_std_hint, loss_value, mistake_hint
 from .losses import nonfinite_logvar_hint as _nonfinite
 from .losses import std_as_var_hint as _std_as_var
-from .modules import (
-    Spec,
-    code,
-    image,
-    image_hint,
-    module_check,
-    split_outputs,
-)
+from .modules import Spec, code, image, image_hint, module_check, split_outputs
 from .modules import forward as modules_forward
 from .recorded import replayable
 from .sampling import check_encoder_sample, check_sample  # re-exported (__all__)
@@ -619,26 +603,6 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
                train_mode=train_mode)
 
 
-def load_trained(Encoder, Decoder, n_components: int, encoder_path: str = ENCODER_PATH,
-                 decoder_path: str = DECODER_PATH):
-    """Build Encoder and Decoder and load the saved weights; a problem becomes a CheckFailure."""
-    __tracebackhide__ = True  # noqa: F841
-    return load_models("VAE", n_components, (Encoder, "Encoder", encoder_path),
-                       (Decoder, "Decoder", decoder_path))
-
-
-def trained_results(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
-                    encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH,
-                    train_mode: bool = False) -> dict:
-    """The graded numbers of the saved VAE (evaluated once per process, see ``cache``): the dict
-    of :func:`evaluate_vae` with ``source`` and ``bars``. The models are evaluated in eval() mode
-    (``train_mode=True``: in train mode, for the hint of a failed bar)."""
-    __tracebackhide__ = True  # noqa: F841
-    return results(EVALUATION, n_components, ((Encoder, "Encoder", encoder_path),
-                                              (Decoder, "Decoder", decoder_path)),
-                   (trainset, testset), train_mode=train_mode)
-
-
 def _probe_hint(result: dict) -> str:
     if result["kl"] < COLLAPSE_KL:
         return (f"the codes carry almost no information about x: KL(q(z | x) || N(0, I)) is only "
@@ -686,61 +650,31 @@ def loss_line(result: dict) -> str:
             + f"; KL {result['kl']:.1f}, NLL {result['nll']:.1f}")
 
 
-def report_trained(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
-                   encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> dict:
-    """Print every graded number of the saved VAE beside its bar (never fails a bar)."""
-    __tracebackhide__ = True  # noqa: F841
-    return report(lambda: trained_results(Encoder, Decoder, n_components, trainset=trainset,
-                                          testset=testset, encoder_path=encoder_path,
-                                          decoder_path=decoder_path), probe_line, loss_line)
+load_trained, trained_results, report_trained, _bar_check, _run_both = encoder_decoder_functions(
+    EVALUATION, ENCODER_PATH, DECODER_PATH, (probe_line, loss_line))
+
+check_trained_vae_probe = student_facing(_bar_check(
+    "check_trained_vae_probe",
+    "A linear probe on z_mean of the saved encoder (eval mode) passes the accuracy bar.",
+    "probe_accuracy", probe_line, reference="reference_accuracy", generic=True,
+    what="linear probe on z_mean of the trained encoder, seeded varianceMNIST test set",
+    problem="accuracy too low", hint=_probe_hint))
+
+# A model that passes in train mode is diagnosed as such first (generic=True): its stale
+# BatchNorm statistics can also make the log-std reading look better than the real one.
+check_trained_vae_loss = student_facing(_bar_check(
+    "check_trained_vae_loss",
+    "The saved VAE's negative ELBO per test image (eval mode) passes the loss bar.",
+    "loss", loss_line, op="<=", fmt=".1f", reference="reference_loss", problem="too high",
+    what="negative ELBO of the trained VAE on the seeded varianceMNIST test set (KL + NLL per image, "
+         "NLL without the constant 0.5*784*log(2*pi), one z per image drawn with a fixed seed)",
+    got=lambda r: f"{r['loss']:.1f} (KL {r['kl']:.1f} + NLL {r['nll']:.1f})",
+    hint=lambda result: _loss_hint(result, result["bars"]["loss"]), generic=True))
 
 
-@student_facing
-def check_trained_vae_probe(Encoder, Decoder, n_components: int, *, trainset=None,
-                            testset=None, encoder_path: str = ENCODER_PATH,
-                            decoder_path: str = DECODER_PATH) -> None:
-    """A linear probe on z_mean of the saved encoder (eval mode) passes the accuracy bar."""
-    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
-                  decoder_path=decoder_path)
-    result = trained_results(Encoder, Decoder, n_components, **kwargs)
-    require_bar(result, "probe_accuracy", reference="reference_accuracy", generic=True,
-                what="linear probe on z_mean of the trained encoder, seeded varianceMNIST test set",
-                problem="accuracy too low", hint=_probe_hint(result),
-                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
-                                                   **kwargs))
-    print(probe_line(result))
-
-
-@student_facing
-def check_trained_vae_loss(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
-                           encoder_path: str = ENCODER_PATH,
-                           decoder_path: str = DECODER_PATH) -> None:
-    """The saved VAE's negative ELBO per test image (eval mode) passes the loss bar."""
-    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
-                  decoder_path=decoder_path)
-    result = trained_results(Encoder, Decoder, n_components, **kwargs)
-    hint = _loss_hint(result, result["bars"]["loss"])
-    require_bar(result, "loss", op="<=", fmt=".1f", reference="reference_loss",
-                what="negative ELBO of the trained VAE on the seeded varianceMNIST test set (KL + NLL "
-                     "per image, NLL without the constant 0.5*784*log(2*pi), one z per image drawn "
-                     "with a fixed seed)", problem="too high",
-                got=f"{result['loss']:.1f} (KL {result['kl']:.1f} + NLL {result['nll']:.1f})",
-                # A model that passes in train mode is diagnosed as such first: its stale BatchNorm
-                # statistics can also make the log-std reading look better than the real one.
-                hint=hint, generic=True,
-                train_mode=lambda: trained_results(Encoder, Decoder, n_components, train_mode=True,
-                                                   **kwargs))
-    print(loss_line(result))
-
-
-@student_facing
-def check_trained_vae(Encoder, Decoder, n_components: int, *, trainset=None, testset=None,
-                      encoder_path: str = ENCODER_PATH, decoder_path: str = DECODER_PATH) -> None:
-    """Both bars of the saved VAE: the probe, then the test loss."""
-    kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
-                  decoder_path=decoder_path)
-    check_trained_vae_probe(Encoder, Decoder, n_components, **kwargs)
-    check_trained_vae_loss(Encoder, Decoder, n_components, **kwargs)
+#: Both bars of the saved VAE: the probe, then the test loss.
+check_trained_vae = student_facing(_run_both("check_trained_vae", check_trained_vae_probe,
+                                             check_trained_vae_loss))
 
 
 # Decided by the judge on the recorded calls during grading (``recorded``).
