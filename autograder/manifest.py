@@ -117,6 +117,18 @@ NOTEBOOKS: tuple[Notebook, ...] = (
         n_components=6,
         extra_files=("plain_ae.pth",),  # the plain AE of the activation-histogram comparison
     ),
+    Notebook(
+        name="latent", assignment="bestiary", checks="autograder.checks.latent",
+        models=(Model("BetaVAE", "beta_vae.pth"),),
+        settings=("skip_training", "n_components", "n_epochs", "patience", "n_epochs_ae", "beta_large",
+                  "n_epochs_beta_large", "batch_size", "learning_rate", "seed"),
+        points=_points(test_latent_loss=3, test_latent_interpolate=1, test_latent_grid=1,
+                       test_latent_module=1, test_latent_sample=1, test_latent_lightning=2,
+                       test_latent_trained_elbo=2, test_latent_trained_samples=3),
+        n_components=2,
+        # The plain AE of the worked example and the two brief beta-VAEs of the beta comparison.
+        extra_files=("latent_ae.pth", "beta_vae_beta1.pth", "beta_vae_beta_large.pth"),
+    ),
 )
 
 

@@ -146,6 +146,80 @@ def plot_loss(losses, *, title: str = "training loss", ylabel: str = "loss",
     show(fig, ax, title=title, xlabel="step", ylabel=ylabel, logy=logy, legend=len(curves) > 1)
 
 
+def plot_latent_maps(maps: dict, n: int, *, extents: dict | None = None, title: str | None = None):
+    """Side by side, one tiled n x n grid of decoded images per entry of ``maps``.
+
+    ``maps[name]`` holds n * n images decoded from a grid of 2-d codes whose first
+    coordinate varies slowest; it is drawn along the horizontal axis, the second coordinate
+    upwards, so that the map lies like a scatter plot of the codes. ``extents[name]`` =
+    (x_min, x_max, y_min, y_max) labels the axes with the codes' coordinates.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.6 * len(maps), 4.8), squeeze=False)
+    for ax, (name, images) in zip(axes[0], maps.items()):
+        ax.imshow(latent_map_picture(images, n), cmap="gray", vmin=0.0, vmax=1.0,
+                  extent=(extents or {}).get(name))
+        ax.set_title(name)
+        if (extents or {}).get(name) is None:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.set_xlabel("z[0]")
+            ax.set_ylabel("z[1]")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()  # nothing is returned, so that Jupyter does not show the figure twice
+
+
+def latent_map_picture(images, n: int) -> np.ndarray:
+    """The (n * 28, n * 28) picture of a latent map: image k = (i, j) = (k // n, k % n) of a
+    grid whose first coordinate varies slowest goes to column i and, counted from the bottom,
+    row j (the first coordinate to the right, the second upwards, as in a scatter plot)."""
+    images = _as_images(images)
+    if len(images) != n * n:
+        raise ValueError(f"latent map: {len(images)} images cannot fill an {n} x {n} grid")
+    tiles = images.reshape(n, n, 28, 28).transpose(1, 0, 2, 3)[::-1]  # [row from top, column]
+    return tiles.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
+
+
+def plot_code_scatters(panels: dict, *, title: str | None = None):
+    """Side by side scatters of 2-d codes coloured by digit: ``panels[name] = (codes, labels)``."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    for ax, (name, (codes, labels)) in zip(axes[0], panels.items()):
+        codes = np.asarray(codes, dtype=np.float64)
+        scatter = ax.scatter(codes[:, 0], codes[:, 1], c=np.asarray(labels), cmap="tab10", s=5,
+                             vmin=-0.5, vmax=9.5)
+        ax.set_title(name)
+        ax.set_xlabel("z[0]")
+        ax.set_ylabel("z[1]")
+    fig.colorbar(scatter, ax=list(axes[0]), ticks=range(10), label="digit")
+    if title:
+        fig.suptitle(title)
+    plt.show()  # nothing is returned, so that Jupyter does not show the figure twice
+
+
+def plot_bars(values: dict, *, xlabel: str = "", ylabel: str = "", title: str | None = None):
+    """Grouped bars: ``values[name]`` is one sequence of numbers per group (e.g. per beta)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    k = len(values)
+    width = 0.8 / max(k, 1)
+    for i, (name, seq) in enumerate(values.items()):
+        seq = np.asarray(seq, dtype=float)
+        ax.bar(np.arange(len(seq)) + (i - (k - 1) / 2) * width, seq, width=width, label=name)
+        ax.set_xticks(np.arange(len(seq)))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if k > 1:
+        ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    plt.show()  # nothing is returned, so that Jupyter does not show the figure twice
+
+
 def plot_losses(train_losses, test_losses, *, title: str = "loss", ylabel: str = "loss",
                 logy: bool = False):
     """The training loss per mini-batch and the test loss per epoch, against epochs.

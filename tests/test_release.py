@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The notebooks every assignment must hold (pinned, so that a vanished notebook fails).
 EXPECTED = {
     "autoencoders": ["ae.ipynb", "dae.ipynb", "vae.ipynb"],
-    "bestiary": ["linear.ipynb"],
+    "bestiary": ["latent.ipynb", "linear.ipynb"],  # sorted
 }
 NOTEBOOKS = [(a, name) for a in sorted(EXPECTED) for name in EXPECTED[a]]
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS",
@@ -66,8 +66,8 @@ def test_release_is_regenerated(assignment, name, regenerated):
     committed_path = ROOT / "assignments" / assignment / name
     assert committed_path.exists(), f"{committed_path} is missing: run `make release`"
     committed = json.loads(committed_path.read_text())
-    assert committed == fresh, (f"{name}: assignments/ differs from what solutions/ generates; "
-                                f"edit solutions/ only and run `make release`")
+    assert committed == fresh, (f"{assignment}/{name}: assignments/ differs from what solutions/ "
+                                f"generates; edit solutions/ only and run `make release`")
 
 
 @pytest.mark.parametrize("assignment, name", NOTEBOOKS)

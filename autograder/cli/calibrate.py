@@ -85,6 +85,11 @@ def calibrate(name: str, seeds: list[int], n_components: int | None = None,
             execute_notebook(path)
             seconds = time.perf_counter() - start
             result = _evaluate(nb_entry, ns, Path(tmp), n_components, data)
+            # Further baselines trained by the same notebook run (e.g. the plain autoencoder of
+            # latent.ipynb), when the checks module knows how to evaluate them.
+            baselines = getattr(_checks(nb_entry), "evaluate_baselines", None)
+            if baselines is not None:
+                result.update(baselines(Path(tmp), *data))
         result.update(seed=seed, notebook_seconds=round(seconds, 1))
         runs.append(result)
         print(f"{name} seed {seed}: {result}", flush=True)
@@ -104,9 +109,10 @@ def calibrate(name: str, seeds: list[int], n_components: int | None = None,
         summary[f"{key}_reference_min"] = min(values)
         summary[f"{key}_reference_max"] = max(values)
         summary[f"{key}_reference_median"] = statistics.median(values)
-        uv = [u[key] for u in untrained]
-        summary[f"{key}_untrained_min"] = min(uv)
-        summary[f"{key}_untrained_max"] = max(uv)
+        uv = [u[key] for u in untrained if key in u]
+        if uv:
+            summary[f"{key}_untrained_min"] = min(uv)
+            summary[f"{key}_untrained_max"] = max(uv)
     suffix = "".join(f"-{k}={v}" for k, v in (overrides or {}).items())
     out = COURSE_ROOT / "docs" / "calibration" / f"{name}-{source.threshold_key}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

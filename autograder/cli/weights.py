@@ -122,7 +122,7 @@ def train_weights(names: list[str] | None = None, course: Path = COURSE_ROOT,
 
 
 def _train_one(nb: Notebook, out: Path, course: Path, force: bool, took: dict) -> None:
-    files = [out / w for w in nb.weights]
+    files = [out / w for w in (*nb.weights, *nb.extra_files)]
     if not force and all(f.exists() for f in files):
         print(f"{nb.name}: weights present ({', '.join(f.name for f in files)}); "
               f"use --force to retrain")
@@ -137,11 +137,12 @@ def _train_one(nb: Notebook, out: Path, course: Path, force: bool, took: dict) -
 
 
 def reference_weights(name: str, assignment: str | None = None) -> Path:
-    """The reference weights directory, training notebook ``name`` first when they are missing."""
+    """The reference weights directory, training notebook ``name`` first when any of its weight
+    files (graded or extra) is missing."""
     nb = notebook(name, assignment)
     out = reference_dir()
     with _locked(out):
-        missing = not all((out / w).exists() for w in nb.weights)
+        missing = not all((out / w).exists() for w in (*nb.weights, *nb.extra_files))
     if missing:
         train_weights([f"{nb.assignment}/{nb.name}"])
     return out

@@ -38,7 +38,7 @@ from ..manifest import settings_names
 ALLOWED_IMPORTS = frozenset({
     "torch", "numpy", "math", "collections", "functools", "itertools", "typing",
     "dataclasses", "data_tools", "tqdm", "sklearn", "scipy", "matplotlib", "random",
-    "statistics", "operator", "abc", "enum", "copy", "warnings",
+    "statistics", "operator", "abc", "enum", "copy", "warnings", "lightning",
 })
 # Decorators that only mark methods.
 ALLOWED_DECORATORS = frozenset({"staticmethod", "classmethod", "property"})

@@ -1,0 +1,244 @@
+"""Does real `nbgrader autograde` score every notebook of the bestiary assignment as it should,
+cell by cell?
+
+One course and one `nbgrader autograde` call grade every crafted student: each student submits
+every notebook of the assignment, in the state the student's name says (the reference with its
+trained weights and the weights of its demonstrations, the untouched release, the named mistakes
+of ``CASES`` with untrained weights, the correct alternatives of ``CASES``). Each test is
+parametrized over the notebooks; what differs between them is data.
+
+Grading one notebook takes a minute or two, so the submissions are few: the named mistakes are
+in functions that the trained-model checks never call, and one submission shows both that
+untrained weights lose exactly the trained-model cells and that each mistake loses exactly its
+cell; the alternatives of a notebook that need no weights of their own ride in that submission
+too (in other cells), and only the alternatives that come with their own weights make a
+submission of their own.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import COURSE_ROOT, assert_full_marks, assert_release_scores_zero, errors, points, swap
+
+from autograder.cli.weights import reference_weights, write_untrained_weights
+from autograder.grading.course import all_scores, autograde, build_course, graded, outputs, submit
+from autograder.manifest import notebook, notebooks
+
+pytestmark = pytest.mark.slow
+
+ASSIGNMENT = "bestiary"
+SOLUTIONS = COURSE_ROOT / "solutions" / ASSIGNMENT
+
+
+def _uncentred_pca_weights(folder: Path) -> None:
+    """The solution's LinearAutoencoder with bias=False, set to the top-k singular subspace of
+    the uncentred training images (the optimum of a linear map without offset), as the
+    submission's linear_ae.pth."""
+    from data_tools import MNIST
+
+    k = notebook("linear", ASSIGNMENT).n_components
+    x = MNIST(train=True, verbose=False).x.flatten(1).double()
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    torch.save({"encoder.weight": vh[:k].float().contiguous(),
+                "decoder.weight": vh[:k].T.float().contiguous()}, folder / "linear_ae.pth")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One notebook, and what its crafted submissions must score."""
+
+    name: str
+    #: Points per grade cell (written out, not read from the manifest, so that a change of the
+    #: points in the notebook and the manifest together still fails here).
+    full: dict[str, float]
+    #: The trained-model cells, each with the words its message must hold for untrained weights.
+    untrained: dict[str, tuple[str, ...]]
+    #: Named mistakes, (solution text, wrong text), all in one submission with untrained
+    #: weights (none of them is in code that the trained-model checks call)...
+    mistakes: tuple[tuple[str, str], ...]
+    #: ... and the cells they lose, each with the words of its hint; every other point but the
+    #: trained-model cells' is kept.
+    hints: dict[str, str]
+    #: Correct alternatives, (solution text, other text), all in one submission: full marks...
+    alternatives: tuple[tuple[str, str], ...]
+    #: ... in a submission of their own, with the reference's weights but the files this writes
+    #: into it; without it, the alternatives are in the submission of the named mistakes, and
+    #: the cells they are in (``alternative_cells``, neither trained-model nor mistake cells)
+    #: keep every point there.
+    alternative_weights: Callable[[Path], None] | None = None
+    alternative_cells: tuple[str, ...] = ()
+
+
+CASES = (
+    Case(
+        name="latent",
+        full={"test_latent_loss": 3.0, "test_latent_interpolate": 1.0, "test_latent_grid": 1.0,
+              "test_latent_module": 1.0, "test_latent_sample": 1.0, "test_latent_lightning": 2.0,
+              "test_latent_trained_elbo": 2.0, "test_latent_trained_samples": 3.0},
+        untrained={"test_latent_trained_elbo": ("too high", "expected <= ", "got "),
+                   "test_latent_trained_samples": ("digit classifier", "mean confidence too low")},
+        # The sigmoid applied twice in the loss; interpolate without its last endpoint.
+        mistakes=(('bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")',
+                   'bce = F.binary_cross_entropy_with_logits(torch.sigmoid(logits), x, '
+                   'reduction="none")'),
+                  ("t = torch.linspace(0.0, 1.0, n_steps, dtype=z0.dtype)[:, None]",
+                   "t = (torch.arange(n_steps, dtype=z0.dtype) / n_steps)[:, None]")),
+        hints={"test_latent_loss": "the sigmoid applied twice",
+               "test_latent_interpolate": "the last row is not z1"},
+        # The quantiles with torch.special.ndtri; the draw with torch.distributions (in the
+        # submission of the mistakes).
+        alternatives=(("q = torch.distributions.Normal(0.0, 1.0).icdf(p)", "q = torch.special.ndtri(p)"),
+                      ("return z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)",
+                       "return torch.distributions.Normal(z_mean, torch.exp(0.5 * z_logvar)).rsample()")),
+        alternative_cells=("test_latent_grid", "test_latent_sample"),
+    ),
+    Case(
+        name="linear",
+        full={"test_linear_pca": 3.0, "test_linear_autoencoder": 2.0, "test_linear_subspace": 2.0,
+              "test_linear_error": 2.0, "test_linear_l1": 1.0, "test_linear_kl": 2.0,
+              "test_linear_sparse_autoencoder": 1.0, "test_linear_sparse_activation": 1.0,
+              "test_linear_sparse_share": 1.0, "test_linear_sparse_error": 1.0},
+        untrained={"test_linear_subspace": ("largest principal angle",),
+                   "test_linear_error": ("divided by that of PCA",),
+                   "test_linear_sparse_activation": ("average hidden activation",),
+                   "test_linear_sparse_share": ("share of the trained sparse autoencoder",),
+                   "test_linear_sparse_error": ("reconstruction error of the trained sparse",)},
+        # The data not centred in pca; the arguments of the KL swapped.
+        mistakes=(("_, S, Vh = torch.linalg.svd(X - mean, full_matrices=False)",
+                   "_, S, Vh = torch.linalg.svd(X, full_matrices=False)"),
+                  ("kl = rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))",
+                   "kl = rho_hat * torch.log(rho_hat / rho) + (1 - rho_hat) * torch.log((1 - rho_hat) / "
+                   "(1 - rho))")),
+        hints={"test_linear_pca": "the data were not centred",
+               "test_linear_kl": "arguments of the KL swapped"},
+        # eigh with reordering; a linear AE without biases (at its own optimum, the uncentred
+        # singular subspace).
+        alternatives=(("_, S, Vh = torch.linalg.svd(X - mean, full_matrices=False)",
+                       "values, vectors = torch.linalg.eigh((X - mean).T @ (X - mean) / (X.shape[0] - 1))\n"
+                       "    order = torch.argsort(values, descending=True)\n"
+                       "    return mean, vectors[:, order[:n_components]].T, values[order[:n_components]]"),
+                      ("nn.Linear(28 * 28, n_components)", "nn.Linear(28 * 28, n_components, bias=False)"),
+                      ("nn.Linear(n_components, 28 * 28)", "nn.Linear(n_components, 28 * 28, bias=False)")),
+        alternative_weights=_uncentred_pca_weights,
+    ),
+)
+IDS = [case.name for case in CASES]
+STUDENTS = ("reference", "untouched", "untrained_mistakes", "alternative")
+
+
+def _edited(text: str, edits) -> str:
+    for old, new in edits:
+        text = swap(text, old, new)
+    return text
+
+
+@pytest.fixture(scope="module")
+def course_scores(tmp_path_factory):
+    """One course; every student submits every notebook; one autograde call grades them all.
+    Only the reference submits the weights of the demonstrations (the graded run loads them);
+    for the others the graded run leaves those plots out. No graded run trains anything."""
+    course = build_course(tmp_path_factory.mktemp(ASSIGNMENT) / "course", (ASSIGNMENT,))
+    for case in CASES:
+        entry = notebook(case.name, ASSIGNMENT)
+        weights = reference_weights(case.name, ASSIGNMENT)
+        trained = {w: weights / w for w in entry.weights}
+        demos = {w: weights / w for w in entry.extra_files}
+        solution = (SOLUTIONS / f"{case.name}.ipynb").read_text()
+        name = f"{case.name}.ipynb"
+        submit(course, "reference", {name: solution, **trained, **demos}, ASSIGNMENT)
+        submit(course, "untouched", {name: course / "assignments" / ASSIGNMENT / name}, ASSIGNMENT)
+        mistakes = case.mistakes if case.alternative_weights else case.mistakes + case.alternatives
+        mistaken = submit(course, "untrained_mistakes", {name: _edited(solution, mistakes)}, ASSIGNMENT)
+        write_untrained_weights(mistaken, [case.name], assignment=ASSIGNMENT)
+        if case.alternative_weights is not None:
+            case.alternative_weights(submit(course, "alternative", {
+                name: _edited(solution, case.alternatives), **trained}, ASSIGNMENT))
+    run = autograde(course, force=True, assignment=ASSIGNMENT)
+    assert run.returncode == 0, run.output[-6000:]
+    print(f"autograde of {len(STUDENTS)} submissions of {len(CASES)} notebooks: {run.seconds:.0f} s")
+    return course, all_scores(course, ASSIGNMENT)
+
+
+def test_every_notebook_of_the_assignment_has_a_case():
+    """Does every notebook of the assignment have its case here (a new or renamed notebook
+    fails here instead of escaping the end-to-end test)?"""
+    assert sorted(IDS) == sorted(nb.name for nb in notebooks(ASSIGNMENT))
+    for case in CASES:
+        assert set(case.untrained) | set(case.hints) <= set(case.full), case.name
+        if case.alternative_weights is None:
+            assert case.alternative_cells and set(case.alternative_cells) <= set(case.full), case.name
+            assert not set(case.alternative_cells) & (set(case.untrained) | set(case.hints)), case.name
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_reference_gets_full_marks(course_scores, case):
+    """Does the solution notebook with its trained weights get every point, without an error?"""
+    course, result = course_scores
+    assert_full_marks(course, result, "reference", case.name, case.full, ASSIGNMENT)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_untouched_release_scores_zero_with_messages(course_scores, case):
+    """Does the release as handed out score 0, with 'not implemented yet' in every grade cell?"""
+    course, result = course_scores
+    assert_release_scores_zero(course, result, "untouched", case.name, case.full, ASSIGNMENT)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_untrained_weights_and_named_mistakes_lose_exactly_their_cells(course_scores, case):
+    """Do untrained weights lose exactly the trained-model cells, each with its message, and the
+    named mistakes (pca without centring, a swapped KL, the sigmoid applied twice, interpolate
+    without its last endpoint) exactly their cells, each with the hint that names the mistake?"""
+    course, result = course_scores
+    found = errors(course, "untrained_mistakes", case.name, ASSIGNMENT)
+    lost = dict.fromkeys([*case.untrained, *case.hints], 0.0)
+    assert points(result, "untrained_mistakes", case.name) == {**case.full, **lost}, found
+    for cell, words in case.untrained.items():
+        assert all(word in found[cell] for word in words), (cell, found[cell])
+    for cell, hint in case.hints.items():
+        assert hint in found[cell], (cell, found[cell])
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_correct_alternatives_keep_full_marks(course_scores, case):
+    """Do correct alternatives (eigh with reordering, a linear AE without biases at its own
+    optimum; torch.special.ndtri, the draw with torch.distributions) keep every point?"""
+    course, result = course_scores
+    if case.alternative_weights is not None:
+        assert_full_marks(course, result, "alternative", case.name, case.full, ASSIGNMENT)
+        return
+    found = errors(course, "untrained_mistakes", case.name, ASSIGNMENT)
+    got = points(result, "untrained_mistakes", case.name)
+    for cell in case.alternative_cells:
+        assert got[cell] == case.full[cell] and found[cell] == "", (cell, found[cell])
+
+
+def test_graded_runs_of_the_latent_notebook_train_nothing(course_scores):
+    """Does a graded run of latent.ipynb train nothing: no Lightning progress (sanity check,
+    epochs) in any output, the submitted demonstration weights loaded, and without them their
+    plots left out with a line saying so?"""
+    course, _ = course_scores
+    for student in ("reference", "untrained_mistakes"):
+        nb = graded(course, student, "latent", ASSIGNMENT)
+        text = "".join(outputs(nb, index=i) for i, c in enumerate(nb.cells) if c.cell_type == "code")
+        assert "Sanity Checking" not in text and "Training:" not in text, student
+    reference = graded(course, "reference", "latent", ASSIGNMENT)
+    assert "Loaded LitAutoencoder weights from latent_ae.pth" in outputs(reference, "latent_ae_training")
+    assert "KL per latent dimension" in outputs(reference, "latent_betas_plots")
+    untrained = graded(course, "untrained_mistakes", "latent", ASSIGNMENT)
+    assert "latent_ae.pth not found" in outputs(untrained, "latent_ae_training")
+    assert "not found: the comparison is left out" in outputs(untrained, "latent_betas")
+
+
+def test_trained_cells_show_the_graders_numbers(course_scores):
+    """Do the trained-model cells of the reference's latent.ipynb show the numbers the grader
+    measured beside their bars (the kernel leaves these checks to the grader)?"""
+    course, _ = course_scores
+    reference = graded(course, "reference", "latent", ASSIGNMENT)
+    assert "negative ELBO per test image" in outputs(reference, "test_latent_trained_elbo")
+    assert "digit classes covered" in outputs(reference, "test_latent_trained_samples")
+    assert "its numbers are in the graded cell" in outputs(reference, "latent_compare_samples")
