@@ -190,19 +190,23 @@ def test_judge_refuses_outputs_with_the_wrong_rows(ae_weights, modes, monkeypatc
 def _judge_in_fork(queue):
     import torch
 
-    from autograder.checks import evidence
+    from autograder.checks import evidence, latent
     from data_tools.probe import probe_accuracy
 
+    fitted_in_server = latent._classifier_for.cache_info().currsize == 1
     x = torch.randn(2000, 784) @ torch.randn(784, 200)  # a parallel region in the fork
     z, y = np.random.default_rng(0).normal(size=(600, 4)), np.arange(600) % 10
-    queue.put((sorted(evidence._PRELOADED), float(x.std()) > 0, probe_accuracy(z, y, z, y)))
+    classifier = latent.digit_classifier(evidence.judge_data(latent.EVALUATION)[0])
+    digits = classifier.predict(np.zeros((3, 784)))
+    queue.put((sorted(evidence._PRELOADED), float(x.std()) > 0, probe_accuracy(z, y, z, y),
+               fitted_in_server and len(digits) == 3))
 
 
 @pytest.mark.slow
 def test_judges_forked_from_the_preloaded_server_compute_without_hanging():
     """Does the judge's server read every evaluation's data before it forks, and can a judge
-    forked from it still run torch in parallel and fit the probe (a pool of OpenMP threads
-    started in the server would deadlock it)?"""
+    forked from it still run torch in parallel, fit the probe and use the digit classifier the
+    server fitted (a pool of OpenMP threads started in the server would deadlock it)?"""
     import multiprocessing
 
     from autograder.manifest import check_modules
@@ -220,5 +224,5 @@ def test_judges_forked_from_the_preloaded_server_compute_without_hanging():
         if alive:
             process.kill()
         assert not alive, "a judge forked from the preloaded server hung"
-        preloaded, computed, accuracy = queue.get(timeout=5)
-        assert preloaded == expected and computed and 0.0 <= accuracy <= 1.0
+        preloaded, computed, accuracy, classified = queue.get(timeout=5)
+        assert preloaded == expected and computed and 0.0 <= accuracy <= 1.0 and classified

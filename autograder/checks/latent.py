@@ -846,6 +846,12 @@ def _data(trainset=None, testset=None):
     return mnist_evaluation(trainset, testset, "BetaVAE")
 
 
+def prepare_judge(data) -> None:
+    """In the judge's server, before it forks any judge (``grading/judge_preload.py``): fit the
+    digit classifier on the evaluation's training images once, instead of once per judge."""
+    digit_classifier(data[0])
+
+
 #: The evaluation of the saved BetaVAE: encode on the test images; decode (in a process of its
 #: own during grading) on codes the grader makes; the numbers measured where no student code ran.
 EVALUATION = Evaluation(

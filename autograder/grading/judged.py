@@ -236,8 +236,16 @@ def _run_second(run: _Run, plan: list[Step], sandbox, timeout: float) -> None:
                           f"{proc.returncode}): {' | '.join(tail)[:500]}")
 
 
-def _context():
+def _context(checks_module: str):
+    """The judges' forkserver, started on first use; it prepares the judges of the checks
+    modules of ``checks_module``'s assignment (``judge_preload``)."""
     if not _CONTEXT:
+        from ..manifest import NOTEBOOKS
+
+        assignments = {nb.assignment for nb in NOTEBOOKS if nb.checks == checks_module}
+        modules = dict.fromkeys(nb.checks for nb in NOTEBOOKS if nb.assignment in assignments)
+        # The server inherits the environment at its start, which is the next Process.start().
+        os.environ["AUTOGRADER_JUDGE_MODULES"] = ",".join(modules) or checks_module
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["autograder.grading.judge_preload"])
         _CONTEXT.append(context)
@@ -250,9 +258,10 @@ def run_judge(job: dict, folder: Path, timeout: float) -> dict:
 
     job_path, out_path = folder / "job.json", folder / "verdicts.json"
     job_path.write_text(json.dumps(job))
-    process = _context().Process(target=judge.main, args=(str(job_path), str(out_path)),
-                                 daemon=True)
+    process = _context(job["checks"]).Process(target=judge.main, daemon=True,
+                                              args=(str(job_path), str(out_path)))
     process.start()
+    os.environ.pop("AUTOGRADER_JUDGE_MODULES", None)  # read by the server at its start only
     process.join(timeout)
     if process.is_alive():
         process.kill()
