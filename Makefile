@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml scripts/setup_sandbox.sh scripts/setup_browser.sh scrip
 	bash scripts/setup_postgres.sh
 	touch $(STAMP)
 
+# The 25 slowest steps are listed at the end, to see where the time goes.
 test: lint
-	$(PY) -m pytest $(PARALLEL) $(PYTEST_ARGS)
+	$(PY) -m pytest $(PARALLEL) --durations=25 $(PYTEST_ARGS)
 
 test-fast: lint
 	$(PY) -m pytest $(PARALLEL) -m "not slow" $(PYTEST_ARGS)
