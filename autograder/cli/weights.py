@@ -29,12 +29,12 @@ def reference_dir(course: Path = COURSE_ROOT) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(out: Path):
-    """Held while reference weights are checked or trained: several processes (a parallel test
-    run, two instructors' commands) then train each notebook once, and never read weights
-    that are still being written."""
+def _locked(out: Path, nb: Notebook):
+    """Held while the reference weights of ``nb`` are checked or trained: several processes (a
+    parallel test run, two instructors' commands) then train each notebook once, and never read
+    weights that are still being written; different notebooks train at the same time."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".training.lock", "a") as lock:
+    with open(out / f".training-{nb.assignment}-{nb.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -115,8 +115,8 @@ def train_weights(names: list[str] | None = None, course: Path = COURSE_ROOT,
     """
     out = reference_dir(course)
     took = {}
-    with _locked(out):
-        for nb in resolve(names):
+    for nb in resolve(names):
+        with _locked(out, nb):
             _train_one(nb, out, course, force, took)
     return took
 
@@ -141,7 +141,7 @@ def reference_weights(name: str, assignment: str | None = None) -> Path:
     files (graded or extra) is missing."""
     nb = notebook(name, assignment)
     out = reference_dir()
-    with _locked(out):
+    with _locked(out, nb):
         missing = not all((out / w).exists() for w in (*nb.weights, *nb.extra_files))
     if missing:
         train_weights([f"{nb.assignment}/{nb.name}"])
