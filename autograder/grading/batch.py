@@ -65,11 +65,11 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
 from . import report
+from .preflight import REQUIRED_PACKAGES
 
 REFERENCE_STUDENT = "_reference"  # the preflight's student id, never written to the course
 EXECUTED_DIR = ".executed"  # in a worker's private course: notebooks right after execution
 SOURCE, SUBMITTED, AUTOGRADED = "solutions", "submitted", "autograded"
-PACKAGES = ("autograder", "data_tools")
 EXECUTION_STEPS = ("GradingExecute", "ReplayChecks", "Execute")
 
 
@@ -100,7 +100,7 @@ def _digest(files: dict[str, bytes]) -> str:
 def package_version() -> str:
     """A hash of this grader's own code (the autograder and data_tools packages' sources)."""
     files = {}
-    for name in PACKAGES:
+    for name in REQUIRED_PACKAGES:
         root = Path(__import__(name).__file__).resolve().parent
         files.update({f"{name}/{k}": v for k, v in _tree_files(root).items() if k.endswith(".py")})
     return _digest(files)
