@@ -237,3 +237,25 @@ def plot_losses(train_losses, test_losses, *, title: str = "loss", ylabel: str =
         epochs = np.arange(1, len(test_losses) + 1)
         ax.plot(epochs, np.asarray(test_losses, dtype=float), "o-", label="test (per epoch)")
     show(fig, ax, title=title, xlabel="epoch", ylabel=ylabel, logy=logy, legend=True)
+
+
+def plot_curves(xs, curves: dict, *, xlabel: str, ylabel: str, title: str | None = None,
+                logx: bool = False, marker: str | None = None):
+    """Named curves against common x values, e.g. test accuracy against labels per class.
+
+    ``curves`` maps a name to its y values, one per x value of ``xs``.
+    """
+    plt = _plt()
+    xs = np.asarray(xs, dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in curves.items():
+        values = np.asarray(values, dtype=float)
+        if len(values) != len(xs):
+            raise ValueError(f"plot_curves: curve {name!r} has {len(values)} values for "
+                             f"{len(xs)} x values")
+        ax.plot(xs, values, label=name, marker=marker)
+    if logx:
+        ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{x:g}" for x in xs])
+    show(fig, ax, title=title, xlabel=xlabel, ylabel=ylabel, legend=len(curves) > 1)

@@ -68,3 +68,24 @@ def test_plot_loss_draws_named_curves():
     plot_loss({"KL": [3, 2, 1], "NLL": [5, 4, 3, 2]})
     lines = plt.gcf().axes[0].get_lines()
     assert [len(line.get_xdata()) for line in lines] == [3, 4]
+
+
+def test_plot_curves_draws_one_line_per_curve():
+    """Does plot_curves draw each named curve through its points, with a log x axis on request?"""
+    from data_tools import plot_curves
+
+    assert plot_curves([1, 3, 10], {"a": [0.1, 0.5, 0.9], "b": [0.2, 0.3, 0.4]}, xlabel="n",
+                       ylabel="accuracy", logx=True, marker="o") is None
+    ax = plt.gcf().axes[0]
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["a", "b"]
+    assert list(lines[0].get_ydata()) == [0.1, 0.5, 0.9]
+    assert ax.get_xscale() == "log"
+
+
+def test_plot_curves_rejects_a_curve_of_the_wrong_length():
+    """Does a curve with fewer values than x values get an error naming the curve?"""
+    from data_tools import plot_curves
+
+    with pytest.raises(ValueError, match="curve 'a' has 2 values for 3 x values"):
+        plot_curves([1, 2, 3], {"a": [0.1, 0.2]}, xlabel="x", ylabel="y")
