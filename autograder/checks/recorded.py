@@ -40,8 +40,12 @@ _str = str
 _BaseException = BaseException
 _mode = evidence.mode
 
-#: Float dtypes a recorded tensor may have (anything else is recorded as "other").
+#: Float dtypes a recorded tensor may have.
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: Integer dtypes a recorded tensor may have (indices; their values travel as float64, exact
+#: below 2**53). Any other dtype is recorded as "other".
+INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
+_EXACT = 2.0 ** 53
 #: The largest output whose Jacobian is kept (numel of output times numel of the inputs).
 MAX_JACOBIAN = 1 << 20
 
@@ -78,10 +82,12 @@ class _CallLog:
     def describe(self, value, args, depth: int = 0) -> dict:
         if _isinstance(value, _Tensor):
             dtype = _str(value.dtype).removeprefix("torch.")
-            if dtype not in FLOAT_DTYPES:
+            values = _array(value) if dtype in FLOAT_DTYPES + INT_DTYPES else None
+            if values is None or (dtype in INT_DTYPES and values.size
+                                  and float(np.abs(values).max()) >= _EXACT):
                 return {"kind": "other", "module": "torch", "qualname": f"Tensor[{dtype}]"}
             key = self.key()
-            self.arrays[key] = _array(value)
+            self.arrays[key] = values
             desc = {"kind": "tensor", "dtype": dtype, "key": key,
                     "requires_grad": bool(value.requires_grad), "jac": []}
             if _type(value) is not _Tensor:
@@ -316,10 +322,15 @@ class Replayer:
 
     def _tensor(self, desc, args):
         dtype = desc.get("dtype")
-        if dtype not in FLOAT_DTYPES:
+        if dtype not in FLOAT_DTYPES + INT_DTYPES:
             raise evidence.evidence_failure("a recorded output has an unknown dtype")
         values = evidence.checked(self.arrays, desc.get("key")) if np.ndim(
             self.arrays.get(desc.get("key"), 0)) else self._scalar(desc.get("key"))
+        if dtype in INT_DTYPES:
+            if not (np.isfinite(values).all() and (values == np.round(values)).all()
+                    and (np.abs(values) < _EXACT).all()) or desc.get("requires_grad"):
+                raise evidence.evidence_failure("a recorded integer output is malformed")
+            return torch.tensor(values.astype(np.int64), dtype=getattr(torch, dtype))
         value = torch.tensor(values, dtype=getattr(torch, dtype))
         if desc.get("requires_grad"):
             terms = []
