@@ -29,6 +29,17 @@ class Model:
     #: The argument the instructor tools build the class with, when not ``n_components``
     #: (e.g. ``SparseAutoencoder(n_hidden)``).
     size: int | None = None
+    #: The arguments, when the class takes other models: each is ``"n_components"`` (the number)
+    #: or the name of another class of the notebook, built as ``that_class(n_components)``;
+    #: ``("Encoder", "n_components")`` builds ``Classifier(Encoder(n_components), n_components)``.
+    args: tuple[str, ...] | None = None
+
+    def build(self, namespace: dict, n_components: int):
+        """An instance of the class from a notebook's definitions (``namespace``)."""
+        if self.args is None:
+            return namespace[self.cls](n_components if self.size is None else self.size)
+        return namespace[self.cls](*(n_components if a == "n_components" else namespace[a](n_components)
+                                     for a in self.args))
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,20 @@ NOTEBOOKS: tuple[Notebook, ...] = (
         n_components=2,
         # The plain AE of the worked example and the two brief beta-VAEs of the beta comparison.
         extra_files=("latent_ae.pth", "beta_vae_beta1.pth", "beta_vae_beta_large.pth"),
+    ),
+    Notebook(
+        name="transfer", assignment="bestiary", checks="autograder.checks.transfer",
+        models=(Model("Encoder", "pretrain_encoder.pth"),
+                Model("Classifier", "fewlabel_pretrained.pth", args=("Encoder", "n_components")),
+                Model("Classifier", "fewlabel_scratch.pth", args=("Encoder", "n_components")),
+                Model("SwapAutoencoder", "swap_ae.pth")),
+        settings=("skip_training", "n_components", "n_labels", "n_steps_classifier", "batch_size",
+                  "learning_rate", "sigma_n", "seed"),
+        points=_points(test_transfer_few_label_subset=2, test_transfer_encoder_decoder=1,
+                       test_transfer_classifier=2, test_transfer_swap_ae=2,
+                       test_transfer_pretrained=2, test_transfer_gain=2,
+                       test_transfer_swap_digit=2, test_transfer_swap_style=2),
+        n_components=16,
     ),
 )
 

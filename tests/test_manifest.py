@@ -44,7 +44,9 @@ def test_weight_files_are_saved_and_loaded_by_the_notebook(nb):
     extra (ungraded) files?"""
     code = "\n".join(c.source for c in _source(nb).cells if c.cell_type == "code")
     saved = set(re.findall(r"save_model\([^,]+,\s*\"([^\"]+\.pth)\"", code))
-    loaded = re.findall(r"load_model\((\w+)\([^)]*\),\s*\"([^\"]+\.pth)\"", code)
+    # load_model(Cls(...), "file.pth"), the arguments of Cls nested one level deep at most
+    # (``Classifier(Encoder(n_components), n_components)``).
+    loaded = re.findall(r"load_model\((\w+)\((?:[^()]|\([^()]*\))*\),\s*\"([^\"]+\.pth)\"", code)
     assert saved == set(nb.weights) | set(nb.extra_files)
     graded = {w: c for c, w in loaded if w not in nb.extra_files}
     assert graded == {m.weights: m.cls for m in nb.models}

@@ -12,6 +12,13 @@ is written by hand.
 ``--set NAME=VALUE`` changes a further line ``NAME = ...`` of the settings cell (e.g. a
 baseline trained without corruption); its results go to
 docs/calibration/<notebook>-<source>-<NAME>=<VALUE>.json.
+
+``--variant NAME`` trains a correct alternative of the solution instead (another architecture,
+frozen encoders): the edits ``VARIANTS[NAME]`` of the notebook's checks module, each
+``(solution text, other text)``; its results go to
+docs/calibration/<notebook>-<source>-variant=<NAME>.json.
+
+    python -m autograder calibrate transfer --seeds 0 1 2 3 4 --variant mlp
 """
 from __future__ import annotations
 
@@ -44,7 +51,7 @@ def _evaluate(nb: Notebook, ns: dict, workdir: Path | None, n_components: int, d
 
     models = []
     for m in nb.models:
-        model = ns[m.cls](n_components if m.size is None else m.size)
+        model = m.build(ns, n_components)
         if workdir is not None:
             with contextlib.redirect_stdout(io.StringIO()):
                 load_model(model, workdir / m.weights)
@@ -60,11 +67,38 @@ def _set(source: str, name: str, value: str) -> str:
     return re.sub(pattern, f"{name} = {value}  ", source, flags=re.M)
 
 
+def variant_edits(nb: Notebook, variant: str) -> tuple:
+    """The edits of a correct alternative of the notebook's solution (its checks module's
+    ``VARIANTS``)."""
+    variants = getattr(_checks(nb), "VARIANTS", {})
+    if variant not in variants:
+        raise SystemExit(f"--variant {variant}: {nb.name} has the variants {sorted(variants) or 'none'}")
+    return variants[variant]
+
+
+def apply_edits(nb, edits) -> None:
+    """Replace each ``old`` by ``new`` in the cells of ``nb``; each ``old`` occurs exactly once."""
+    for old, new in edits:
+        found = sum(c.source.count(old) for c in nb.cells)
+        if found != 1:
+            raise SystemExit(f"variant edit found {found} times, not once: {old[:80]!r}")
+        for cell in nb.cells:
+            cell.source = cell.source.replace(old, new)
+
+
 def calibrate(name: str, seeds: list[int], n_components: int | None = None,
-              overrides: dict[str, str] | None = None, assignment: str | None = None) -> dict:
+              overrides: dict[str, str] | None = None, assignment: str | None = None,
+              variant: str | None = None) -> dict:
     nb_entry = notebook(name, assignment)
     n_components = n_components or nb_entry.n_components
     src = source_path(nb_entry)
+    edits = variant_edits(nb_entry, variant) if variant else ()
+    if edits:
+        edited = nbformat.read(src, as_version=4)
+        apply_edits(edited, edits)
+        variant_dir = tempfile.TemporaryDirectory()
+        src = Path(variant_dir.name) / src.name
+        nbformat.write(edited, src)
     ns = definitions(src)
     data = _checks(nb_entry).evaluation_data()
     source = data[-1].source
@@ -114,6 +148,9 @@ def calibrate(name: str, seeds: list[int], n_components: int | None = None,
             summary[f"{key}_untrained_min"] = min(uv)
             summary[f"{key}_untrained_max"] = max(uv)
     suffix = "".join(f"-{k}={v}" for k, v in (overrides or {}).items())
+    if variant:
+        suffix += f"-variant={variant}"
+        summary["variant"] = variant
     out = COURSE_ROOT / "docs" / "calibration" / f"{name}-{source.threshold_key}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
@@ -128,7 +165,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="NAME=VALUE", help="change a line of the settings cell")
+    parser.add_argument("--variant", default=None, metavar="NAME",
+                        help="train a correct alternative of the solution (VARIANTS of the checks module)")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.overrides)
-    calibrate(args.notebook, args.seeds, overrides=overrides)
+    calibrate(args.notebook, args.seeds, overrides=overrides, variant=args.variant)
     return 0

@@ -154,7 +154,7 @@ def untrained_models(nb: Notebook, source: Path, seed: int = 0) -> dict[str, obj
 
     ns = definitions(source)
     torch.manual_seed(seed)
-    return {m.weights: ns[m.cls](nb.n_components if m.size is None else m.size) for m in nb.models}
+    return {m.weights: m.build(ns, nb.n_components) for m in nb.models}
 
 
 def write_untrained_weights(dest: Path, names: list[str], seed: int = 0,
