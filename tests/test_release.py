@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The notebooks every assignment must hold (pinned, so that a vanished notebook fails).
 EXPECTED = {
     "autoencoders": ["ae.ipynb", "dae.ipynb", "vae.ipynb"],
-    "bestiary": ["latent.ipynb", "linear.ipynb"],  # sorted
+    "bestiary": ["latent.ipynb", "linear.ipynb", "transfer.ipynb"],  # sorted
 }
 NOTEBOOKS = [(a, name) for a in sorted(EXPECTED) for name in EXPECTED[a]]
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS",
