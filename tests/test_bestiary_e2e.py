@@ -24,6 +24,7 @@ import pytest
 import torch
 from conftest import COURSE_ROOT, assert_full_marks, assert_release_scores_zero, errors, points, swap
 
+from autograder.checks.transfer import VARIANTS
 from autograder.cli.weights import reference_weights, write_untrained_weights
 from autograder.grading.course import all_scores, autograde, build_course, graded, outputs, submit
 from autograder.manifest import notebook, notebooks
@@ -45,6 +46,26 @@ def _uncentred_pca_weights(folder: Path) -> None:
     _, _, vh = torch.linalg.svd(x, full_matrices=False)
     torch.save({"encoder.weight": vh[:k].float().contiguous(),
                 "decoder.weight": vh[:k].T.float().contiguous()}, folder / "linear_ae.pth")
+
+
+def _trained_transfer(folder: Path) -> None:
+    """The submitted transfer.ipynb of ``folder`` trained as a student would (every cell but
+    the tests, seed 0), its weights written into ``folder``."""
+    import shutil
+    import tempfile
+
+    import nbformat
+
+    from autograder.cli.weights import execute_notebook
+
+    name = "transfer.ipynb"
+    nb = nbformat.read(folder / name, as_version=4)
+    nb.cells = [c for c in nb.cells if not c.metadata.get("nbgrader", {}).get("grade")]
+    with tempfile.TemporaryDirectory() as tmp:
+        nbformat.write(nb, Path(tmp) / name)
+        execute_notebook(Path(tmp) / name)
+        for path in Path(tmp).glob("*.pth"):
+            shutil.copy(path, folder / path.name)
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,32 @@ CASES = (
                       ("nn.Linear(n_components, 28 * 28)", "nn.Linear(n_components, 28 * 28, bias=False)")),
         alternative_weights=_uncentred_pca_weights,
     ),
+    Case(
+        name="transfer",
+        full={"test_transfer_few_label_subset": 2.0, "test_transfer_encoder_decoder": 1.0,
+              "test_transfer_classifier": 2.0, "test_transfer_swap_ae": 2.0,
+              "test_transfer_pretrained": 2.0, "test_transfer_gain": 2.0,
+              "test_transfer_swap_digit": 2.0, "test_transfer_swap_style": 2.0},
+        untrained={"test_transfer_pretrained": ("pretrained few-label classifier", "too low"),
+                   "test_transfer_gain": ("baseline of the gain", "train the classifier from scratch"),
+                   "test_transfer_swap_digit": ("digit judge", "too low"),
+                   "test_transfer_swap_style": ("style judge", "too low")},
+        # Sampling with replacement; softmax probabilities instead of logits; swap through
+        # decoder A.
+        mistakes=(("chosen.append(members[torch.randperm(len(members), generator=generator)[:n_per_class]])",
+                   "chosen.append(members[torch.randint(len(members), (n_per_class,), generator=generator)])"),
+                  ("        return self.head(self.encoder(x))\n",
+                   "        return torch.softmax(self.head(self.encoder(x)), dim=1)\n"),
+                  ("        return self.decoder_b(self.encoder(x_a))\n",
+                   "        return self.decoder_a(self.encoder(x_a))\n")),
+        hints={"test_transfer_few_label_subset": "you sample with replacement",
+               "test_transfer_classifier": "without softmax",
+               "test_transfer_swap_ae": "swap decodes with decoder_a"},
+        # MLP encoders and decoders, and both classifiers on frozen encoders: trained by the
+        # submitted notebook itself.
+        alternatives=VARIANTS["mlp_frozen"],
+        alternative_weights=_trained_transfer,
+    ),
 )
 IDS = [case.name for case in CASES]
 STUDENTS = ("reference", "untouched", "untrained_mistakes", "alternative")
@@ -192,7 +239,8 @@ def test_untouched_release_scores_zero_with_messages(course_scores, case):
 def test_untrained_weights_and_named_mistakes_lose_exactly_their_cells(course_scores, case):
     """Do untrained weights lose exactly the trained-model cells, each with its message, and the
     named mistakes (pca without centring, a swapped KL, the sigmoid applied twice, interpolate
-    without its last endpoint) exactly their cells, each with the hint that names the mistake?"""
+    without its last endpoint, labels drawn with replacement, softmax logits, a swap through
+    decoder A) exactly their cells, each with the hint that names the mistake?"""
     course, result = course_scores
     found = errors(course, "untrained_mistakes", case.name, ASSIGNMENT)
     lost = dict.fromkeys([*case.untrained, *case.hints], 0.0)
@@ -206,7 +254,9 @@ def test_untrained_weights_and_named_mistakes_lose_exactly_their_cells(course_sc
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_correct_alternatives_keep_full_marks(course_scores, case):
     """Do correct alternatives (eigh with reordering, a linear AE without biases at its own
-    optimum; torch.special.ndtri, the draw with torch.distributions) keep every point?"""
+    optimum; torch.special.ndtri, the draw with torch.distributions; MLP encoders and decoders
+    with frozen encoders under the classifiers' heads, trained by that notebook) keep every
+    point?"""
     course, result = course_scores
     if case.alternative_weights is not None:
         assert_full_marks(course, result, "alternative", case.name, case.full, ASSIGNMENT)
@@ -242,3 +292,17 @@ def test_trained_cells_show_the_graders_numbers(course_scores):
     assert "negative ELBO per test image" in outputs(reference, "test_latent_trained_elbo")
     assert "digit classes covered" in outputs(reference, "test_latent_trained_samples")
     assert "its numbers are in the graded cell" in outputs(reference, "latent_compare_samples")
+
+
+def test_transfer_cells_show_the_graders_numbers(course_scores):
+    """Do the trained-model cells of the reference's transfer.ipynb show the numbers the grader
+    measured beside their bars, and does the graded run train nothing?"""
+    course, _ = course_scores
+    reference = graded(course, "reference", "transfer", ASSIGNMENT)
+    assert "test accuracy of the pretrained few-label classifier" in outputs(reference, "test_transfer_pretrained")
+    gain = outputs(reference, "test_transfer_gain")
+    assert "gain of pretraining" in gain and "test accuracy of the classifier from scratch" in gain
+    assert "keep their digit" in outputs(reference, "test_transfer_swap_digit")
+    assert "style B" in outputs(reference, "test_transfer_swap_style")
+    text = "".join(outputs(reference, index=i) for i, c in enumerate(reference.cells) if c.cell_type == "code")
+    assert "pretraining epochs" not in text and "swap autoencoder epochs" not in text
