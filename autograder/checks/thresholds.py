@@ -40,16 +40,17 @@ THRESHOLDS: dict[str, dict[str, dict[str, float | None]]] = {
                    "classes": 10, "reference_classes": 10},
         # docs/calibration.md (bestiary: transfer), seeds 0-4. Test accuracy of the pretrained
         # few-label classifier: reference 0.792-0.822, frozen encoders 0.729-0.796, MLP
-        # encoders 0.723-0.771, untrained 0.061-0.110. The gain over the classifier trained from
+        # encoders 0.718-0.771, untrained 0.061-0.136. The gain over the classifier trained from
         # scratch on the same labels: reference 0.059-0.131, frozen encoders 0.320-0.388, MLP
-        # encoders -0.007-0.064; the scratch classifier must be a trained one: reference
-        # 0.676-0.752, on a frozen random encoder 0.358-0.445, untrained 0.085-0.114. Swapped
+        # encoders -0.007-0.064, frozen MLP encoders 0.291-0.455; the scratch classifier must be
+        # a trained one: reference 0.676-0.752, on a frozen random encoder 0.277-0.445,
+        # untrained 0.082-0.139. Swapped
         # test digits that keep their digit: reference 0.843-0.859, plain digits (no swap)
         # 0.830, untrained 0.100; that look bold with the digit kept: reference 0.838-0.855,
         # decoder A 0.000-0.002, plain digits 0.012, bold(x) itself 0.825, untrained 0.100.
         "transfer": {"pretrained_accuracy": 0.65, "reference_pretrained": 0.807,
                      "gain": 0.005, "reference_gain": 0.106,
-                     "scratch_accuracy": 0.25, "reference_scratch": 0.700,
+                     "scratch_accuracy": 0.20, "reference_scratch": 0.700,
                      "swap_digit": 0.70, "reference_swap_digit": 0.858,
                      "swap_bold": 0.60, "reference_swap_bold": 0.844},
     },
@@ -92,7 +93,7 @@ THRESHOLDS: dict[str, dict[str, dict[str, float | None]]] = {
         # pretraining, and the judges read full-MNIST digits as well as embedded ones.
         "transfer": {"pretrained_accuracy": 0.65, "reference_pretrained": None,
                      "gain": 0.005, "reference_gain": None,
-                     "scratch_accuracy": 0.25, "reference_scratch": None,
+                     "scratch_accuracy": 0.20, "reference_scratch": None,
                      "swap_digit": 0.70, "reference_swap_digit": None,
                      "swap_bold": 0.60, "reference_swap_bold": None},
     },

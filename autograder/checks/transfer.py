@@ -34,13 +34,13 @@ check_swap_autoencoder(SwapAutoencoder)
     domains; ``swap(x)`` is ``decoder_b(encoder(x))``; gradients of each domain's output reach the
     shared encoder and that domain's decoder.
 check_trained_pretrained / check_trained_gain (Encoder, Classifier, n_components)
-    The saved classifiers (``fewlabel_pretrained.pth``, ``fewlabel_scratch.pth``) load into
+    The saved classifiers (the manifest's two ``Classifier`` weight files) load into
     ``Classifier(Encoder(n_components), n_components)``; on the MNIST test set the pretrained
     one's accuracy passes the calibrated bar, and it beats the scratch one by the calibrated
     margin (``EVALUATION_CLASSIFIERS``: the classifiers' logits of the test images are plain
     arrays; the accuracies are measured by the grader against its own labels).
 check_trained_swap_digit / check_trained_swap_style (SwapAutoencoder, n_components)
-    The saved ``swap_ae.pth`` loads; every plain MNIST test image is encoded by ``encoder``
+    The saved SwapAutoencoder loads; every plain MNIST test image is encoded by ``encoder``
     (first stage), and ``decoder_b`` and ``decoder_a`` decode those codes only (second stage):
     ``EVALUATION_SWAP``. A digit judge (a ridge-regression classifier on 14x14 pixels, fitted
     by the grader on the training images in both styles) reads the source digit in a
@@ -857,7 +857,7 @@ ALTERNATIVE_LR = 2e-3
 
 def evaluate_baselines(workdir, trainset, testset) -> dict[str, float]:
     """Calibration only: what the notebook's comparison gives with other choices, from the run's
-    ``pretrain_encoder.pth`` and the labels ``few_label_subset`` of the source notebook draws
+    pretrained encoder (``PRETRAIN_PATH``) and the labels ``few_label_subset`` of the source notebook draws
     with the run's seed: ``frozen_*``, both encoders frozen (the pretrained one and a fresh
     one) under the notebook's head, and their gain; ``full_rate_*``, a fresh encoder trained
     at the head's rate instead of a tenth of it (a stronger baseline than the notebook's), and
@@ -964,7 +964,7 @@ def swap_style_line(result: dict) -> str:
 
 _CLASSIFIER_HINT = ("train the classifier on the few labels until its training loss is small, "
                     "start it from the pretrained encoder (a copy of the autoencoder's trained "
-                    "encoder weights, pretrain_encoder.pth), and save it as {path} after training")
+                    f"encoder weights, {PRETRAIN_PATH}), and save it as {{path}} after training")
 
 
 def check_trained_pretrained(Encoder, Classifier, n_components: int, *, trainset=None,
@@ -1004,13 +1004,14 @@ def check_trained_gain(Encoder, Classifier, n_components: int, *, trainset=None,
                 "from a fresh Encoder(n_components)")
     elif result["pretrained_accuracy"] < 0.2:
         hint = ("the pretrained classifier is at chance: save it after training, and build it "
-                "on the encoder loaded from pretrain_encoder.pth")
+                f"on the encoder loaded from {PRETRAIN_PATH}")
     else:
         hint = ("train both on the same labels (few_label_subset with the same seed) with the "
                 "same budget; start the pretrained one from a copy of the autoencoder's TRAINED "
-                "encoder (load pretrain_encoder.pth after pretraining, not a fresh Encoder), "
-                "fine-tune it gently (a smaller learning rate for the encoder than for the head, "
-                "or keep it frozen), and put a normalisation (nn.LayerNorm) before the linear head")
+                f"encoder (load {PRETRAIN_PATH} after pretraining, not a fresh Encoder), "
+                "fine-tune it gently (a smaller learning rate for the encoder than for the head) "
+                "or keep it frozen (an MLP encoder keeps its pretraining only when frozen), and "
+                "put a normalisation (nn.LayerNorm) before the linear head")
     require_bar(result, "gain", reference="reference_gain",
                 what="test accuracy of the pretrained classifier minus that of the classifier "
                      "trained from scratch on the same labels",
@@ -1034,7 +1035,7 @@ def check_trained_swap_digit(SwapAutoencoder, n_components: int, *, trainset=Non
                     f"{result['recon_a_digit']:.3f})",
                 hint="train longer; check that both domains go through the one shared encoder, "
                      "that each decoder reconstructs the clean image of its own domain from a "
-                     "corrupted input, and that swap_ae.pth is saved after training",
+                     f"corrupted input, and that {path} is saved after training",
                 generic=True, train_mode=lambda: swap_results(SwapAutoencoder, n_components,
                                                               train_mode=True, **kwargs))
     print(swap_digit_line(result))
@@ -1053,7 +1054,7 @@ def check_trained_swap_style(SwapAutoencoder, n_components: int, *, trainset=Non
         hint = ("decoder_b must be trained on the bold images of domain B only and decoder_a "
                 "on the plain images of A only; corrupt the inputs so that the code cannot "
                 "carry the stroke width (jitter_strokes and noise), train longer, and save "
-                "swap_ae.pth after training")
+                f"{path} after training")
     require_bar(result, "swap_bold", reference="reference_swap_bold", models="model",
                 what="swaps of the MNIST test images into style B (decoder_b on the codes): share "
                      "that the grader's style judge calls bold AND whose digit the digit judge "
