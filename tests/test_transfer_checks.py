@@ -618,18 +618,23 @@ def classifiers(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("classifiers")
     trainset, _ = transfer.evaluation_data()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        models = {name: Classifier(LinearEncoder(16), 16) for name in ("trained", "few", "untrained")}
-        few = few_label_subset(trainset.targets, 10, 0)
-        for name, (x, y) in (("trained", (trainset.x, trainset.targets)),
-                             ("few", (trainset.x[few], trainset.targets[few]))):
-            optimizer = torch.optim.Adam(models[name].parameters(), lr=1e-2)
-            for _ in range(150):
-                loss = F.cross_entropy(models[name](x), y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread is fastest on a shared machine
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            models = {name: Classifier(LinearEncoder(16), 16) for name in ("trained", "few", "untrained")}
+            few = few_label_subset(trainset.targets, 10, 0)
+            for name, (x, y) in (("trained", (trainset.x, trainset.targets)),
+                                 ("few", (trainset.x[few], trainset.targets[few]))):
+                optimizer = torch.optim.Adam(models[name].parameters(), lr=1e-2)
+                for _ in range(150):
+                    loss = F.cross_entropy(models[name](x), y)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
     for name, model in models.items():
         save_model(model, folder / f"{name}.pth")
     return {name: str(folder / f"{name}.pth") for name in models}
