@@ -561,6 +561,7 @@ def _saved(tmp_path, model, name="swap_ae.pth"):
     return str(path)
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 def test_a_perfect_swap_passes_both_swap_bars(tmp_path):
     """Does a swap that is the bold filter itself (decoder B = bold(x), decoder A = x) keep the
     digit and look bold for the judges, above both bars?"""
@@ -574,6 +575,7 @@ def test_a_perfect_swap_passes_both_swap_bars(tmp_path):
     transfer.check_trained_swap_style(cls, 16, path=path)
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 @pytest.mark.parametrize("bold_a, bold_b, hint", [
     (False, False, "decoder_b must be trained on the bold images of domain B only"),
     (True, False, "are the domains swapped in training"),
@@ -589,6 +591,7 @@ def test_swaps_that_stay_plain_fail_the_style_bar(tmp_path, bold_a, bold_b, hint
     assert hint in str(info.value)
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 def test_untrained_swap_fails_both_bars(solution, tmp_path):
     """Do untrained weights of the solution's SwapAutoencoder fail both swap bars with hints?"""
     torch.manual_seed(0)
@@ -640,6 +643,7 @@ def classifiers(tmp_path_factory):
     return {name: str(folder / f"{name}.pth") for name in models}
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 def test_a_clear_gain_passes_and_is_measured_from_the_logits(classifiers):
     """Does a classifier trained on every label against one trained on 10 per class pass both
     classifier bars, with the accuracies measured by the grader (equal to a direct count)?"""
@@ -660,6 +664,7 @@ def test_a_clear_gain_passes_and_is_measured_from_the_logits(classifiers):
                                 scratch_path=classifiers["few"])
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 def test_an_untrained_scratch_classifier_is_no_baseline(classifiers):
     """Does a scratch classifier that was never trained (a large but empty gain) fail the gain
     cell with the hint to train it too?"""
@@ -669,6 +674,7 @@ def test_an_untrained_scratch_classifier_is_no_baseline(classifiers):
     assert "train the classifier from scratch too" in str(info.value)
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 def test_swapped_classifier_files_are_named(classifiers):
     """Does a scratch classifier that beats the pretrained one (the two files swapped) fail the
     gain bar with the hint that names the swap, and an untrained pretrained one the accuracy bar?"""
@@ -680,6 +686,7 @@ def test_swapped_classifier_files_are_named(classifiers):
     assert "too low" in str(info.value) and "pretrain_encoder.pth" in str(info.value)
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 def test_equal_classifiers_have_no_gain(classifiers):
     """Does the same classifier saved as both files (no pretraining at all) fail the gain bar
     with the hint about starting from the trained encoder?"""
@@ -690,6 +697,7 @@ def test_equal_classifiers_have_no_gain(classifiers):
     assert "TRAINED" in str(info.value) and "got      0.000" in str(info.value)
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 def test_a_missing_classifier_file_is_named(tmp_path, classifiers):
     """Does a missing weight file fail with a message that names it?"""
     with pytest.raises(CheckFailure, match="fewlabel_missing.pth"):
@@ -698,6 +706,7 @@ def test_a_missing_classifier_file_is_named(tmp_path, classifiers):
                                     scratch_path=classifiers["trained"])
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 def test_logits_of_the_wrong_width_are_refused(tmp_path, classifiers):
     """Does a classifier built with a head of 3 classes (logits (N, 3)) fail with the shape it
     must have?"""
@@ -724,6 +733,7 @@ def test_measure_refuses_outputs_of_the_wrong_rows():
         transfer.EVALUATION_CLASSIFIERS.measure(first, {}, (trainset, testset, None))
 
 
+@pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
 def test_staged_grading_gives_the_local_numbers_and_verdicts(solution, tmp_path, monkeypatch, modes):
     """Run as the grader runs them (the producer on the grader's inputs, the decoders in the
     second stage on shuffled codes, the judge on the recorded outputs and calls), do the
