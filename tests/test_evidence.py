@@ -190,10 +190,10 @@ def test_judge_refuses_outputs_with_the_wrong_rows(ae_weights, modes, monkeypatc
 def _judge_in_fork(queue):
     import torch
 
-    from autograder.checks import evidence, latent
+    from autograder.checks import evaluation, evidence, latent
     from data_tools.probe import probe_accuracy
 
-    fitted_in_server = latent._classifier_for.cache_info().currsize == 1
+    fitted_in_server = [key[0] for key in evaluation._FITTED].count("latent digit classifier") == 1
     x = torch.randn(2000, 784) @ torch.randn(784, 200)  # a parallel region in the fork
     z, y = np.random.default_rng(0).normal(size=(600, 4)), np.arange(600) % 10
     classifier = latent.digit_classifier(evidence.judge_data(latent.EVALUATION)[0])

@@ -152,6 +152,20 @@ def probe_codes(first: dict, data, what: str) -> float:
     return probe_accuracy(z_train, y_train, z_test, y_test)
 
 
+#: The judges fitted by :func:`fitted_once`, by kind and data.
+_FITTED: dict = {}
+
+
+def fitted_once(kind: str, x, y, fit: Callable):
+    """``fit(x, y)`` (a judge the grader fits on its training images, such as a digit
+    classifier), computed once per process for the same ``kind`` and data; the judge's server
+    fits it before it forks any judge (``prepare_judge``), and every judge reuses it."""
+    key = (kind, tuple(x.shape), float(x.sum()), int(y.sum()), float(x[::97].sum()))
+    if key not in _FITTED:
+        _FITTED[key] = fit(x, y)
+    return _FITTED[key]
+
+
 def image_inputs(data) -> dict:
     """The first stage's usual inputs: every image of the train and the test set."""
     trainset, testset, _ = data

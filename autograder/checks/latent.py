@@ -60,7 +60,6 @@ by the judge on the recorded calls.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import logging
 import math
@@ -89,7 +88,17 @@ from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import mnist_evaluation, mnist_sets
-from .evaluation import Evaluation, Stage, batches, images_and_labels, load_models, require_bar, results, run
+from .evaluation import (
+    Evaluation,
+    Stage,
+    batches,
+    fitted_once,
+    images_and_labels,
+    load_models,
+    require_bar,
+    results,
+    run,
+)
 from .evidence import checked, evidence_failure
 from .evidence import mode as _evidence_mode
 from .losses import check_grads as _check_grads
@@ -693,11 +702,9 @@ def evaluation_data(root=None):
     return mnist_sets(root)
 
 
-@functools.lru_cache(maxsize=4)
-def _classifier_for(key):
+def _fit_classifier(x, y):
     from sklearn.linear_model import LogisticRegression
 
-    x, y = _CLASSIFIER_DATA[key]
     clf = LogisticRegression(C=CLASSIFIER_C, max_iter=CLASSIFIER_MAX_ITER, tol=1e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a ConvergenceWarning would reach stderr
@@ -705,17 +712,12 @@ def _classifier_for(key):
     return clf
 
 
-_CLASSIFIER_DATA: dict = {}
-
-
 def digit_classifier(trainset):
     """The judge: logistic regression on the pixels of ``trainset``, fitted once per process
     and data set (deterministic: lbfgs from zero weights)."""
     images, y = images_and_labels(trainset)
     x = images.reshape(len(images), -1).double().numpy()
-    key = (x.shape, float(x.sum()), int(y.sum()), float(x[::97].sum()))
-    _CLASSIFIER_DATA.setdefault(key, (x, y))
-    return _classifier_for(key)
+    return fitted_once("latent digit classifier", x, y, _fit_classifier)
 
 
 def sample_quality(images, classifier) -> dict[str, float]:

@@ -56,7 +56,6 @@ ran (``autograder.checks.evaluation``, docs/security.md).
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 
@@ -74,6 +73,7 @@ from .evaluation import (
     Evaluation,
     Stage,
     batches,
+    fitted_once,
     images_and_labels,
     labels_of,
     load_models,
@@ -670,13 +670,11 @@ def _pool(x: torch.Tensor) -> np.ndarray:
     return F.avg_pool2d(_Tensor.to(x, _float32).clamp(0, 1), 2).flatten(1).double().numpy()
 
 
-@functools.lru_cache(maxsize=2)
-def _judges_for(key):
+def _fit_judges(x, y):
     from sklearn.linear_model import RidgeClassifier
 
     from data_tools.styles import bold
 
-    x, y = _JUDGE_DATA[key]
     plain, thick = _pool(x), _pool(bold(x))
     features = np.concatenate([plain, thick])
     digits = np.concatenate([y, y])
@@ -684,9 +682,6 @@ def _judges_for(key):
     digit = RidgeClassifier(alpha=JUDGE_RIDGE).fit(features, digits)
     style = RidgeClassifier(alpha=JUDGE_RIDGE).fit(features, styles)
     return digit, style
-
-
-_JUDGE_DATA: dict = {}
 
 
 def judges(trainset):
@@ -701,9 +696,7 @@ def judges(trainset):
     if len(x) > JUDGE_MAX_TRAIN:
         idx = np.sort(np.random.default_rng(JUDGE_SEED).choice(len(x), JUDGE_MAX_TRAIN, replace=False))
         x, y = x[torch.from_numpy(idx)], y[idx]
-    key = (tuple(x.shape), float(x.sum()), int(y.sum()), float(x[::97].sum()))
-    _JUDGE_DATA.setdefault(key, (x, y))
-    return _judges_for(key)
+    return fitted_once("transfer judges", x, y, _fit_judges)
 
 
 def judge(images_, labels, trainset) -> dict[str, float]:
