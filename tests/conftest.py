@@ -45,15 +45,65 @@ def figures():
     plt.close("all")
 
 
+# -- the grader's processes, run in turn in the test's process ------------------------------
+
+@pytest.fixture
+def modes():
+    """Leaves the process in local mode, whatever a test switched to."""
+    from autograder.checks import evidence, recorded
+
+    yield
+    evidence._STATE.update(mode=None, dir=None, inputs={}, produced=set(), cell="", data={}, judged={})
+    recorded._STATE.update(entries=None, dir=None, used={})
+
+
+def start_staged(checks_module: str, weight_files: tuple, workdir: Path):
+    """A judged run of one notebook (``autograder.grading.judged``) up to the producer: the
+    grader's inputs written, the weight files of ``workdir`` kept, this process in produce
+    mode. The test then calls the checks as the producer would, and :func:`finish_staged`."""
+    from autograder.checks import evidence
+    from autograder.grading import judged
+
+    (workdir / "run").mkdir()
+    run = judged._Run(checks_module, weight_files, workdir / "run")
+    run.write_inputs()
+    run.keep_weights(workdir)
+    evidence.start_producing(str(run.shared))
+    return run
+
+
+def finish_staged(run, source_path: Path, checks_module: str) -> dict:
+    """The rest of a judged run: the first stage's outputs collected, the second stage run (in
+    this process) on the source notebook's definitions when there is one, and the judge's
+    verdicts of the source notebook's grade cells."""
+    from autograder.checks import evidence
+    from autograder.grading import judge, stage_child
+    from autograder.grading.replay import build_plan
+
+    evidence._STATE.update(mode=None)
+    run.collect_first()
+    source = nbformat.read(source_path, as_version=4)
+    plan = build_plan(source, source)
+    if run.requests:
+        stage_child.main(str(run.second_plan(plan)), str(run.second))
+        run.collect_second()
+    run.write_metas()
+    cells = [{"grade_id": c.metadata.nbgrader["grade_id"], "source": c.source} for c in source.cells
+             if c.metadata.get("nbgrader", {}).get("grade")]
+    settings = [s.code for s in plan if s.kind == "trusted" and not s.grade_id]
+    return judge.judge({"checks": checks_module, "cells": cells, "settings": settings,
+                        "evidence": str(run.private), "calls": str(run.shared / "calls")})
+
+
 # -- end-to-end tests: crafted submissions and their grades ----------------------------------
 
 def swap(text: str, old: str, new: str) -> str:
     """The notebook JSON ``text`` with ``old`` replaced by ``new`` in the one cell holding it
     (``old`` must occur exactly once in the notebook)."""
+    from autograder.cli.calibrate import apply_edits
+
     nb = nbformat.reads(text, as_version=4)
-    assert sum(c.source.count(old) for c in nb.cells) == 1, old
-    for cell in nb.cells:
-        cell.source = cell.source.replace(old, new)
+    apply_edits(nb, [(old, new)])
     return nbformat.writes(nb)
 
 

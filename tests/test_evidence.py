@@ -10,25 +10,15 @@ from __future__ import annotations
 import importlib
 import json
 
-import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import SOLUTIONS, solution_namespace
+from conftest import SOLUTIONS, finish_staged, solution_namespace, start_staged
 
 from autograder.checks import ae, evidence, recorded, vae
 from autograder.checks.core import CheckFailure
 from autograder.checks.evaluation import evidence_key
-from autograder.grading import judge, judged, stage_child
-from autograder.grading.replay import build_plan
-
-
-@pytest.fixture
-def modes():
-    """Leaves the process in local mode, whatever a test switched to."""
-    yield
-    evidence._STATE.update(mode=None, dir=None, inputs={}, produced=set(), cell="", data={}, judged={})
-    recorded._STATE.update(entries=None, dir=None, used={})
+from autograder.grading import judged
 
 
 def kl_right(z_mean, z_logvar):
@@ -132,29 +122,13 @@ def test_staged_evaluation_gives_the_local_numbers(ae_weights, modes, monkeypatc
     monkeypatch.chdir(work)
     local = ae.trained_results(ns["Encoder"], ns["Decoder"], 10)
 
-    source = nbformat.read(SOLUTIONS / "ae.ipynb", as_version=4)
-    plan = build_plan(source, source)
-    (work / "run").mkdir()
-    run = judged._Run("autograder.checks.ae", ("ae_encoder.pth", "ae_decoder.pth"), work / "run")
-    run.write_inputs()
-    run.keep_weights(work)
-    evidence.start_producing(str(run.shared))
+    run = start_staged("autograder.checks.ae", ("ae_encoder.pth", "ae_decoder.pth"), work)
     with pytest.raises(evidence.Deferred):
         ae.check_trained_ae_probe(ns["Encoder"], ns["Decoder"], 10)
-    evidence._STATE.update(mode=None)
-    run.collect_first()
+    verdicts = finish_staged(run, SOLUTIONS / "ae.ipynb", "autograder.checks.ae")
     assert [r["evaluation"] for r in run.requests] == ["ae"]
-    stage_child.main(str(run.second_plan(plan)), str(run.second))
-    run.collect_second()
-    run.write_metas()
-
     key = evidence_key(ae.EVALUATION, 10, ("ae_encoder.pth", "ae_decoder.pth"))
     assert (run.private / f"{key}.eval.second.npz").exists()
-    cells = [{"grade_id": c.metadata.nbgrader["grade_id"], "source": c.source} for c in source.cells
-             if c.metadata.get("nbgrader", {}).get("grade")]
-    settings = [s.code for s in plan if s.kind == "trusted" and not s.grade_id]
-    verdicts = judge.judge({"checks": "autograder.checks.ae", "cells": cells, "settings": settings,
-                            "evidence": str(run.private), "calls": str(run.shared / "calls")})
     assert not verdicts["test_ae_encoder"]["decided"]  # structural: the producer decides
     assert verdicts["test_ae_probe"]["decided"] and not verdicts["test_ae_probe"]["passed"]
     judged_result = evidence.judged(ae.EVALUATION, 10, ("ae_encoder.pth", "ae_decoder.pth"), False)

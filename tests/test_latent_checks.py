@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import COURSE_ROOT
+from conftest import COURSE_ROOT, finish_staged, start_staged
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
@@ -491,16 +491,6 @@ def test_quiet_lightning_hides_only_the_torch_internals_warning():
 # Grading: the producer, the second stage and the judge (autograder.grading.judged), in turn
 # ---------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def modes():
-    """Leaves the process in local mode, whatever a test switched to."""
-    from autograder.checks import evidence, recorded
-
-    yield
-    evidence._STATE.update(mode=None, dir=None, inputs={}, produced=set(), cell="", data={}, judged={})
-    recorded._STATE.update(entries=None, dir=None, used={})
-
-
 def _sigmoid_twice(logits, x, z_mean, z_logvar, beta):
     bce = F.binary_cross_entropy_with_logits(torch.sigmoid(logits), x, reduction="none").sum(dim=(1, 2, 3))
     return (bce + beta * _kl(z_mean, z_logvar).sum(1)).mean()
@@ -511,12 +501,8 @@ def test_staged_grading_gives_the_local_numbers_and_verdicts(solution, tmp_path,
     stage on shuffled codes, the judge on the recorded outputs and calls), do the trained-model
     checks give the numbers of one process, the replayed function checks the verdicts and the
     hint of one process, and do the structural cells stay with the producer?"""
-    import nbformat
-
     from autograder.checks import evidence
     from autograder.checks.evaluation import evidence_key
-    from autograder.grading import judge, judged, stage_child
-    from autograder.grading.replay import build_plan
 
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
@@ -525,11 +511,7 @@ def test_staged_grading_gives_the_local_numbers_and_verdicts(solution, tmp_path,
     with pytest.raises(CheckFailure) as local_loss:
         check_beta_vae_loss(_sigmoid_twice, seed=1)
 
-    (tmp_path / "run").mkdir()
-    run = judged._Run("autograder.checks.latent", ("beta_vae.pth",), tmp_path / "run")
-    run.write_inputs()
-    run.keep_weights(tmp_path)
-    evidence.start_producing(str(run.shared))
+    run = start_staged("autograder.checks.latent", ("beta_vae.pth",), tmp_path)
     evidence.set_cell("test_latent_loss")
     for seed in (0, 1, 2):
         check_beta_vae_loss(solution["beta_vae_loss"], seed=seed)
@@ -541,22 +523,10 @@ def test_staged_grading_gives_the_local_numbers_and_verdicts(solution, tmp_path,
     evidence.set_cell("test_latent_trained_elbo")
     with pytest.raises(evidence.Deferred):
         latent.check_trained_elbo(solution["BetaVAE"])
-    evidence._STATE.update(mode=None)
-    run.collect_first()
+    verdicts = finish_staged(run, SOURCE, "autograder.checks.latent")
     assert [r["evaluation"] for r in run.requests] == ["latent"]
-    source = nbformat.read(SOURCE, as_version=4)
-    plan = build_plan(source, source)
-    stage_child.main(str(run.second_plan(plan)), str(run.second))
-    run.collect_second()
-    run.write_metas()
     key = evidence_key(latent.EVALUATION, 2, ("beta_vae.pth",))
     assert (run.private / f"{key}.eval.second.npz").exists()
-
-    cells = [{"grade_id": c.metadata.nbgrader["grade_id"], "source": c.source} for c in source.cells
-             if c.metadata.get("nbgrader", {}).get("grade")]
-    settings = [s.code for s in plan if s.kind == "trusted" and not s.grade_id]
-    verdicts = judge.judge({"checks": "autograder.checks.latent", "cells": cells, "settings": settings,
-                            "evidence": str(run.private), "calls": str(run.shared / "calls")})
     for structural in ("test_latent_module", "test_latent_lightning"):
         assert not verdicts[structural]["decided"], structural
     assert verdicts["test_latent_loss"]["decided"] and verdicts["test_latent_loss"]["passed"]

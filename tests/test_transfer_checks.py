@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import COURSE_ROOT
+from conftest import COURSE_ROOT, finish_staged, start_staged
 from torch import nn
 
 from autograder.checks import evidence, recorded, transfer
@@ -429,14 +429,6 @@ def test_swap_mistakes_are_named(cls, hint):
 # few_label_subset, replayed: the judge decides on the recorded calls (integer outputs)
 # ---------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def modes():
-    """Leaves the process in local mode, whatever a test switched to."""
-    yield
-    evidence._STATE.update(mode=None, dir=None, inputs={}, produced=set(), cell="", data={}, judged={})
-    recorded._STATE.update(entries=None, dir=None, used={})
-
-
 def _record_and_replay(tmp_path, fn):
     """The check in produce mode on ``fn``, then in judge mode on the recorded calls: the two
     exceptions (None for a pass)."""
@@ -739,11 +731,7 @@ def test_staged_grading_gives_the_local_numbers_and_verdicts(solution, tmp_path,
     second stage on shuffled codes, the judge on the recorded outputs and calls), do the
     trained-model checks give the numbers of one process, few_label_subset the judge's verdict,
     and do the structural cells stay with the producer?"""
-    import nbformat
-
     from autograder.checks.evaluation import evidence_key
-    from autograder.grading import judge, judged, stage_child
-    from autograder.grading.replay import build_plan
     from data_tools.utils import save_model
 
     monkeypatch.chdir(tmp_path)
@@ -757,11 +745,7 @@ def test_staged_grading_gives_the_local_numbers_and_verdicts(solution, tmp_path,
     local = {**transfer.classifier_results(ns["Encoder"], ns["Classifier"], 16),
              **transfer.swap_results(ns["SwapAutoencoder"], 16)}
 
-    (tmp_path / "run").mkdir()
-    run = judged._Run("autograder.checks.transfer", names, tmp_path / "run")
-    run.write_inputs()
-    run.keep_weights(tmp_path)
-    evidence.start_producing(str(run.shared))
+    run = start_staged("autograder.checks.transfer", names, tmp_path)
     evidence.set_cell("test_transfer_few_label_subset")
     transfer.check_few_label_subset(ns["few_label_subset"])
     transfer.check_few_label_subset(ns["few_label_subset"], seed=1, n_per_class=10, uniform_seeds=1500)
@@ -773,22 +757,10 @@ def test_staged_grading_gives_the_local_numbers_and_verdicts(solution, tmp_path,
         evidence.set_cell(cell)
         with pytest.raises(evidence.Deferred):
             check(*args, 16)
-    evidence._STATE.update(mode=None)
-    run.collect_first()
+    verdicts = finish_staged(run, SOURCE, "autograder.checks.transfer")
     assert [r["evaluation"] for r in run.requests] == ["transfer_swap"]
-    source = nbformat.read(SOURCE, as_version=4)
-    plan = build_plan(source, source)
-    stage_child.main(str(run.second_plan(plan)), str(run.second))
-    run.collect_second()
-    run.write_metas()
     key = evidence_key(transfer.EVALUATION_SWAP, 16, (names[3],))
     assert (run.private / f"{key}.eval.second.npz").exists()
-
-    cells = [{"grade_id": c.metadata.nbgrader["grade_id"], "source": c.source} for c in source.cells
-             if c.metadata.get("nbgrader", {}).get("grade")]
-    settings = [s.code for s in plan if s.kind == "trusted" and not s.grade_id]
-    verdicts = judge.judge({"checks": "autograder.checks.transfer", "cells": cells, "settings": settings,
-                            "evidence": str(run.private), "calls": str(run.shared / "calls")})
     for structural in ("test_transfer_encoder_decoder", "test_transfer_classifier", "test_transfer_swap_ae"):
         assert not verdicts[structural]["decided"], structural
     assert verdicts["test_transfer_few_label_subset"]["decided"]
