@@ -167,7 +167,7 @@ def test_training_cell_runs_on_the_given_device(name, tmp_path, monkeypatch):
     for model in entry.models:
         state = torch.load(tmp_path / model.weights, weights_only=True)
         assert {t.device.type for t in state.values()} == {"cpu"}
-        ns["load_model"](ns[model.cls](entry.n_components), tmp_path / model.weights)
+        ns["load_model"](model.build(ns, entry.n_components), tmp_path / model.weights)
 
 
 def test_dataset_loss_restores_modes_and_averages():

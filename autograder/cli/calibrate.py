@@ -38,7 +38,7 @@ import torch
 
 from ..grading.course import COURSE_ROOT, definitions
 from ..manifest import NOTEBOOKS, Notebook, notebook
-from .weights import execute_notebook, source_path
+from .weights import source_path, train_without_tests
 
 
 def _checks(nb: Notebook):
@@ -77,11 +77,12 @@ def variant_edits(nb: Notebook, variant: str) -> tuple:
 
 
 def apply_edits(nb, edits) -> None:
-    """Replace each ``old`` by ``new`` in the cells of ``nb``; each ``old`` occurs exactly once."""
+    """Replace each ``old`` by ``new`` in the cells of ``nb``; each ``old`` must occur exactly
+    once in the notebook (ValueError otherwise)."""
     for old, new in edits:
         found = sum(c.source.count(old) for c in nb.cells)
         if found != 1:
-            raise SystemExit(f"variant edit found {found} times, not once: {old[:80]!r}")
+            raise ValueError(f"an edit's text occurs {found} times in the notebook, not once: {old[:80]!r}")
         for cell in nb.cells:
             cell.source = cell.source.replace(old, new)
 
@@ -95,7 +96,10 @@ def calibrate(name: str, seeds: list[int], n_components: int | None = None,
     edits = variant_edits(nb_entry, variant) if variant else ()
     if edits:
         edited = nbformat.read(src, as_version=4)
-        apply_edits(edited, edits)
+        try:
+            apply_edits(edited, edits)
+        except ValueError as exc:
+            raise SystemExit(f"--variant {variant}: {exc}") from None
         variant_dir = tempfile.TemporaryDirectory()
         src = Path(variant_dir.name) / src.name
         nbformat.write(edited, src)
@@ -111,12 +115,8 @@ def calibrate(name: str, seeds: list[int], n_components: int | None = None,
             settings.source = re.sub(r"^seed = \d+", f"seed = {seed}", settings.source, flags=re.M)
             for key, value in (overrides or {}).items():
                 settings.source = _set(settings.source, key, value)
-            # Only training matters here; the graded cells would stop a run below a bar.
-            nb.cells = [c for c in nb.cells if not c.metadata.get("nbgrader", {}).get("grade")]
-            path = Path(tmp) / f"{name}.ipynb"
-            nbformat.write(nb, path)
             start = time.perf_counter()
-            execute_notebook(path)
+            train_without_tests(nb, Path(tmp) / f"{name}.ipynb")
             seconds = time.perf_counter() - start
             result = _evaluate(nb_entry, ns, Path(tmp), n_components, data)
             # Further baselines trained by the same notebook run (e.g. the plain autoencoder of
