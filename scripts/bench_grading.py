@@ -1,12 +1,14 @@
 """Time `nbgrader autograde` of a class of identical submissions (docs/performance.md).
 
-    python scripts/bench_grading.py [--students N] [--assignment NAME] [--untrained]
+    python scripts/bench_grading.py [--students N] [--assignment NAME] [--untrained] [--config LINE]
 
 Builds a fresh copy of the course in a temporary directory, submits the solution notebooks of
 the assignment for N students with the reference weights (``reference/``, trained when missing;
 ``--untrained``: freshly initialised weights), grades them all with one `nbgrader autograde`,
 checks that every submission got the points it should, and prints the wall time in total, per
-submission and per notebook, as one JSON line.
+submission and per notebook, as one JSON line. ``--config`` adds a line to the copy's
+``nbgrader_config.py`` (e.g. ``"c.Sandbox.warm = False"``, to time the replay without the warm
+sandbox).
 """
 from __future__ import annotations
 
@@ -30,10 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--students", type=int, default=2)
     parser.add_argument("--assignment", default="autoencoders")
     parser.add_argument("--untrained", action="store_true")
+    parser.add_argument("--config", action="append", default=[],
+                        help="a line added to the course's nbgrader_config.py")
     args = parser.parse_args(argv)
     nbs = notebooks(args.assignment)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        course = build_course(Path(tmp) / "course", (args.assignment,))
+        course = build_course(Path(tmp) / "course", (args.assignment,), config="\n".join(args.config))
         for i in range(args.students):
             files = {f"{nb.name}.ipynb": (ROOT / "solutions" / args.assignment / f"{nb.name}.ipynb")
                      for nb in nbs}
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.untrained and got != [expected] * args.students:
             print(f"unexpected scores {got} (expected {expected} each)", file=sys.stderr)
             return 1
-    print(json.dumps({"assignment": args.assignment, "students": args.students,
+    print(json.dumps({"assignment": args.assignment, "students": args.students, "config": args.config,
                       "notebooks": len(nbs), "seconds": round(seconds, 1),
                       "per_submission": round(seconds / args.students, 1),
                       "per_notebook": round(seconds / (args.students * len(nbs)), 1)}))

@@ -19,6 +19,7 @@ docs/security.md):
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import multiprocessing
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .replay import ReplayError, Step, run_plan
+from .replay import ReplayError, Step, run_plan, trusted_imports
 
 _CONTEXT: list = []
 _DATA: dict = {}
@@ -85,13 +86,15 @@ def _tensors(arrays: dict) -> dict:
 class _Run:
     """The files of one notebook's judged replay."""
 
-    def __init__(self, checks_module: str, weight_files: tuple, root: Path) -> None:
+    def __init__(self, checks_module: str, weight_files: tuple, root: Path,
+                 private: Path | None = None) -> None:
         self.checks_module = checks_module
         self.evaluations = _evaluations(checks_module)
         self.weight_files = set(weight_files)
+        self.root = root
         self.shared = root / "producer"
         self.second = root / "second"
-        self.private = root / "judge"
+        self.private = (private or root) / "judge"
         for folder in (self.shared, self.second, self.private):
             folder.mkdir()
         os.chmod(self.shared, 0o777)
@@ -218,22 +221,30 @@ def _env() -> dict:
     return env
 
 
-def _run_second(run: _Run, plan: list[Step], sandbox, timeout: float) -> None:
+def _run_second(run: _Run, plan: list[Step], sandbox, timeout: float, warm=None) -> None:
     plan_path = run.second_plan(plan)
-    argv = [sys.executable, "-m", "autograder.grading.stage_child", str(plan_path), str(run.second)]
-    with sandbox(run.second) as wrap:
-        if wrap is not None:
-            argv = wrap(argv, str(run.second), str(run.second))
-        try:
-            proc = subprocess.run(argv, cwd=run.second, env=_env(), capture_output=True, text=True,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ReplayError(f"the evaluation of the saved models took longer than {timeout:.0f} s") \
-                from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    args = [str(plan_path), str(run.second)]
+    if warm is not None:
+        done = warm.run("autograder.grading.stage_child", args, cwd=str(run.second),
+                        writable=[str(run.second)], timeout=timeout, preload=trusted_imports(plan))
+        returncode, output, timed_out = done.returncode, done.output, done.timed_out
+    else:
+        argv = [sys.executable, "-m", "autograder.grading.stage_child", *args]
+        with sandbox(run.second) as wrap:
+            if wrap is not None:
+                argv = wrap(argv, str(run.second), str(run.second))
+            try:
+                proc = subprocess.run(argv, cwd=run.second, env=_env(), capture_output=True,
+                                      text=True, timeout=timeout)
+                returncode, output, timed_out = proc.returncode, proc.stderr or proc.stdout, False
+            except subprocess.TimeoutExpired:
+                returncode, output, timed_out = -9, "", True
+    if timed_out:
+        raise ReplayError(f"the evaluation of the saved models took longer than {timeout:.0f} s")
+    if returncode != 0:
+        tail = output.strip().splitlines()[-3:]
         raise ReplayError(f"the evaluation of the saved models failed (exit code "
-                          f"{proc.returncode}): {' | '.join(tail)[:500]}")
+                          f"{returncode}): {' | '.join(tail)[:500]}")
 
 
 def _context(checks_module: str):
@@ -273,21 +284,32 @@ def run_judge(job: dict, folder: Path, timeout: float) -> dict:
 
 
 def run_judged(plan: list[Step], source_nb, checks_module: str, weight_files: tuple,
-               workdir: Path, *, timeout: float, sandbox) -> dict[str, dict]:
+               workdir: Path, *, timeout: float, sandbox, warm=None) -> dict[str, dict]:
     """``{grade_id: {"passed", "error"}}`` of one submitted notebook (see the module docstring).
 
     ``sandbox(directory)`` is a context manager yielding the ``wrap`` of ``run_plan`` (or None).
-    A cell the producer did not reach has no verdict.
+    With ``warm`` (``autograder.sandbox.warm.WarmSandbox``) the producer and the second stage
+    are forked from its server, each into a sandbox of its own; the producer then works on a
+    copy of ``workdir``. A cell the producer did not reach has no verdict.
     """
-    with tempfile.TemporaryDirectory(prefix="judged-") as root:
-        run = _Run(checks_module, weight_files, Path(root))
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(
+            warm.directory("judged-") if warm is not None else tempfile.TemporaryDirectory(prefix="judged-")))
+        private = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="judge-")))
+        run = _Run(checks_module, weight_files, root, private)
         run.write_inputs()
         run.keep_weights(workdir)
-        with sandbox(workdir) as wrap:
-            produced = run_plan(plan, workdir, timeout=timeout, wrap=wrap, directory=run.shared)
+        if warm is not None:
+            from ..sandbox.warm import copy_workdir
+
+            produced = run_plan(plan, copy_workdir(workdir, root / "work"), timeout=timeout,
+                                directory=run.shared, warm=warm)
+        else:
+            with sandbox(workdir) as wrap:
+                produced = run_plan(plan, workdir, timeout=timeout, wrap=wrap, directory=run.shared)
         run.collect_first()
         if run.requests:
-            _run_second(run, plan, sandbox, timeout)
+            _run_second(run, plan, sandbox, timeout, warm)
             run.collect_second()
         run.write_metas()
         cells = [{"grade_id": c.metadata.nbgrader["grade_id"], "source": c.source}

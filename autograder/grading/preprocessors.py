@@ -35,7 +35,11 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 from traitlets import Bool, Float
 
+from ..sandbox.warm import WarmUnavailable
 from .replay import DEFAULT_TIMEOUT, build_plan, run_plan
+
+# Why the warm sandbox failed in this process, if it did (then every replay runs cold).
+_WARM_FAILED: list[str] = []
 
 
 class RestoreCellMetadata(NbGraderPreprocessor):
@@ -212,12 +216,44 @@ class ReplayChecks(NbGraderPreprocessor):
         try:
             nb = notebook(ids["notebook"], ids["assignment"])
         except KeyError:
-            with self._sandbox(workdir) as wrap:
-                return run_plan(plan, workdir, timeout=self.timeout, wrap=wrap)
-        from .judged import run_judged
+            nb = None
+        warm = self._warm()
+        try:
+            if nb is None:
+                if warm is not None:
+                    from ..sandbox.warm import copy_workdir
 
-        return run_judged(plan, source_nb, nb.checks, (*nb.weights, *nb.extra_files), workdir,
-                          timeout=self.timeout, sandbox=self._sandbox)
+                    with warm.directory("replay-") as root:
+                        work = copy_workdir(workdir, Path(root) / "work")
+                        shared = Path(root) / "shared"
+                        shared.mkdir()
+                        return run_plan(plan, work, timeout=self.timeout, directory=shared, warm=warm)
+                with self._sandbox(workdir) as wrap:
+                    return run_plan(plan, workdir, timeout=self.timeout, wrap=wrap)
+            from .judged import run_judged
+
+            return run_judged(plan, source_nb, nb.checks, (*nb.weights, *nb.extra_files), workdir,
+                              timeout=self.timeout, sandbox=self._sandbox, warm=warm)
+        except WarmUnavailable as exc:
+            self.log.warning("The warm sandbox is not available (%s): every process of the "
+                             "replay starts a sandbox of its own, which is slower.", exc)
+            _WARM_FAILED.append(str(exc))
+            return self._verdicts(plan, source_nb, ids, workdir)
+
+    def _warm(self):
+        """The warm sandbox (``autograder.sandbox.warm``) unless switched off or failed."""
+        from ..sandbox import Sandbox, switched_off
+
+        sb = Sandbox(config=self.config)
+        if switched_off() or not sb.warm or _WARM_FAILED:
+            return None
+        from ..sandbox.warm import warm_sandbox
+
+        warm = warm_sandbox(sb)
+        if not warm.announced:
+            warm.announced = True
+            self.log.info("The replay's processes are forked from a warm sandbox (%s)", warm.staging)
+        return warm
 
     def _sandbox(self, workdir: Path):
         """The sandbox the replay runs in: the same as the student kernels'."""

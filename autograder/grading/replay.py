@@ -218,11 +218,31 @@ def build_plan(source_nb, submitted_nb) -> list[Step]:
     return steps
 
 
+def trusted_imports(steps: list[Step]) -> tuple[str, ...]:
+    """The modules the trusted cells of a plan import (what a warm sandbox may import ahead)."""
+    found: list[str] = []
+    for step in steps:
+        if step.kind != "trusted":
+            continue
+        try:
+            tree = ast.parse(step.code)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                found += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.append(node.module)
+    return tuple(dict.fromkeys(found))
+
+
 def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEOUT,
-             wrap=None, directory: Path | None = None) -> dict[str, dict]:
+             wrap=None, directory: Path | None = None, warm=None) -> dict[str, dict]:
     """Execute the plan in a fresh interpreter with ``workdir`` as working directory.
 
-    ``wrap(argv, cwd, shared_dir) -> argv`` puts the command into the sandbox. ``directory``
+    ``wrap(argv, cwd, shared_dir) -> argv`` puts the command into the sandbox; with ``warm``
+    (an ``autograder.sandbox.warm.WarmSandbox``; ``workdir`` and ``directory`` lie under its
+    staging root) the process is forked, sandboxed, from its pre-imported server instead. ``directory``
     (writable by the interpreter; a temporary one by default) receives the plan, the verdicts
     and what the checks record (``autograder.checks.evidence``), and holds the inputs the
     grader wrote for them. Returns ``{grade_id: {"passed": bool, "error": str, "output": str}}`` for every
@@ -239,21 +259,29 @@ def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEO
                                     for s in steps]))
         os.chmod(plan, 0o644)
         result = tmp / "result.json"
-        argv = [sys.executable, "-m", "autograder.grading.replay_child", str(plan), str(result)]
-        if wrap is not None:
-            argv = wrap(argv, str(workdir), str(tmp))
-        env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
-        env.pop("NBGRADER_EXECUTION", None)
-        env["NBGRADER_EXECUTION"] = "autograde"
-        try:
-            proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ReplayError(f"the re-run of the tests took longer than {timeout:.0f} s") from None
+        if warm is not None:
+            done = warm.run("autograder.grading.replay_child", [str(plan), str(result)],
+                            cwd=str(workdir), writable=[str(workdir), str(tmp)], timeout=timeout,
+                            preload=trusted_imports(steps))
+            returncode, output, timed_out = done.returncode, done.output, done.timed_out
+        else:
+            argv = [sys.executable, "-m", "autograder.grading.replay_child", str(plan), str(result)]
+            if wrap is not None:
+                argv = wrap(argv, str(workdir), str(tmp))
+            env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+            env["NBGRADER_EXECUTION"] = "autograde"
+            try:
+                proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True,
+                                      timeout=timeout)
+                returncode, output, timed_out = proc.returncode, proc.stderr or proc.stdout, False
+            except subprocess.TimeoutExpired:
+                returncode, output, timed_out = -9, "", True
+        if timed_out:
+            raise ReplayError(f"the re-run of the tests took longer than {timeout:.0f} s")
         if not result.exists() or result.is_symlink():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            tail = output.strip().splitlines()[-3:]
             raise ReplayError(f"the re-run of the tests ended without a result "
-                              f"(exit code {proc.returncode}): {' | '.join(tail)[:500]}")
+                              f"(exit code {returncode}): {' | '.join(tail)[:500]}")
         verdicts = json.loads(result.read_text()[:50_000_000])
     if not isinstance(verdicts, dict):
         raise ReplayError("the re-run of the tests wrote a malformed result")

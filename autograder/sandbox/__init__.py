@@ -39,7 +39,7 @@ import warnings
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Dict, Integer, List, Unicode
+from traitlets import Bool, Dict, Integer, List, Unicode
 from traitlets.config import Configurable
 
 ENV_SWITCH = "AUTOGRADER_SANDBOX"
@@ -161,6 +161,12 @@ class Sandbox(Configurable):
         {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"},
         help="Environment variables set inside the sandbox.").tag(config=True)
 
+    warm = Bool(
+        True, help="Fork the replay's sandboxed processes (producer, second stage) from a "
+        "sandboxed server that imported torch and the checks once (autograder.sandbox.warm); "
+        "each still gets namespaces, directories and a uid of its own. False: a fresh bwrap "
+        "and interpreter per process.").tag(config=True)
+
     _probed: dict = {}
 
     # -- where things are ---------------------------------------------------------------
@@ -197,12 +203,16 @@ class Sandbox(Configurable):
     # -- the command --------------------------------------------------------------------
 
     def command(self, argv: list[str], *, cwd: str, shared_dirs: tuple[str, ...] = (),
-                environ=None, info_fd: int | None = None, uid: int | None = None) -> list[str]:
+                environ=None, info_fd: int | None = None, uid: int | None = None,
+                zygote: bool = False) -> list[str]:
         """The bwrap command that runs `argv` in the sandbox with `cwd` as its writable directory.
 
         With `info_fd`, bwrap writes ``{"child-pid": N}`` to that descriptor: N is the host pid
         of the sandbox's init, whose end means that every process of the sandbox has ended.
         `uid` (default: the first of the range) is the uid and gid used when the grader is root.
+        `zygote`: the warm sandbox's server (``autograder.sandbox.zygote``), which keeps the
+        capabilities it needs to give each process it forks namespaces of its own and, as root,
+        its own uid; it runs no student code.
         """
         environ = os.environ if environ is None else environ
         cwd = os.path.realpath(cwd)
@@ -264,10 +274,12 @@ class Sandbox(Configurable):
             namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                           "--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
             uid = self.uid if uid is None else uid
-            identity = ["--uid", str(uid), "--gid", str(uid)]
+            identity = [] if zygote else ["--uid", str(uid), "--gid", str(uid)]
         else:
             namespaces = ["--unshare-all", "--unshare-user", "--disable-userns"]
             identity = []
+        if zygote:
+            namespaces += ["--cap-add", "CAP_SYS_ADMIN"]
         launcher = [sys.executable, "-I", "-S", str(LAUNCHER), *identity,
                     "--memory", str(self.memory_limit), "--cpu", str(self.cpu_time_limit),
                     "--processes", str(self.max_processes), "--file-size", str(self.max_file_size), "--"]

@@ -1,0 +1,252 @@
+"""The warm sandbox's server: a pre-imported interpreter that forks sandboxed processes.
+
+Started by :class:`autograder.sandbox.warm.WarmSandbox` inside a bubblewrap sandbox of its own
+(``python -m autograder.sandbox.zygote STAGING``): the same read-only view of the system, the
+Python installation, the course packages and the data as a kernel's sandbox, the same
+limits, plus one writable directory, STAGING, that holds every job's files. It imports
+torch, the checks and whatever else a job asks for, and never runs student code itself.
+
+For each job (one JSON line on stdin) it forks a child that, before any student code runs,
+
+1. enters new mount, pid, network and ipc namespaces of its own (``unshare``);
+2. covers ``/tmp``, ``/dev/shm`` and STAGING with fresh empty tmpfs mounts and binds back only
+   the job's own writable directories, so it sees no other job's files;
+3. forks once more: the grandchild is the init (pid 1) of the new pid namespace, so it sees
+   no process of the server or of another job, and when it ends the kernel ends every process
+   it left behind; it mounts a ``/proc`` of that namespace;
+4. drops its privileges for good: as the grader's root, the uid of the job (``setuid`` clears
+   every capability); in a user namespace, every capability; ``no_new_privs`` either way;
+5. reseeds the random generators a fresh interpreter would seed, clears the environment to
+   the sandbox's, points stdin at ``/dev/null`` and stdout/stderr at the job's log, and calls
+   ``main(*args)`` of the job's module, which the server imported before.
+
+The server answers one JSON line per job: the exit status, or that the job was killed at
+its time limit. So every job gets a sandbox of its own, as a fresh ``bwrap`` would give it,
+without paying for an interpreter start and ``import torch`` each time.
+
+Standard library only at the top: the heavy imports are the job's ``preload`` list.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import importlib
+import json
+import os
+import random
+import select
+import signal
+import sys
+import time
+import traceback
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 1, 38, 47, 4
+SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+# Exit status of a job killed at its time limit (as timeout(1) reports it).
+TIMED_OUT = 124
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_libc.mount(source.encode() if source else None, target.encode(),
+                       fstype.encode() if fstype else None, ctypes.c_ulong(flags),
+                       data.encode() if data else None), f"mount {target}")
+
+
+def _drop_capabilities() -> None:
+    """Clear the effective, permitted and inheritable sets, and the ambient set."""
+    machine = os.uname().machine
+    if machine not in SYS_CAPSET:
+        raise OSError(errno.ENOSYS, f"capset: unknown system call number on {machine}")
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(LINUX_CAPABILITY_VERSION_3, 0), (Data * 2)()
+    _check(_libc.syscall(SYS_CAPSET[machine], ctypes.byref(header), ctypes.byref(data)), "capset")
+    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "prctl(ambient)")
+
+
+def _capabilities() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return -1
+
+
+def _isolate(job: dict, staging: str, tmp_size: int) -> None:
+    """Step 1 and 2: namespaces and mounts of the child (it still runs trusted code only)."""
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC), "unshare")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    keep = []
+    for path in job["writable"]:
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, staging]) != staging or real == staging:
+            raise OSError(errno.EPERM, f"{path} is not a job directory of the warm sandbox")
+        keep.append((real, os.open(real, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)))
+    for path, mode in (("/tmp", "1777"), ("/dev/shm", "1777")):
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={tmp_size}")
+    if os.path.isdir(staging):  # (gone already when it lies under /tmp)
+        _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=65536")
+    for path, fd in keep:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC | MS_NOSUID | MS_NODEV)
+        os.close(fd)
+
+
+def _become_job(job: dict, log_fd: int) -> None:
+    """Steps 3 to 5, in the grandchild (pid 1 of its namespace)."""
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    uid = job.get("uid")
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        try:
+            os.setuid(0)
+        except PermissionError:
+            pass
+        else:
+            raise OSError(errno.EPERM, "could not drop root privileges")
+    else:
+        _drop_capabilities()
+    # After the change of uid, which clears it: the job dies with the child that waits for it
+    # (killed by the server at the time limit), and so does its whole pid namespace.
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(pdeathsig)")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(no_new_privs)")
+    if _capabilities() != 0:
+        raise OSError(errno.EPERM, "capabilities left after dropping them")
+    os.environ.clear()
+    os.environ.update(job["env"])
+    os.makedirs(os.environ.get("HOME", "/tmp/home"), exist_ok=True)
+    os.chdir(job["cwd"])
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.closerange(3, 1 << 20)
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    sys.argv = [job["module"], *job["args"]]
+
+
+def _interpreter_exit() -> None:
+    """What the end of a fresh interpreter would do: wait for its threads, run its atexit
+    functions, flush its output."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _child(job: dict, staging: str, tmp_size: int, log_fd: int) -> int:
+    """The forked child: isolate, fork the job's init, wait for it (and so for its namespace)."""
+    _isolate(job, staging, tmp_size)
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            _become_job(job, log_fd)
+            module = sys.modules[job["module"]]
+            module.main(*job["args"])
+            status = 0
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: BLE001 - the job's failure is its exit status
+            traceback.print_exc()
+        finally:
+            try:
+                _interpreter_exit()
+            finally:
+                os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _run(job: dict, staging: str, tmp_size: int) -> dict:
+    for name in job.get("preload", ()):
+        _preload(name)
+    log_fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            status = _child(job, staging, tmp_size, log_fd)
+            if status < 0:  # the job died of a signal: so does this child, for the server to see
+                signal.signal(-status, signal.SIG_DFL)
+                os.kill(os.getpid(), -status)
+        except BaseException:  # noqa: BLE001 - a failure to isolate is reported, never ignored
+            os.write(log_fd, ("sandbox: " + traceback.format_exc()).encode())
+            status = 125
+        finally:
+            os._exit(status if 0 <= status < 256 else 1)
+    os.close(log_fd)
+    pidfd = os.pidfd_open(pid)
+    try:
+        ready = select.select([pidfd], [], [], float(job["timeout"]))[0]
+        timed_out = not ready
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)  # its init dies with it (PR_SET_PDEATHSIG), then the rest
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(pidfd)
+    code = os.waitstatus_to_exitcode(status)
+    return {"id": job["id"], "returncode": TIMED_OUT if timed_out else code, "timed_out": timed_out}
+
+
+def _preload(name: str) -> None:
+    if name not in sys.modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S110 - the job itself will fail on the import
+            pass
+
+
+def main(staging: str, tmp_size: str, *preload: str) -> None:
+    control = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # what the imports print goes to the server's log, not to the control stream
+    start = time.perf_counter()
+    for name in preload:
+        _preload(name)
+    print(json.dumps({"ready": True, "pid": os.getpid(), "seconds": round(time.perf_counter() - start, 2)}),
+          file=control)
+    for line in sys.stdin:
+        job = json.loads(line)
+        try:
+            answer = _run(job, os.path.realpath(staging), int(tmp_size))
+        except Exception as exc:  # noqa: BLE001 - the grader reports it
+            answer = {"id": job.get("id"), "returncode": 125, "timed_out": False,
+                      "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer), file=control)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

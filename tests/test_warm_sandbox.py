@@ -1,0 +1,211 @@
+"""The warm sandbox (``autograder.sandbox.warm``): jobs forked from one pre-imported server in a
+real bubblewrap sandbox must be as isolated from each other, from the server and from the host
+as processes that each got a fresh bwrap.
+
+Every test runs real jobs through one real server (``autograder.sandbox.zygote``); the jobs run
+code through ``autograder.sandbox.run_code``, as a student's code would run in them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from nbgrader_harness import PROBE
+
+from autograder.sandbox import MiB, Sandbox
+from autograder.sandbox.warm import TIMED_OUT_STATUS, WarmSandbox, copy_workdir
+
+IS_ROOT = os.geteuid() == 0
+
+
+@pytest.fixture(scope="module")
+def warm():
+    server = WarmSandbox(Sandbox(memory_limit=4096 * MiB))
+    yield server
+    server.close()
+
+
+def job(warm: WarmSandbox, code: str, *, name: str = "job-", timeout: float = 60, files=None,
+        writable_extra: tuple = ()) -> tuple[object, Path, dict]:
+    """Run ``code`` (after PROBE) in a fresh job directory; returns (result, dir, last JSON line)."""
+    folder = Path(tempfile.mkdtemp(prefix=name, dir=warm.staging))
+    for rel, content in (files or {}).items():
+        (folder / rel).write_text(content)
+    source = textwrap.dedent(PROBE) + textwrap.dedent(code)
+    result = warm.run("autograder.sandbox.run_code", [source], cwd=str(folder),
+                      writable=[str(folder), *writable_extra], timeout=timeout)
+    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("{")]
+    return result, folder, (json.loads(lines[-1]) if lines else {})
+
+
+def test_a_job_runs_in_its_own_directory_and_its_writes_stay_there(warm):
+    result, folder, seen = job(warm, """
+        open("out.txt", "w").write("written")
+        print(json.dumps({"cwd": os.getcwd(), "files": sorted(os.listdir("."))}))
+    """, files={"given.txt": "input"})
+    assert result.returncode == 0, result.output
+    assert seen == {"cwd": str(folder), "files": ["given.txt", "out.txt"]}
+    assert (folder / "out.txt").read_text() == "written"
+
+
+def test_a_job_sees_neither_other_jobs_nor_the_servers_files(warm):
+    other = Path(tempfile.mkdtemp(prefix="other-", dir=warm.staging))
+    (other / "secret.txt").write_text("another student's file")
+    result, folder, seen = job(warm, f"""
+        staging = {warm.staging!r}
+        print(json.dumps({{
+            "staging": sorted(os.listdir(staging)),
+            "other": attempt(lambda: open({str(other / "secret.txt")!r}).read()),
+            "logs": attempt(lambda: os.listdir(os.path.join(staging, ".logs"))),
+            "tmp": sorted(os.listdir("/tmp")),
+        }}))
+    """)
+    assert result.returncode == 0, result.output
+    assert seen["staging"] == [folder.name]  # only its own directory, not `other` or `.logs`
+    assert seen["other"] == "FileNotFoundError" and seen["logs"] == "FileNotFoundError"
+    assert "home" in seen["tmp"]
+
+
+def test_a_job_is_alone_in_its_pid_and_network_namespaces_without_privileges(warm):
+    result, _, seen = job(warm, """
+        import socket
+        status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+        print(json.dumps({
+            "pid": os.getpid(),
+            "processes": sorted(p for p in os.listdir("/proc") if p.isdigit()),
+            "interfaces": [name for _, name in socket.if_nameindex()],
+            "uid": os.getuid(),
+            "cap_eff": status["CapEff"].strip(), "cap_prm": status["CapPrm"].strip(),
+            "no_new_privs": status["NoNewPrivs"].strip(),
+            "setuid0": attempt(lambda: os.setuid(0)),
+            "mount": attempt(lambda: __import__("ctypes").CDLL(None, use_errno=True).mount(
+                b"tmpfs", b"/tmp", b"tmpfs", 0, None) == 0 or 1 / 0),
+            "connect": attempt(lambda: socket.create_connection(("192.0.2.1", 9), timeout=2)),
+        }))
+    """)
+    assert result.returncode == 0, result.output
+    assert seen["pid"] == 1 and seen["processes"] == ["1"]  # no server, no other job
+    assert seen["interfaces"] == ["lo"] and seen["connect"] == "OSError"
+    assert seen["cap_eff"] == seen["cap_prm"] == "0000000000000000"
+    assert seen["no_new_privs"] == "1"
+    assert seen["setuid0"] == "PermissionError" and seen["mount"] == "ZeroDivisionError"
+    if IS_ROOT:
+        sandbox = Sandbox()
+        assert sandbox.uid <= seen["uid"] < sandbox.uid + sandbox.uid_count
+
+
+def test_what_one_job_changes_does_not_reach_the_next(warm):
+    patch, _, _ = job(warm, """
+        import torch, numpy
+        torch.allclose = lambda *a, **k: True
+        numpy.mean = lambda *a, **k: 0.0
+        open("/tmp/left-behind", "w").write("x")
+        open("/dev/shm/left-behind", "w").write("x")
+        print(json.dumps({}))
+    """)
+    assert patch.returncode == 0, patch.output
+    result, _, seen = job(warm, """
+        import torch, numpy
+        print(json.dumps({
+            "allclose": bool(torch.allclose(torch.zeros(2), torch.ones(2))),
+            "mean": float(numpy.mean([1.0, 3.0])),
+            "tmp": os.path.exists("/tmp/left-behind"), "shm": os.path.exists("/dev/shm/left-behind"),
+        }))
+    """)
+    assert result.returncode == 0, result.output
+    assert seen == {"allclose": False, "mean": 2.0, "tmp": False, "shm": False}
+
+
+def test_processes_a_job_leaves_behind_end_with_it(warm):
+    result, folder, _ = job(warm, """
+        import subprocess, sys
+        subprocess.Popen([sys.executable, "-c",
+                          "import time; time.sleep(1.5); open('late.txt', 'w').write('still alive')"],
+                         start_new_session=True)
+        print(json.dumps({}))
+    """)
+    assert result.returncode == 0, result.output
+    time.sleep(3)
+    assert not (folder / "late.txt").exists()
+
+
+def test_a_job_past_its_time_limit_is_killed_and_the_server_goes_on(warm):
+    start = time.monotonic()
+    result, _, _ = job(warm, "import time\nwhile True: time.sleep(1)\n", timeout=2)
+    assert result.timed_out and result.returncode == TIMED_OUT_STATUS
+    assert time.monotonic() - start < 30
+    after, _, seen = job(warm, "print(json.dumps({'alive': True}))")
+    assert after.returncode == 0 and seen == {"alive": True}
+
+
+def test_a_crash_or_exit_status_is_the_jobs_own(warm):
+    crashed, _, _ = job(warm, "import ctypes\nctypes.string_at(0)")  # a segmentation fault
+    assert crashed.returncode == -11 and not crashed.timed_out
+    exited, _, _ = job(warm, "raise SystemExit(3)")
+    assert exited.returncode == 3
+    failed, _, _ = job(warm, "raise ValueError('broken job')")
+    assert failed.returncode == 1 and "ValueError: broken job" in failed.output
+
+
+def test_the_memory_limit_applies_to_a_job(warm):
+    result, _, seen = job(warm, """
+        def allocate():
+            block = bytearray(5 * 1024 ** 3)
+        print(json.dumps({"allocate": attempt(allocate)}))
+    """)
+    assert result.returncode == 0, result.output
+    assert seen == {"allocate": "MemoryError"}
+
+
+def test_a_job_cannot_name_a_writable_directory_outside_the_staging_root(warm, tmp_path):
+    result, _, _ = job(warm, "print(json.dumps({}))", writable_extra=(str(tmp_path),))
+    assert result.returncode == 125
+    assert "is not a job directory of the warm sandbox" in result.output
+
+
+def test_a_working_copy_is_copied_without_notebooks_or_links(tmp_path):
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "weights.pth").write_bytes(b"w")
+    (work / "sub" / "extra.txt").write_text("e")
+    (work / "nb.ipynb").write_text("{hidden tests}")
+    (work / "link").symlink_to("/etc/passwd")
+    (work / "dirlink").symlink_to(tmp_path)
+    copy = copy_workdir(work, tmp_path / "copy")
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == ["sub", "sub/extra.txt", "weights.pth"]
+
+
+@pytest.mark.slow
+def test_grading_with_and_without_the_warm_sandbox_gives_the_same_grades(tmp_path):
+    """Through real ``nbgrader autograde``: do the course's notebooks get the same points and the
+    same messages when the replay's processes are forked from the warm sandbox as when each
+    gets a fresh bwrap (``--Sandbox.warm=False``)?"""
+    from conftest import ASSIGNMENT, SOLUTIONS, grade_cell_errors
+
+    from autograder.cli.weights import write_untrained_weights
+    from autograder.grading.course import all_scores, autograde, build_course, submit
+
+    course = build_course(tmp_path / "course", (ASSIGNMENT,))
+    dest = submit(course, "untrained", {"ae.ipynb": SOLUTIONS / "ae.ipynb",
+                                        "dae.ipynb": SOLUTIONS / "dae.ipynb"}, assignment=ASSIGNMENT)
+    write_untrained_weights(dest, ["ae", "dae"], assignment=ASSIGNMENT)
+    outcomes = {}
+    for mode, args in (("warm", ()), ("cold", ("--Sandbox.warm=False",))):
+        run = autograde(course, force=True, args=args, assignment=ASSIGNMENT)
+        assert run.returncode == 0, run.output[-4000:]
+        assert ("forked from a warm sandbox" in run.output) == (mode == "warm"), run.output[-3000:]
+        assert "warm sandbox is not available" not in run.output
+        folder = course / "autograded" / "untrained" / ASSIGNMENT
+        outcomes[mode] = (all_scores(course, ASSIGNMENT),
+                          {nb: grade_cell_errors(folder / f"{nb}.ipynb") for nb in ("ae", "dae")})
+    warm_scores, warm_errors = outcomes["warm"]
+    assert warm_scores == outcomes["cold"][0]
+    assert warm_errors == outcomes["cold"][1]
+    points = {cell: score for (_, cell), (score, _) in warm_scores["untrained"].items()}
+    assert points["test_ae_encoder"] == 2.0 and points["test_ae_probe"] == 0.0  # structural yes, trained no
+    assert "accuracy too low" in warm_errors["ae"]["test_ae_probe"]
