@@ -83,17 +83,19 @@ def test_a_job_is_alone_in_its_pid_and_network_namespaces_without_privileges(war
             "cap_eff": status["CapEff"].strip(), "cap_prm": status["CapPrm"].strip(),
             "no_new_privs": status["NoNewPrivs"].strip(),
             "setuid0": attempt(lambda: os.setuid(0)),
+            "init": attempt(lambda: open("/proc/1/mem", "rb").read(1)),
             "mount": attempt(lambda: __import__("ctypes").CDLL(None, use_errno=True).mount(
                 b"tmpfs", b"/tmp", b"tmpfs", 0, None) == 0 or 1 / 0),
             "connect": attempt(lambda: socket.create_connection(("192.0.2.1", 9), timeout=2)),
         }))
     """)
     assert result.returncode == 0, result.output
-    assert seen["pid"] == 1 and seen["processes"] == ["1"]  # no server, no other job
+    assert seen["pid"] == 2 and seen["processes"] == ["1", "2"]  # its init; no server, no other job
     assert seen["interfaces"] == ["lo"] and seen["connect"] == "OSError"
     assert seen["cap_eff"] == seen["cap_prm"] == "0000000000000000"
     assert seen["no_new_privs"] == "1"
     assert seen["setuid0"] == "PermissionError" and seen["mount"] == "ZeroDivisionError"
+    assert seen["init"] == "PermissionError"  # its init is not its to inspect
     if IS_ROOT:
         sandbox = Sandbox()
         assert sandbox.uid <= seen["uid"] < sandbox.uid + sandbox.uid_count
@@ -146,6 +148,8 @@ def test_a_job_past_its_time_limit_is_killed_and_the_server_goes_on(warm):
 def test_a_crash_or_exit_status_is_the_jobs_own(warm):
     crashed, _, _ = job(warm, "import ctypes\nctypes.string_at(0)")  # a segmentation fault
     assert crashed.returncode == -11 and not crashed.timed_out
+    killed, _, _ = job(warm, "import signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    assert killed.returncode == -9  # as in a fresh bwrap: the job is not its namespace's init
     exited, _, _ = job(warm, "raise SystemExit(3)")
     assert exited.returncode == 3
     failed, _, _ = job(warm, "raise ValueError('broken job')")
@@ -166,6 +170,40 @@ def test_a_job_cannot_name_a_writable_directory_outside_the_staging_root(warm, t
     result, _, _ = job(warm, "print(json.dumps({}))", writable_extra=(str(tmp_path),))
     assert result.returncode == 125
     assert "is not a job directory of the warm sandbox" in result.output
+
+
+def test_a_working_copy_appears_at_its_own_path_in_an_otherwise_empty_course(tmp_path):
+    """A kernel or producer works on a copy of ``autograded/<student>/<assignment>``: does it
+    see the copy where the original is, and nothing else of the course or of other students
+    (not even the folder another student's job was shown in)?"""
+    course = tmp_path / "course"
+    (course / "gradebook.db").parent.mkdir(parents=True)
+    (course / "gradebook.db").write_text("secret")
+    server = WarmSandbox(Sandbox(course_root=str(course)))
+    try:
+        assert not server.can_show(str(tmp_path / "elsewhere"))
+        for student in ("alice", "bob"):
+            workdir = course / "autograded" / student / "a"
+            workdir.mkdir(parents=True)
+            (workdir / "weights.pth").write_bytes(b"w")
+            assert server.can_show(str(workdir))
+            copy = copy_workdir(workdir, Path(tempfile.mkdtemp(dir=server.staging)) / "work")
+            source = textwrap.dedent(PROBE) + textwrap.dedent(f"""
+                open("scratch.txt", "w").write("x")
+                print(json.dumps({{"cwd": os.getcwd(), "here": sorted(os.listdir(".")),
+                                   "course": sorted(os.listdir({str(course)!r})),
+                                   "students": sorted(os.listdir({str(course / "autograded")!r})),
+                                   "gradebook": attempt(lambda: open({str(course / "gradebook.db")!r}).read())}}))
+            """)
+            result = server.run("autograder.sandbox.run_code", [source], cwd=str(workdir), writable=[],
+                                binds={str(workdir): str(copy)}, timeout=60)
+            assert result.returncode == 0, result.output
+            assert json.loads(result.output.strip().splitlines()[-1]) == {
+                "cwd": str(workdir), "here": ["scratch.txt", "weights.pth"], "course": ["autograded"],
+                "students": [student], "gradebook": "FileNotFoundError"}
+            assert (copy / "scratch.txt").exists() and not (workdir / "scratch.txt").exists()
+    finally:
+        server.close()
 
 
 def test_a_working_copy_is_copied_without_notebooks_or_links(tmp_path):

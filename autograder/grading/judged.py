@@ -299,11 +299,11 @@ def run_judged(plan: list[Step], source_nb, checks_module: str, weight_files: tu
         run = _Run(checks_module, weight_files, root, private)
         run.write_inputs()
         run.keep_weights(workdir)
-        if warm is not None:
+        if warm is not None and warm.can_show(str(workdir)):
             from ..sandbox.warm import copy_workdir
 
-            produced = run_plan(plan, copy_workdir(workdir, root / "work"), timeout=timeout,
-                                directory=run.shared, warm=warm)
+            produced = run_plan(plan, workdir, timeout=timeout, directory=run.shared, warm=warm,
+                                copy=copy_workdir(workdir, root / "work"))
         else:
             with sandbox(workdir) as wrap:
                 produced = run_plan(plan, workdir, timeout=timeout, wrap=wrap, directory=run.shared)

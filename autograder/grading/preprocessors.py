@@ -220,14 +220,15 @@ class ReplayChecks(NbGraderPreprocessor):
         warm = self._warm()
         try:
             if nb is None:
-                if warm is not None:
+                if warm is not None and warm.can_show(str(workdir)):
                     from ..sandbox.warm import copy_workdir
 
                     with warm.directory("replay-") as root:
                         work = copy_workdir(workdir, Path(root) / "work")
                         shared = Path(root) / "shared"
                         shared.mkdir()
-                        return run_plan(plan, work, timeout=self.timeout, directory=shared, warm=warm)
+                        return run_plan(plan, workdir, timeout=self.timeout, directory=shared,
+                                        warm=warm, copy=work)
                 with self._sandbox(workdir) as wrap:
                     return run_plan(plan, workdir, timeout=self.timeout, wrap=wrap)
             from .judged import run_judged

@@ -237,12 +237,14 @@ def trusted_imports(steps: list[Step]) -> tuple[str, ...]:
 
 
 def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEOUT,
-             wrap=None, directory: Path | None = None, warm=None) -> dict[str, dict]:
+             wrap=None, directory: Path | None = None, warm=None,
+             copy: Path | None = None) -> dict[str, dict]:
     """Execute the plan in a fresh interpreter with ``workdir`` as working directory.
 
     ``wrap(argv, cwd, shared_dir) -> argv`` puts the command into the sandbox; with ``warm``
-    (an ``autograder.sandbox.warm.WarmSandbox``; ``workdir`` and ``directory`` lie under its
-    staging root) the process is forked, sandboxed, from its pre-imported server instead. ``directory``
+    (an ``autograder.sandbox.warm.WarmSandbox``; ``directory`` and ``copy``, a copy of
+    ``workdir`` that the process sees at ``workdir``'s path, lie under its staging root) the
+    process is forked, sandboxed, from its pre-imported server instead. ``directory``
     (writable by the interpreter; a temporary one by default) receives the plan, the verdicts
     and what the checks record (``autograder.checks.evidence``), and holds the inputs the
     grader wrote for them. Returns ``{grade_id: {"passed": bool, "error": str, "output": str}}`` for every
@@ -261,8 +263,8 @@ def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEO
         result = tmp / "result.json"
         if warm is not None:
             done = warm.run("autograder.grading.replay_child", [str(plan), str(result)],
-                            cwd=str(workdir), writable=[str(workdir), str(tmp)], timeout=timeout,
-                            preload=trusted_imports(steps))
+                            cwd=str(workdir), writable=[str(tmp)], binds={str(workdir): str(copy)},
+                            timeout=timeout, preload=trusted_imports(steps))
             returncode, output, timed_out = done.returncode, done.output, done.timed_out
         else:
             argv = [sys.executable, "-m", "autograder.grading.replay_child", str(plan), str(result)]

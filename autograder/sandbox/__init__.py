@@ -18,6 +18,10 @@ The kernel is reached over Jupyter's ``ipc`` transport through a private directo
 into the sandbox (a kernel in its own network namespace cannot be reached over TCP), and is
 interrupted by message, because signals sent to the process group would stop bwrap itself.
 
+Under ``nbgrader autograde`` the kernels are forked from a warm sandbox instead
+(``autograder.sandbox.warm``): the same view, limits and uid, in namespaces of their own, without
+a new interpreter and ``import torch`` per kernel (``c.Sandbox.warm = False``: a fresh bwrap each).
+
 Settings are traitlets of :class:`Sandbox` (``c.Sandbox.memory_limit = ...``). The
 environment variable ``AUTOGRADER_SANDBOX=off`` switches the sandbox off for developers.
 """
@@ -60,6 +64,10 @@ OFF_WARNING = (
 
 class SandboxUnavailable(RuntimeError):
     """The sandbox cannot start, so student code must not run."""
+
+
+# Why the warm sandbox failed in this process, if it did (then every kernel starts cold).
+_WARM_FAILED: list[str] = []
 
 
 def switched_off() -> bool:
@@ -162,10 +170,10 @@ class Sandbox(Configurable):
         help="Environment variables set inside the sandbox.").tag(config=True)
 
     warm = Bool(
-        True, help="Fork the replay's sandboxed processes (producer, second stage) from a "
-        "sandboxed server that imported torch and the checks once (autograder.sandbox.warm); "
-        "each still gets namespaces, directories and a uid of its own. False: a fresh bwrap "
-        "and interpreter per process.").tag(config=True)
+        True, help="Under nbgrader autograde, fork the kernels and the re-run's processes "
+        "(producer, second stage) from a sandboxed server that imported torch, ipykernel and "
+        "the checks once (autograder.sandbox.warm); each still gets namespaces, directories and "
+        "a uid of its own. False: a fresh bwrap and interpreter per process.").tag(config=True)
 
     _probed: dict = {}
 
@@ -199,6 +207,14 @@ class Sandbox(Configurable):
         if environ.get("MNIST_ROOT"):
             dirs.append(environ["MNIST_ROOT"])
         return [d for d in dirs if os.path.isdir(d)]
+
+    def readable_paths(self, environ=None) -> list[str]:
+        """The host paths bound read-only besides the system: Python, the virtualenv, the
+        course packages, ``read_only_paths`` and the data directories."""
+        environ = os.environ if environ is None else environ
+        readable = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+                    *self._package_dirs(), *self.read_only_paths, *self._data_dirs(environ)]
+        return [p for p in dict.fromkeys(os.path.abspath(p) for p in readable) if os.path.exists(p)]
 
     # -- the command --------------------------------------------------------------------
 
@@ -234,9 +250,7 @@ class Sandbox(Configurable):
         plan.tmpfs("/dev/shm", mode="1777", size=self.tmp_size)
         plan.tmpfs("/tmp", mode="1777", size=self.tmp_size)
 
-        readable = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
-                    *self._package_dirs(), *self.read_only_paths, *self._data_dirs(environ)]
-        readable = [p for p in dict.fromkeys(os.path.abspath(p) for p in readable) if os.path.exists(p)]
+        readable = self.readable_paths(environ)
         for path in readable:
             plan.bind(path)
         # Hide the course (gradebook, sources, other students) wherever a read-only path
@@ -244,7 +258,10 @@ class Sandbox(Configurable):
         masked = []
         for secret in [self.root(), *self.hidden_paths]:
             secret = os.path.realpath(secret)
-            if secret in ("/", "/usr", "/etc") or not plan.shows_host(secret):
+            # The warm sandbox's server gets the course root as an empty directory in any case:
+            # its jobs show a notebook's working copy at its own path in it.
+            course_dir = zygote and secret == self.root() and not _within(cwd, secret)
+            if secret in ("/", "/usr", "/etc") or not (plan.shows_host(secret) or course_dir):
                 continue
             if os.path.isdir(secret):
                 plan.tmpfs(secret, mode="0755")
@@ -426,6 +443,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._sandbox_init: int | None = None
         self._uid_lock = None
         self.last_log = ""
+        self._warm = self._warm_job = self._warm_root = self._warm_work = None
 
     def _use_sandbox(self) -> bool:
         if switched_off():
@@ -441,10 +459,30 @@ class SandboxedKernelManager(AsyncKernelManager):
             raise
         return True
 
+    def _warm_sandbox(self):
+        """The warm sandbox (``autograder.sandbox.warm``) for kernels of ``nbgrader autograde``,
+        or None: switched off (``c.Sandbox.warm = False``), validating, or failed to start."""
+        if not self.sandbox.warm or os.environ.get("NBGRADER_EXECUTION") != "autograde" or _WARM_FAILED:
+            return None
+        from .warm import WarmUnavailable, warm_sandbox
+
+        warm = warm_sandbox(self.sandbox)
+        try:
+            warm.ensure_started()
+        except WarmUnavailable as exc:
+            self.log.warning("The warm sandbox is not available (%s): every kernel starts a "
+                             "sandbox of its own, which is slower.", exc)
+            _WARM_FAILED.append(str(exc))
+            return None
+        return warm
+
     async def _async_pre_start_kernel(self, **kw):
         self.sandboxed = self._use_sandbox()
         if not self.sandboxed:
             return await super()._async_pre_start_kernel(**kw)
+        warm = self._warm_sandbox()
+        if warm is not None and warm.can_show(os.path.abspath(kw.get("cwd") or os.getcwd())):
+            return await self._pre_start_warm(warm, **kw)
         sb = self.sandbox
         self._shared_dir = tempfile.mkdtemp(prefix="autograder-kernel-")
         self.transport = "ipc"
@@ -470,12 +508,72 @@ class SandboxedKernelManager(AsyncKernelManager):
         kw.update(cwd=cwd, stdout=self._log_file, stderr=self._log_file, pass_fds=(info_write,))
         return sb.command(cmd, cwd=cwd, shared_dirs=(self._shared_dir,), info_fd=info_write, uid=uid), kw
 
+    async def _pre_start_warm(self, warm, **kw):
+        """Prepare a kernel forked from the warm sandbox: its connection files and a copy of the
+        working directory (without the notebooks) in job directories of the warm sandbox."""
+        from .warm import copy_workdir
+
+        root = Path(tempfile.mkdtemp(prefix="kernel-", dir=warm.staging))
+        shared = root / "shared"
+        shared.mkdir()
+        self._warm, self._warm_root, self._shared_dir = warm, root, str(shared)
+        self.transport = "ipc"
+        self.ip = str(shared / "kernel")
+        self.connection_file = str(shared / "connection.json")
+        self.kernel_spec.interrupt_mode = "message"
+        cmd, kw = await super()._async_pre_start_kernel(**kw)
+        self._workdir = os.path.abspath(kw.get("cwd") or os.getcwd())
+        self._warm_work = copy_workdir(Path(self._workdir), root / "work")
+        return cmd, kw
+
+    async def _launch_warm(self, kernel_cmd) -> None:
+        args = None
+        for i in range(len(kernel_cmd) - 1):
+            if kernel_cmd[i] == "-m" and kernel_cmd[i + 1] == "ipykernel_launcher":
+                args = kernel_cmd[i + 2:]
+        if args is None:
+            raise SandboxUnavailable(f"the warm sandbox runs ipykernel kernels only, not {kernel_cmd!r}; "
+                                     "set c.Sandbox.warm = False for this kernel")
+        from .warm import KERNEL_PRELOAD
+
+        # The copy of the working directory appears at the working directory's own path.
+        job = self._warm.start("autograder.sandbox.kernel_job", args, cwd=self._workdir,
+                               writable=[self._shared_dir], binds={self._workdir: str(self._warm_work)},
+                               timeout=None, preload=KERNEL_PRELOAD)
+        self._warm_job = job
+        provisioner = self.provisioner
+        provisioner.process, provisioner.pid, provisioner.pgid = job, None, None
+        provisioner.cwd = self._workdir
+        self._reconcile_connection_info(provisioner.connection_info)
+
+    def _finish_warm(self) -> None:
+        """After a warm kernel: its log, the files it wrote back into the working directory."""
+        from .warm import copy_back
+
+        job = self._warm_job
+        if job is not None:
+            if job.poll() is None:
+                job.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    job.wait(30)
+            self.last_log = job.output()[-2000:]
+            job.discard()
+        try:
+            for path in copy_back(self._warm_work, Path(self._workdir)):
+                self.log.warning("Not copying back %s left by the student's code", path)
+        finally:
+            shutil.rmtree(self._warm_root, ignore_errors=True)
+            self._warm = self._warm_job = self._warm_root = self._warm_work = None
+            self._shared_dir = None
+
     def _claim_uid(self) -> int:
         """A uid of the configured range that no other sandbox on this machine holds."""
         uid, self._uid_lock = claim_uid(self.sandbox)
         return uid
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if self.sandboxed and self._warm is not None:
+            return await self._launch_warm(kernel_cmd)
         info_write = kw.get("pass_fds", (None,))[0]
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -530,6 +628,8 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def log_tail(self, n: int = 2000) -> str:
         """The last characters the sandbox and kernel wrote to stdout/stderr (for diagnosis)."""
+        if self._warm_job is not None:
+            return self._warm_job.output()[-n:]
         if self._log_file is None or self._log_file.closed:
             return ""
         self._log_file.flush()
@@ -555,6 +655,9 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
         if restart or not self.sandboxed:
+            return
+        if self._warm is not None:
+            self._finish_warm()
             return
         self._wait_for_sandbox_end()
         self._restore_workdir()

@@ -33,14 +33,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import Sandbox, SandboxUnavailable, claim_uid
+from . import Sandbox, SandboxUnavailable, _within, claim_uid
 from .zygote import TIMED_OUT as TIMED_OUT_STATUS
 
-__all__ = ["TIMED_OUT_STATUS", "Result", "WarmSandbox", "WarmUnavailable", "copy_workdir", "warm_sandbox"]
+__all__ = ["TIMED_OUT_STATUS", "Job", "Result", "WarmSandbox", "WarmUnavailable", "copy_workdir", "warm_sandbox"]
 
 START_TIMEOUT = 300
 # What every job of the grading uses; the jobs name more (e.g. lightning) as they need them.
 PRELOAD = ("numpy", "torch", "autograder.grading.replay_child", "autograder.grading.stage_child")
+# What a kernel job adds: ipykernel and what the course notebooks import at the top.
+KERNEL_PRELOAD = ("autograder.sandbox.kernel_job", "ipykernel.kernelapp", "matplotlib.pyplot",
+                  "data_tools", "tqdm.auto")
 
 
 class WarmUnavailable(SandboxUnavailable):
@@ -63,57 +66,160 @@ def _uid_busy(uid: int) -> bool:
     return False
 
 
+class Job:
+    """A running job: ``poll()``, ``wait()``, ``kill()`` (what a kernel manager asks of a
+    process) and, once ended, ``returncode``, ``timed_out`` and :meth:`output`."""
+
+    def __init__(self, warm: WarmSandbox, job_id: int, log: str, uid, lock) -> None:
+        self.warm, self.id, self.log, self.uid, self._lock = warm, job_id, log, uid, lock
+        self.pid = None  # no host pid: signals go through the server
+        self.stdin = self.stdout = self.stderr = None
+        self.returncode: int | None = None
+        self.timed_out = False
+        self.killed = False
+        self.error = ""
+        self.started = threading.Event()
+        self.done = threading.Event()
+
+    def _end(self, answer: dict) -> None:
+        self.timed_out = bool(answer.get("timed_out"))
+        self.error = str(answer.get("error") or "")
+        if self.uid is not None and (self.timed_out or self.killed):
+            # The job's init was killed: its namespace's other processes end just after it.
+            deadline = time.monotonic() + 30
+            while _uid_busy(self.uid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+        self.returncode = int(answer.get("returncode", 125))
+        self.started.set()
+        self.done.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self.done.wait(timeout):
+            raise subprocess.TimeoutExpired(f"warm sandbox job {self.id}", timeout)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            self.killed = True
+            self.warm._send({"op": "kill", "id": self.id})
+
+    terminate = kill
+
+    def send_signal(self, signum: int) -> None:
+        import signal
+
+        if signum in (signal.SIGKILL, signal.SIGTERM):
+            self.kill()  # an interrupt goes by message (the kernels' interrupt_mode)
+
+    def output(self) -> str:
+        text = ""
+        with contextlib.suppress(OSError):
+            with open(self.log, "rb") as f:
+                text = f.read()[-200_000:].decode(errors="replace")
+        if self.error:
+            text += f"\nsandbox: {self.error}"
+        return text
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.log)
+
+
 class WarmSandbox:
-    """One zygote server; :meth:`run` runs a job in a sandbox of its own (one at a time)."""
+    """One zygote server; :meth:`start` runs a job in a sandbox of its own, :meth:`run` runs
+    one to its end. Jobs may run at the same time."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
+        self.course = sandbox.root()  # an empty directory in the server's view
         self.staging = tempfile.mkdtemp(prefix="autograder-warm-")
         self._logs = os.path.join(self.staging, ".logs")  # hidden from every job
         os.mkdir(self._logs, 0o700)
         self._proc: subprocess.Popen | None = None
         self._server_log = None
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._jobs: dict[int, Job] = {}
+        self._reader: threading.Thread | None = None
         self.started_in: float | None = None
         self.announced = False
 
     # -- the server ---------------------------------------------------------------------
 
+    def can_show(self, workdir: str) -> bool:
+        """Can a job see a copy of ``workdir`` at its own path (a folder of the course below
+        ``autograded/`` or another top folder the server does not show)?"""
+        from .zygote import course_top
+
+        try:
+            top = course_top(os.path.realpath(workdir), self.course)
+        except OSError:
+            return False
+        return not any(_within(p, top) or _within(top, p) for p in self.sandbox.readable_paths())
+
+    def ensure_started(self) -> None:
+        """Start the server unless it runs (raises WarmUnavailable when it cannot)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._stop()
+                self._start()
+
     def _start(self) -> None:
         sb = self.sandbox
         sb.check()
-        environ = dict(os.environ, NBGRADER_EXECUTION="autograde")
-        argv = [sys.executable, "-m", "autograder.sandbox.zygote", self.staging, str(sb.tmp_size), *PRELOAD]
-        cmd = sb.command(argv, cwd=self.staging, environ=environ, zygote=True)
+        argv = [sys.executable, "-m", "autograder.sandbox.zygote", self.staging, str(sb.tmp_size),
+                self.course, *PRELOAD]
+        cmd = sb.command(argv, cwd=self.staging, environ=self._environ(), zygote=True)
         self._server_log = open(os.path.join(self._logs, "server.log"), "w+b")  # noqa: SIM115
         start = time.perf_counter()
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._server_log, cwd=self.staging)
-        line = self._read_line(START_TIMEOUT)
-        try:
-            ready = json.loads(line) if line else {}
-        except ValueError:
-            ready = {}
-        if not ready.get("ready"):
+        ready = {}
+        if select.select([self._proc.stdout], [], [], START_TIMEOUT)[0]:
+            with contextlib.suppress(ValueError):
+                ready = json.loads(self._proc.stdout.readline() or b"{}")
+        if not isinstance(ready, dict) or not ready.get("ready"):
             tail = self._log_tail()
             self._stop()
             raise WarmUnavailable(f"the warm sandbox did not start: {tail or 'no output'}")
         self.started_in = time.perf_counter() - start
+        self._reader = threading.Thread(target=self._read, args=(self._proc,), daemon=True,
+                                        name="warm-sandbox-reader")
+        self._reader.start()
 
-    def _read_line(self, timeout: float) -> str | None:
-        out = self._proc.stdout
-        if not select.select([out], [], [], timeout)[0]:
-            return None
-        line = out.readline()
-        return line.decode() if line else None
+    def _read(self, proc: subprocess.Popen) -> None:
+        """Dispatch the server's answers to their jobs; when it ends, end every job."""
+        for line in proc.stdout:
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            job = self._jobs.get(answer.get("id")) if isinstance(answer, dict) else None
+            if job is None:
+                continue
+            if answer.get("started"):
+                job.started.set()
+            else:
+                self._jobs.pop(job.id, None)
+                job._end(answer)
+        tail = self._log_tail()
+        for job in list(self._jobs.values()):
+            self._jobs.pop(job.id, None)
+            job._end({"returncode": 125, "error": f"the warm sandbox stopped: {tail or 'no output'}"})
 
     def _log_tail(self) -> str:
-        if self._server_log is None:
+        log = os.path.join(self._logs, "server.log")
+        try:
+            with open(log, "rb") as f:
+                lines = f.read().decode(errors="replace").strip().splitlines()
+        except OSError:
             return ""
-        self._server_log.flush()
-        self._server_log.seek(0)
-        lines = self._server_log.read().decode(errors="replace").strip().splitlines()
         return " | ".join(lines[-3:])[:800]
 
     def _stop(self) -> None:
@@ -126,6 +232,9 @@ class WarmSandbox:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+        if self._reader is not None:
+            self._reader.join(5)
+            self._reader = None
         if self._server_log is not None:
             self._server_log.close()
             self._server_log = None
@@ -135,73 +244,78 @@ class WarmSandbox:
             self._stop()
             shutil.rmtree(self.staging, ignore_errors=True)
 
+    def _send(self, message: dict) -> None:
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                return
+            try:
+                proc.stdin.write((json.dumps(message) + "\n").encode())
+                proc.stdin.flush()
+            except (OSError, ValueError):
+                pass  # the reader ends the jobs of a server that has gone
+
     # -- jobs ---------------------------------------------------------------------------
 
     def directory(self, prefix: str) -> tempfile.TemporaryDirectory:
         """A temporary directory under the staging root, for a job's files."""
         return tempfile.TemporaryDirectory(prefix=prefix, dir=self.staging)
 
-    def run(self, module: str, args: list[str], *, cwd: str, writable: list[str], timeout: float,
-            preload: tuple[str, ...] = ()) -> Result:
-        """Run ``module.main(*args)`` in a fresh sandbox whose only writable directories are
-        ``writable`` (under :attr:`staging`; ``cwd`` is one of them)."""
+    def start(self, module: str, args: list[str], *, cwd: str, writable: list[str],
+              timeout: float | None, preload: tuple[str, ...] = (), environ=None,
+              binds: dict[str, str] | None = None) -> Job:
+        """Start ``module.main(*args)`` in a fresh sandbox whose only writable directories are
+        ``writable`` (under :attr:`staging`) and the values of ``binds`` (``{path in the
+        course: directory under staging}``, e.g. the notebook's working copy), one of which is
+        ``cwd``; ``timeout`` in seconds (None: none). ``environ`` is the grader's environment
+        the sandbox's is taken from."""
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._stop()
-                self._start()
+            self.ensure_started()
             uid, lock = (None, None)
             if self.sandbox.privileged():
                 uid, lock = claim_uid(self.sandbox)
-            try:
-                return self._run(module, args, cwd, writable, timeout, preload, uid)
-            finally:
-                if lock is not None:
-                    os.close(lock)
+                for folder in [*writable, *(binds or {}).values()]:
+                    _hand_over_tree(folder, uid)
+            job_id = next(self._ids)
+            job = Job(self, job_id, os.path.join(self._logs, f"job-{job_id}.log"), uid, lock)
+            self._jobs[job.id] = job
+            self._send({"id": job.id, "module": module, "args": [str(a) for a in args],
+                        "cwd": str(cwd), "writable": [str(w) for w in writable], "uid": uid,
+                        "binds": [[str(src), str(dest)] for dest, src in (binds or {}).items()],
+                        "timeout": timeout, "env": self._env(environ), "log": job.log,
+                        "preload": [*preload, module]})
+        if not job.started.wait(START_TIMEOUT):
+            job.kill()
+            raise WarmUnavailable(f"the warm sandbox did not start a job: {self._log_tail() or 'no output'}")
+        if job.returncode == 125 and "the warm sandbox stopped" in job.error:
+            raise WarmUnavailable(job.error)
+        return job
 
-    def _run(self, module, args, cwd, writable, timeout, preload, uid) -> Result:
-        for folder in writable:
-            if uid is not None:
-                _hand_over_tree(folder, uid)
-        job_id = next(self._ids)
-        log = os.path.join(self._logs, f"job-{job_id}.log")
-        env = self._env()
-        job = {"id": job_id, "module": module, "args": [str(a) for a in args], "cwd": str(cwd),
-               "writable": [str(w) for w in writable], "uid": uid, "timeout": timeout,
-               "env": env, "log": log, "preload": [*preload, module]}
+    def run(self, module: str, args: list[str], *, cwd: str, writable: list[str], timeout: float,
+            preload: tuple[str, ...] = (), binds: dict[str, str] | None = None) -> Result:
+        """:meth:`start`, then wait for the job's end."""
+        job = self.start(module, args, cwd=cwd, writable=writable, timeout=timeout, preload=preload,
+                         binds=binds)
         try:
-            self._proc.stdin.write((json.dumps(job) + "\n").encode())
-            self._proc.stdin.flush()
-        except OSError:
-            tail = self._log_tail()
-            self._stop()
-            raise WarmUnavailable(f"the warm sandbox stopped: {tail or 'no output'}") from None
-        # The server enforces the time limit; this one only catches a server that hangs.
-        line = self._read_line(timeout + 120)
-        try:
-            answer = json.loads(line) if line else None
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict) or answer.get("id") != job_id:
-            tail = self._log_tail()
-            self._stop()
-            raise WarmUnavailable(f"the warm sandbox stopped answering: {tail or 'no output'}")
-        output = ""
-        with contextlib.suppress(OSError):
-            with open(log, "rb") as f:
-                output = f.read()[-200_000:].decode(errors="replace")
-            os.unlink(log)
-        if answer.get("error"):
-            output += f"\nsandbox: {answer['error']}"
-        if answer.get("timed_out") and uid is not None:
-            deadline = time.monotonic() + 30
-            while _uid_busy(uid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        return Result(int(answer.get("returncode", 125)), output, bool(answer.get("timed_out")))
+            job.wait(timeout + 120)  # the server enforces the limit; this catches a hung server
+        except subprocess.TimeoutExpired:
+            with self._lock:
+                self._stop()
+            raise WarmUnavailable("the warm sandbox stopped answering") from None
+        if job.returncode == 125 and "the warm sandbox stopped" in job.error:
+            raise WarmUnavailable(job.error)
+        output = job.output()
+        job.discard()
+        return Result(job.returncode, output, job.timed_out)
 
-    def _env(self) -> dict:
+    @staticmethod
+    def _environ(environ=None) -> dict:
+        return dict(os.environ if environ is None else environ, NBGRADER_EXECUTION="autograde")
+
+    def _env(self, environ=None) -> dict:
         """The environment of a job: the sandbox's (as ``Sandbox.command`` sets it)."""
         sb = self.sandbox
-        environ = dict(os.environ, NBGRADER_EXECUTION="autograde")
+        environ = self._environ(environ)
         env = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
                "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])}
         env.update(sb.env)
@@ -246,3 +360,50 @@ def copy_workdir(workdir: Path, dest: Path) -> Path:
             if stat.S_ISREG(st.st_mode) and not name.endswith(".ipynb"):
                 shutil.copyfile(src, target / name)
     return dest
+
+
+def copy_back(work: Path, workdir: Path) -> list[str]:
+    """Copy the regular files a job wrote or changed in ``work`` (a :func:`copy_workdir`) back
+    into ``workdir``, as if it had worked there; never notebooks, ``timestamp.txt``, links or
+    special files, and never through a link in ``workdir``. Returns what it left out."""
+    left_out = []
+    for path, dirs, files in os.walk(work):
+        rel = os.path.relpath(path, work)
+        target = workdir if rel == "." else workdir / rel
+        for name in [*dirs, *files]:
+            st = os.lstat(os.path.join(path, name))
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                left_out.append(os.path.join(rel, name))
+        dirs[:] = [d for d in dirs if stat.S_ISDIR(os.lstat(os.path.join(path, d)).st_mode)]
+        if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
+            left_out.append(rel)
+            dirs[:] = []
+            continue
+        target.mkdir(exist_ok=True)
+        for name in files:
+            src = os.path.join(path, name)
+            if not stat.S_ISREG(os.lstat(src).st_mode) or name.endswith(".ipynb") or \
+                    (rel == "." and name == "timestamp.txt"):
+                continue
+            dest = target / name
+            if os.path.lexists(dest):
+                if not dest.is_file() or dest.is_symlink():
+                    left_out.append(os.path.join(rel, name))
+                    continue
+                if _same(src, dest):
+                    continue
+                dest.unlink()
+            shutil.copyfile(src, dest)
+    return left_out
+
+
+def _same(a: str, b: Path) -> bool:
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 20), fb.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True
