@@ -192,6 +192,65 @@ def test_pool_matches_nbgrader_and_reruns_only_what_changed(base, anchor, tmp_pa
     assert gradebook_rows(sqlite(course))["alice"] == anchor["rows"]["alice"]
 
 
+@pytest.mark.slow
+def test_batches_match_nbgrader(base, anchor, tmp_path):
+    """Graded three to a task (one nbgrader, one warm sandbox, one judges' server for all three),
+    does the class get nbgrader's gradebook and files, with one record per student?"""
+    course = copy_course(base, tmp_path)
+    run = grade_cli(course, "--workers", "1", "--batch", "3", "--skip-preflight")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 graded, 0 unchanged (skipped), 0 failed" in run.stdout
+    assert_same_as_anchor(course, anchor)
+    records = submissions(course)
+    assert {k: (v["status"], v["attempts"]) for k, v in records.items()} == {
+        f"toy/{s}": ("graded", 1) for s in STUDENTS}
+    assert len({v["worker"] for v in records.values()}) == 1
+
+
+def kill_batches(stop: threading.Event, killed: list) -> None:
+    """SIGKILL the worker of every batch (an `nbgrader autograde` without --student)."""
+    while not stop.is_set():
+        for proc in Path("/proc").iterdir():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+                if b"nbgrader" in cmd and b"autograde" in cmd and b"--student" not in cmd:
+                    ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    if ppid not in killed:
+                        os.kill(ppid, signal.SIGKILL)
+                        killed.append(ppid)
+            except (OSError, ValueError, IndexError):
+                continue
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_batch_whose_worker_dies_is_graded_again_one_by_one(base, anchor, tmp_path):
+    """When the worker of a batch dies, are its students graded again one at a time (and those
+    attempts, not the batch's, counted), ending as nbgrader would have graded them?"""
+    course = copy_course(base, tmp_path)
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=kill_batches, args=(stop, killed), daemon=True)
+    killer.start()
+    try:
+        run = grade_cli(course, "--workers", "1", "--batch", "3", "--skip-preflight", "--retries", "0")
+    finally:
+        stop.set()
+        killer.join()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len(killed) == 1 and "3 graded, 0 unchanged (skipped), 0 failed" in run.stdout
+    assert_same_as_anchor(course, anchor)
+    assert {k: v["attempts"] for k, v in submissions(course).items()} == {f"toy/{s}": 1 for s in STUDENTS}
+
+
+def test_batch_sizes_leave_every_worker_several_tasks():
+    assert [batch.batch_size(n, 2) for n in (1, 4, 8, 12, 60, 2000)] == [1, 1, 1, 2, 10, 10]
+    tasks = [{"student": s, "key": s * 2, "assignment": "a"} for s in "abcde"]
+    grouped = batch.batches(tasks, 2)
+    assert [t.get("student") for t in grouped] == ["a, b", "c, d", "e"]
+    assert [len(t["batch"]) for t in grouped[:2]] == [2, 2] and "batch" not in grouped[2]
+    assert batch.batches(tasks, 1) == tasks
+
+
 # -- Dask ----------------------------------------------------------------------------------------
 
 def free_port() -> int:

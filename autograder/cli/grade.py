@@ -1,10 +1,11 @@
 """Grade every submission of an assignment in parallel, as ``nbgrader autograde`` would.
 
     python -m autograder grade ASSIGNMENT [--student ID ...] [--workers N | --scheduler ADDRESS]
-                                          [--force] [--timeout SECONDS] [--retries N]
+                                          [--force] [--timeout SECONDS] [--retries N] [--batch N]
 
-Each submission is a task graded in a private temporary course by a worker (a process of a
-local pool, or a Dask worker with ``--scheduler``); this command alone writes the gradebook,
+Each submission (for a large class, each batch of up to 10: ``--batch``) is a task graded in a
+private temporary course by a worker (a process of a local pool, or a Dask worker with
+``--scheduler``); this command alone writes the gradebook,
 ``autograded/`` and ``grading_report.json`` (``autograder.grading.batch``). A first run grades
 everything; later runs grade only what is new or changed (``--force``: everything again).
 Before any student, the reference solutions are graded with the reference weights (``make
@@ -44,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=2, metavar="N",
                    help="tries again after a dead worker or a timeout before the submission is "
                         "recorded as failed (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=None, metavar="N",
+                   help="submissions graded per task, in one grading process (default: up to 10, "
+                        "fewer for a small class so that every worker gets several tasks)")
     p.add_argument("--skip-preflight", action="store_true",
                    help="do not grade the reference solutions first (not recommended)")
     p.add_argument("--course", default=str(COURSE_ROOT), metavar="DIR",
@@ -56,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..grading.batch import DaskRunner, GradeError, PoolRunner, grade
 
     args = parser().parse_args(argv)
-    if args.workers < 1 or args.retries < 0 or args.timeout <= 0:
-        parser().error("--workers must be at least 1, --retries at least 0 and --timeout positive")
+    if args.workers < 1 or args.retries < 0 or args.timeout <= 0 or (args.batch is not None and args.batch < 1):
+        parser().error("--workers and --batch must be at least 1, --retries at least 0 and --timeout positive")
     course = Path(args.course).resolve()
     stop = threading.Event()
 
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = DaskRunner(args.scheduler) if args.scheduler else PoolRunner(args.workers)
         summary = grade(course, args.assignment, runner, students=args.student, force=args.force,
                         retries=args.retries, timeout=args.timeout, skip_preflight=args.skip_preflight,
-                        progress=not args.no_progress, stop=stop)
+                        progress=not args.no_progress, stop=stop, batch=args.batch)
     except GradeError as exc:
         print(f"python -m autograder grade: {exc}", file=sys.stderr)
         return 2

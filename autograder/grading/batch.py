@@ -30,6 +30,13 @@
   while the driver writes a student, so a driver killed at any moment leaves that student to be
   graded again by the next run; nbgrader's own per-notebook records make it remove a
   half-written ``autograded/`` folder.
+- **Batches**: each task pays for a grading process of its own (nbgrader's start, the warm
+  sandbox's server, the judges' server: several seconds), so a large class goes out in batches
+  of up to ``MAX_BATCH`` submissions per task (:func:`batch_size`: small enough that every worker
+  gets several; ``--batch N`` sets it). A batch is one ``nbgrader autograde`` in one private
+  course and returns one result per student. A batch that does not finish (a dead worker, its
+  time limit: the sum of its submissions') is split: its students are graded again one by one,
+  and only those attempts count.
 - **Failures**: a task whose worker died (or ran past the per-submission timeout) is retried
   up to ``retries`` times, then recorded as "failed" for that student alone: the student gets a
   gradebook submission whose grade cells read ``grading failed: <reason>`` and are flagged for
@@ -70,6 +77,8 @@ from .preflight import REQUIRED_PACKAGES
 REFERENCE_STUDENT = "_reference"  # the preflight's student id, never written to the course
 EXECUTED_DIR = ".executed"  # in a worker's private course: notebooks right after execution
 SOURCE, SUBMITTED, AUTOGRADED = "solutions", "submitted", "autograded"
+# The most submissions one task grades (see batch_size).
+MAX_BATCH = 10
 EXECUTION_STEPS = ("GradingExecute", "ReplayChecks", "Execute")
 
 
@@ -237,48 +246,87 @@ def _private_scores(course: Path, assignment: str, student: str) -> list[list]:
 
 
 def grade_task(task: dict) -> dict:
-    """Grade one submission in a private temporary course; never touches the real course.
+    """Grade one submission, or a batch of them (``{"batch": [task, ...]}``, see
+    :func:`batches`), in a private temporary course; never touches the real course.
 
-    Returns ``{"status": "graded" | "timeout", ...}``; raises when the worker itself cannot grade.
+    Returns ``{"status": "graded" | "timeout", ...}`` for one submission and ``{"status":
+    "batch", "results": [...]}`` (or a "timeout" for the whole batch) for a batch; raises when
+    the worker itself cannot grade.
     """
     start = time.monotonic()
-    assignment, student = task["assignment"], task["student"]
-    result = {"assignment": assignment, "student": student, "key": task["key"],
-              "worker": f"{socket.gethostname()}/{os.getpid()}", "version": package_version()}
-    if result["version"] != task["version"].split(":")[0]:
-        result.update(status="mismatch", seconds=time.monotonic() - start)
-        return result
-    template = _template(task["definition"])
+    tasks = task.get("batch") or [task]
+    first = tasks[0]
+    assignment = first["assignment"]
+    base = {"assignment": assignment, "worker": f"{socket.gethostname()}/{os.getpid()}",
+            "version": package_version()}
+    if base["version"] != first["version"].split(":")[0]:
+        return {**base, "student": first["student"], "key": first["key"], "status": "mismatch",
+                "seconds": time.monotonic() - start}
+    template = _template(first["definition"])
     workdir = Path(tempfile.mkdtemp(prefix="autograder-task-"))
     try:
         course = workdir / "course"
         shutil.copytree(template, course, symlinks=True)
-        folder = course / SUBMITTED / student / assignment
-        for rel, content in task["files"].items():
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes(content)
+        for one in tasks:
+            folder = course / SUBMITTED / one["student"] / assignment
+            for rel, content in one["files"].items():
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                (folder / rel).write_bytes(content)
+        # One student: ``--student S`` (what `ps` shows); a batch: every student of the private course.
+        only = ("--student", first["student"]) if "batch" not in task else ()
+        limit = sum(t["timeout"] for t in tasks) if all(t.get("timeout") for t in tasks) else None
         try:
-            run = _nbgrader(course, "autograde", assignment, "--student", student, "--force",
-                            timeout=task.get("timeout"))
+            run = _nbgrader(course, "autograde", assignment, *only, "--force", timeout=limit)
         except subprocess.TimeoutExpired as exc:
-            result.update(status="timeout", seconds=time.monotonic() - start,
-                          log=(exc.output or "")[-3000:])
-            return result
-        executed = {}
-        for path in sorted((course / EXECUTED_DIR).glob("*.ipynb")):
-            failures = path.with_suffix(".json")
-            executed[path.stem] = {"notebook": path.read_text(),
-                                   "failures": json.loads(failures.read_text()) if failures.exists() else []}
-        entries = {k: v for k, v in report.load(course)["notebooks"].items()
-                   if v["student"] == student and v["assignment"] == assignment}
-        result.update(status="graded", returncode=run.returncode, log=run.stdout[-5000:],
-                      autograded=_tree_files(course / AUTOGRADED / student / assignment),
-                      executed=executed, report=entries,
-                      scores=_private_scores(course, assignment, student),
-                      seconds=time.monotonic() - start)
-        return result
+            timeout = {**base, "status": "timeout", "seconds": time.monotonic() - start,
+                       "log": (exc.output or "")[-3000:]}
+            return timeout if "batch" in task else {**timeout, "student": first["student"], "key": first["key"]}
+        entries = report.load(course)["notebooks"]
+        seconds = (time.monotonic() - start) / len(tasks)
+        results = []
+        for one in tasks:
+            student = one["student"]
+            executed = {}
+            for path in sorted((course / EXECUTED_DIR / student).glob("*.ipynb")):
+                failures = path.with_suffix(".json")
+                executed[path.stem] = {"notebook": path.read_text(),
+                                       "failures": json.loads(failures.read_text()) if failures.exists() else []}
+            results.append({
+                **base, "student": student, "key": one["key"], "status": "graded",
+                "returncode": run.returncode, "log": run.stdout[-5000:],
+                "autograded": _tree_files(course / AUTOGRADED / student / assignment),
+                "executed": executed,
+                "report": {k: v for k, v in entries.items()
+                           if v["student"] == student and v["assignment"] == assignment},
+                "scores": _private_scores(course, assignment, student), "seconds": seconds})
+        if "batch" in task:
+            return {**base, "status": "batch", "results": results, "seconds": time.monotonic() - start}
+        return results[0]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def batch_size(todo: int, workers: int) -> int:
+    """How many submissions one task grades: each task pays for a grading process of its own
+    (nbgrader, the warm sandbox's server, the judges' server), so a large class is cut into
+    batches, small enough that every worker gets several (for an even finish) and at most
+    ``MAX_BATCH``."""
+    return max(1, min(MAX_BATCH, todo // (3 * max(1, workers))))
+
+
+def batches(tasks: list[dict], size: int) -> list[dict]:
+    """``tasks`` grouped by ``size``: single tasks stay as they are, groups become
+    ``{"batch": [...], "student": "a, b, ...", "key": ...}``."""
+    if size <= 1:
+        return list(tasks)
+    grouped = []
+    for i in range(0, len(tasks), size):
+        group = tasks[i:i + size]
+        grouped.append(group[0] if len(group) == 1 else {
+            "batch": group, "assignment": group[0]["assignment"],
+            "student": ", ".join(t["student"] for t in group),
+            "key": _digest({t["student"]: t["key"].encode() for t in group})})
+    return grouped
 
 
 # -- the two pipeline steps that carry execution from the worker to the driver ------------------
@@ -308,10 +356,10 @@ def _autograde_steps(c) -> list:
 class CaptureExecuted(NbGraderPreprocessor):
     """Keep a copy of each notebook, and its grading failures, right after execution."""
 
-    directory = Unicode("", help="Where the executed notebooks are written.").tag(config=True)
+    directory = Unicode("", help="Where the executed notebooks are written (a folder per student).").tag(config=True)
 
     def preprocess(self, nb, resources):
-        folder = Path(self.directory)
+        folder = Path(self.directory) / resources["nbgrader"]["student"]
         folder.mkdir(parents=True, exist_ok=True)
         name = resources["nbgrader"]["notebook"]
         nbformat.write(nb, folder / f"{name}.ipynb")
@@ -492,6 +540,9 @@ class PoolRunner:
     def describe(self) -> str:
         return f"a pool of {len(self.slots)} worker process(es)"
 
+    def capacity(self) -> int:
+        return len(self.slots)
+
     def free(self) -> int:
         return len(self.slots) - len(self.running)
 
@@ -541,6 +592,9 @@ class DaskRunner:
 
     def free(self) -> int:
         return 1 << 30  # the scheduler queues the tasks
+
+    def capacity(self) -> int:
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
 
     def submit(self, task: dict) -> None:
         self.running[self.client.submit(grade_task, task, pure=False)] = task
@@ -674,8 +728,10 @@ def _check_version(result: dict) -> None:
 
 def grade(course: Path, assignment: str, runner, *, students: list[str] | None = None, force: bool = False,
           retries: int = 2, timeout: float | None = None, skip_preflight: bool = False,
-          progress: bool = True, stop: threading.Event | None = None, out=sys.stdout) -> Summary:
-    """Grade the submissions of `assignment` in `course` through `runner` (see the module doc)."""
+          progress: bool = True, stop: threading.Event | None = None, out=sys.stdout,
+          batch: int | None = None) -> Summary:
+    """Grade the submissions of `assignment` in `course` through `runner` (see the module doc);
+    `batch`: submissions per task (default :func:`batch_size`)."""
     from tqdm import tqdm
 
     start = time.monotonic()
@@ -713,16 +769,33 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
         seconds = preflight(runner, course, assignment, definition, task_version, timeout)
         print(f"preflight: full marks ({seconds:.1f} s)", file=out, flush=True)
 
-    queue, attempts, failures = deque(todo), {}, 0
+    size = batch or batch_size(len(todo), runner.capacity())
+    queue, attempts, failures = deque(batches(todo, size)), {}, 0
     bar = tqdm(total=len(todo), desc=f"grade {assignment}", unit="submission", disable=not progress,
                file=out, dynamic_ncols=True)
     try:
         while (queue or runner.running) and not stop.is_set():
             while queue and runner.free() > 0:
                 task = queue.popleft()
-                attempts[task["student"]] = attempts.get(task["student"], 0) + 1
+                if "batch" not in task:
+                    attempts[task["student"]] = attempts.get(task["student"], 0) + 1
                 runner.submit(task)
+            outcomes = []
             for outcome in runner.wait():
+                result = outcome.result or {}
+                if "batch" not in outcome.task:
+                    outcomes.append(outcome)
+                elif result.get("status") == "batch":
+                    for sub, sub_result in zip(outcome.task["batch"], result["results"]):
+                        attempts[sub["student"]] = attempts.get(sub["student"], 0) + 1
+                        outcomes.append(Outcome(sub, result=sub_result))
+                elif result.get("status") == "mismatch":
+                    _check_version(result)
+                else:
+                    # A batch that did not finish (a dead worker, its time limit): its students
+                    # are graded again one by one, so that one submission cannot fail the others.
+                    queue.extend(outcome.task["batch"])
+            for outcome in outcomes:
                 task, student = outcome.task, outcome.task["student"]
                 result = outcome.result or {}
                 if result.get("status") == "mismatch":
