@@ -1,7 +1,7 @@
 """Grading throughput: stock nbgrader against ours, sequential, on a process pool and on Dask.
 
     python benchmarks/grading.py [--students N] [--workers W] [--assignment NAME]
-                                 [--modes stock,sequential,pool,cluster]
+                                 [--modes stock,sequential,pool,cluster] [--batch K]
 
 Builds one course in a temporary directory with N students who cycle through the reference
 (the solution notebooks with the reference weights of ``make weights``), the solutions with
@@ -12,7 +12,8 @@ table (seconds in all, seconds per submission, students per hour, ratio to our s
   sandbox, no re-run, no judge); its kernels run the checks as a student's own run does. The
   anchor: what nbgrader costs without the isolation.
 - ``sequential``: ``nbgrader autograde`` with the course's configuration (``nbgrader_config.py``).
-- ``pool``: ``python -m autograder grade --workers W``.
+- ``pool``: ``python -m autograder grade --workers W`` (``--batch K`` when given; otherwise the
+  command picks the batch size).
 - ``cluster``: the same command on a Dask ``LocalCluster`` of W worker processes
   (``--scheduler``).
 
@@ -77,7 +78,7 @@ def build(tmp: Path, assignment: str, students: int) -> Path:
     return course
 
 
-def run_mode(mode: str, course: Path, assignment: str, workers: int) -> float:
+def run_mode(mode: str, course: Path, assignment: str, workers: int, batch: int | None = None) -> float:
     from autograder.grading.course import autograde, nbgrader_env
 
     if mode == "stock":
@@ -89,6 +90,8 @@ def run_mode(mode: str, course: Path, assignment: str, workers: int) -> float:
     else:
         cmd = [sys.executable, "-m", "autograder", "grade", assignment, "--course", str(course),
                "--skip-preflight", "--no-progress", "--force"]
+        if batch:
+            cmd += ["--batch", str(batch)]
         cluster = None
         if mode == "cluster":
             from distributed import LocalCluster
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--assignment", default="autoencoders")
     parser.add_argument("--modes", default="stock,sequential,pool,cluster")
+    parser.add_argument("--batch", type=int, default=None, help="submissions per task of pool and cluster")
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
     rows, scores = [], {}
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             course = Path(tmp) / mode
             shutil.copytree(base, course, symlinks=True)
-            seconds = run_mode(mode, course, args.assignment, args.workers)
+            seconds = run_mode(mode, course, args.assignment, args.workers, args.batch)
             scores[mode] = {s: sum(p for p, _ in cells.values())
                             for s, cells in all_scores(course, args.assignment).items()}
             rows.append((mode, seconds))

@@ -210,8 +210,7 @@ def _init(job: dict, log_fd: int, report: int) -> None:
         if pid == 0:
             os.close(report)
             _run_job(job, log_fd)
-        if job.get("uid") is None:
-            _drop_capabilities()
+        _drop_capabilities()
         _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(dumpable)")
         while True:
             done, status = os.wait()
