@@ -209,18 +209,8 @@ def test_batches_match_nbgrader(base, anchor, tmp_path):
 
 def kill_batches(stop: threading.Event, killed: list) -> None:
     """SIGKILL the worker of every batch (an `nbgrader autograde` without --student)."""
-    while not stop.is_set():
-        for proc in Path("/proc").iterdir():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-                if b"nbgrader" in cmd and b"autograde" in cmd and b"--student" not in cmd:
-                    ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                    if ppid not in killed:
-                        os.kill(ppid, signal.SIGKILL)
-                        killed.append(ppid)
-            except (OSError, ValueError, IndexError):
-                continue
-        time.sleep(0.05)
+    kill_parents(lambda cmd: b"nbgrader" in cmd and b"autograde" in cmd and b"--student" not in cmd,
+                 stop, killed)
 
 
 @pytest.mark.slow
@@ -379,13 +369,13 @@ def test_postgresql_gradebook_gets_the_same_rows(base, anchor, tmp_path, postgre
 
 # -- failures and interruptions --------------------------------------------------------------------
 
-def kill_workers_of(student: str, stop: threading.Event, killed: list) -> None:
-    """SIGKILL the worker process (the parent of `nbgrader autograde ... --student STUDENT`)."""
+def kill_parents(matches, stop: threading.Event, killed: list) -> None:
+    """SIGKILL the parent (the worker) of every process whose command line ``matches``."""
     while not stop.is_set():
         for proc in Path("/proc").iterdir():
             try:
                 cmd = (proc / "cmdline").read_bytes().split(b"\0")
-                if b"autograde" in cmd and student.encode() in cmd and b"--student" in cmd:
+                if matches(cmd):
                     ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
                     if ppid not in killed:
                         os.kill(ppid, signal.SIGKILL)
@@ -393,6 +383,12 @@ def kill_workers_of(student: str, stop: threading.Event, killed: list) -> None:
             except (OSError, ValueError, IndexError):
                 continue
         time.sleep(0.05)
+
+
+def kill_workers_of(student: str, stop: threading.Event, killed: list) -> None:
+    """SIGKILL the worker process (the parent of `nbgrader autograde ... --student STUDENT`)."""
+    kill_parents(lambda cmd: b"autograde" in cmd and student.encode() in cmd and b"--student" in cmd,
+                 stop, killed)
 
 
 @pytest.mark.slow

@@ -216,6 +216,16 @@ class Sandbox(Configurable):
                     *self._package_dirs(), *self.read_only_paths, *self._data_dirs(environ)]
         return [p for p in dict.fromkeys(os.path.abspath(p) for p in readable) if os.path.exists(p)]
 
+    def environment(self, environ=None) -> dict:
+        """The whole environment of a sandboxed process (`environ`: the grader's, by default
+        ``os.environ``, from which ``pass_env`` is taken)."""
+        environ = os.environ if environ is None else environ
+        env = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])}
+        env.update(self.env)
+        env.update({k: environ[k] for k in self.pass_env if k in environ})
+        return env
+
     # -- the command --------------------------------------------------------------------
 
     def command(self, argv: list[str], *, cwd: str, shared_dirs: tuple[str, ...] = (),
@@ -282,10 +292,7 @@ class Sandbox(Configurable):
         for shared in shared_dirs:
             plan.bind(shared, writable=True)
 
-        env = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-               "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])}
-        env.update(self.env)
-        env.update({k: environ[k] for k in self.pass_env if k in environ})
+        env = self.environment(environ)
 
         if self.privileged():
             namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",

@@ -138,6 +138,7 @@ class WarmSandbox:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.course = sandbox.root()  # an empty directory in the server's view
+        self._readonly = sandbox.readable_paths()
         self.staging = tempfile.mkdtemp(prefix="autograder-warm-")
         self._logs = os.path.join(self.staging, ".logs")  # hidden from every job
         os.mkdir(self._logs, 0o700)
@@ -283,6 +284,7 @@ class WarmSandbox:
                         "cwd": str(cwd), "writable": [str(w) for w in writable], "uid": uid,
                         "binds": [[str(src), str(dest)] for dest, src in (binds or {}).items()],
                         "timeout": timeout, "env": self._env(environ), "log": job.log,
+                        "readonly": self._readonly,
                         "preload": [*preload, module]})
         if not job.started.wait(START_TIMEOUT):
             job.kill()
@@ -314,13 +316,7 @@ class WarmSandbox:
 
     def _env(self, environ=None) -> dict:
         """The environment of a job: the sandbox's (as ``Sandbox.command`` sets it)."""
-        sb = self.sandbox
-        environ = self._environ(environ)
-        env = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-               "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])}
-        env.update(sb.env)
-        env.update({k: environ[k] for k in sb.pass_env if k in environ})
-        return env
+        return self.sandbox.environment(self._environ(environ))
 
 
 def _hand_over_tree(folder: str, uid: int) -> None:

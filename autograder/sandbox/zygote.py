@@ -51,7 +51,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
@@ -113,10 +113,27 @@ def _isolate(job: dict, staging: str, tmp_size: int) -> None:
         if target != real:
             tops.add(course_top(target, job["course"]))
         keep.append((target, os.open(real, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)))
+    # The read-only paths (the virtualenv, the course packages, the data) that lie where a fresh
+    # tmpfs is about to cover them (a checkout under /tmp) are bound again afterwards.
+    covered = ["/tmp", "/dev/shm", staging]
+    again = []
+    for path in job.get("readonly", ()):
+        path = os.path.abspath(path)
+        if os.path.exists(path) and any(os.path.commonpath([path, c]) == c for c in covered):
+            again.append((path, os.path.isdir(path), os.open(path, os.O_PATH | os.O_NOFOLLOW)))
     for path, mode in (("/tmp", "1777"), ("/dev/shm", "1777")):
         _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={tmp_size}")
     if os.path.isdir(staging):  # (gone already when it lies under /tmp)
         _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=65536")
+    for path, is_dir, fd in again:
+        if is_dir:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
     for top in sorted(tops):
         # A fixed name (say ``autograded``) in the course root, an empty directory in the
         # server's view: the student's folders below it live in this job's own tmpfs.
