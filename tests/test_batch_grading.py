@@ -370,12 +370,14 @@ def test_postgresql_gradebook_gets_the_same_rows(base, anchor, tmp_path, postgre
 # -- failures and interruptions --------------------------------------------------------------------
 
 def kill_parents(matches, stop: threading.Event, killed: list) -> None:
-    """SIGKILL the parent (the worker) of every process whose command line ``matches``."""
+    """SIGKILL the parent (the worker) of every process that grades in a worker's private course
+    (``autograder-task-*``; never another test's ``nbgrader autograde``) and whose command line
+    ``matches``."""
     while not stop.is_set():
         for proc in Path("/proc").iterdir():
             try:
                 cmd = (proc / "cmdline").read_bytes().split(b"\0")
-                if matches(cmd):
+                if matches(cmd) and "/autograder-task-" in os.readlink(proc / "cwd"):
                     ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
                     if ppid not in killed:
                         os.kill(ppid, signal.SIGKILL)
