@@ -38,9 +38,6 @@ from traitlets import Bool, Float
 from ..sandbox.warm import WarmUnavailable
 from .replay import DEFAULT_TIMEOUT, build_plan, run_plan
 
-# Why the warm sandbox failed in this process, if it did (then every replay runs cold).
-_WARM_FAILED: list[str] = []
-
 
 class RestoreCellMetadata(NbGraderPreprocessor):
     """Reset nbgrader cell metadata to the source's; drop it from cells with unknown ids."""
@@ -235,23 +232,22 @@ class ReplayChecks(NbGraderPreprocessor):
 
             return run_judged(plan, source_nb, nb.checks, (*nb.weights, *nb.extra_files), workdir,
                               timeout=self.timeout, sandbox=self._sandbox, warm=warm)
-        except WarmUnavailable as exc:
-            self.log.warning("The warm sandbox is not available (%s): every process of the "
-                             "replay starts a sandbox of its own, which is slower.", exc)
-            _WARM_FAILED.append(str(exc))
+        except WarmUnavailable as exc:  # it stopped while running: the rest of the process goes cold
+            from ..sandbox.warm import fail
+
+            fail(str(exc), self.log)
             return self._verdicts(plan, source_nb, ids, workdir)
 
     def _warm(self):
         """The warm sandbox (``autograder.sandbox.warm``) unless switched off or failed."""
         from ..sandbox import Sandbox, switched_off
 
-        sb = Sandbox(config=self.config)
-        if switched_off() or not sb.warm or _WARM_FAILED:
+        if switched_off():
             return None
-        from ..sandbox.warm import warm_sandbox
+        from ..sandbox.warm import available
 
-        warm = warm_sandbox(sb)
-        if not warm.announced:
+        warm = available(Sandbox(config=self.config), self.log)
+        if warm is not None and not warm.announced:
             warm.announced = True
             self.log.info("The replay's processes are forked from a warm sandbox (%s)", warm.staging)
         return warm

@@ -66,9 +66,6 @@ class SandboxUnavailable(RuntimeError):
     """The sandbox cannot start, so student code must not run."""
 
 
-# Why the warm sandbox failed in this process, if it did (then every kernel starts cold).
-_WARM_FAILED: list[str] = []
-
 
 def switched_off() -> bool:
     """Has the developer opt-out ``AUTOGRADER_SANDBOX=off`` been set?"""
@@ -469,19 +466,11 @@ class SandboxedKernelManager(AsyncKernelManager):
     def _warm_sandbox(self):
         """The warm sandbox (``autograder.sandbox.warm``) for kernels of ``nbgrader autograde``,
         or None: switched off (``c.Sandbox.warm = False``), validating, or failed to start."""
-        if not self.sandbox.warm or os.environ.get("NBGRADER_EXECUTION") != "autograde" or _WARM_FAILED:
+        if os.environ.get("NBGRADER_EXECUTION") != "autograde":
             return None
-        from .warm import WarmUnavailable, warm_sandbox
+        from .warm import available
 
-        warm = warm_sandbox(self.sandbox)
-        try:
-            warm.ensure_started()
-        except WarmUnavailable as exc:
-            self.log.warning("The warm sandbox is not available (%s): every kernel starts a "
-                             "sandbox of its own, which is slower.", exc)
-            _WARM_FAILED.append(str(exc))
-            return None
-        return warm
+        return available(self.sandbox, self.log)
 
     async def _async_pre_start_kernel(self, **kw):
         self.sandboxed = self._use_sandbox()

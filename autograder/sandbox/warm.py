@@ -36,7 +36,8 @@ from pathlib import Path
 from . import Sandbox, SandboxUnavailable, _within, claim_uid
 from .zygote import TIMED_OUT as TIMED_OUT_STATUS
 
-__all__ = ["TIMED_OUT_STATUS", "Job", "Result", "WarmSandbox", "WarmUnavailable", "copy_workdir", "warm_sandbox"]
+__all__ = ["TIMED_OUT_STATUS", "Job", "Result", "WarmSandbox", "WarmUnavailable", "available", "copy_workdir",
+           "fail", "warm_sandbox"]
 
 START_TIMEOUT = 300
 # What every job of the grading uses; the jobs name more (e.g. lightning) as they need them.
@@ -162,7 +163,7 @@ class WarmSandbox:
             top = course_top(os.path.realpath(workdir), self.course)
         except OSError:
             return False
-        return not any(_within(p, top) or _within(top, p) for p in self.sandbox.readable_paths())
+        return not any(_within(p, top) or _within(top, p) for p in self._readonly)
 
     def ensure_started(self) -> None:
         """Start the server unless it runs (raises WarmUnavailable when it cannot)."""
@@ -330,16 +331,40 @@ def _hand_over_tree(folder: str, uid: int) -> None:
 
 
 _WARM: dict = {}
+# Why the warm sandbox failed in this process, if it did: then every kernel and every process
+# of the re-run starts a sandbox of its own.
+_FAILED: list[str] = []
 
 
 def warm_sandbox(sandbox: Sandbox) -> WarmSandbox:
-    """The grading process's warm sandbox for these settings, started on first use."""
-    key = json.dumps(sandbox.trait_values(config=True), sort_keys=True, default=str)
+    """The grading process's warm sandbox for these settings and course, started on first use."""
+    key = json.dumps([sandbox.trait_values(config=True), sandbox.root()], sort_keys=True, default=str)
     if key not in _WARM:
         warm = WarmSandbox(sandbox)
         _WARM[key] = warm
         atexit.register(warm.close)
     return _WARM[key]
+
+
+def available(sandbox: Sandbox, log) -> WarmSandbox | None:
+    """The running warm sandbox for ``sandbox``, or None: switched off (``c.Sandbox.warm =
+    False``), or it failed to start in this process (said once, on ``log``)."""
+    if not sandbox.warm or _FAILED:
+        return None
+    warm = warm_sandbox(sandbox)
+    try:
+        warm.ensure_started()
+    except WarmUnavailable as exc:
+        fail(str(exc), log)
+        return None
+    return warm
+
+
+def fail(reason: str, log) -> None:
+    """Give up the warm sandbox for the rest of this process, saying why."""
+    log.warning("The warm sandbox is not available (%s): every kernel and process of the re-run "
+                "starts a sandbox of its own, which is slower.", reason)
+    _FAILED.append(reason)
 
 
 def copy_workdir(workdir: Path, dest: Path) -> Path:
