@@ -7,6 +7,7 @@ classifier); loaded once here, each fork starts with them instead of loading the
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 
@@ -46,3 +47,6 @@ def _preload() -> None:
 
 
 _preload()
+# What was loaded here stays: the forked judges' garbage collections never walk (nor, by
+# touching it, copy) it.
+gc.freeze()

@@ -43,7 +43,9 @@ START_TIMEOUT = 300
 # What every job of the grading uses; the jobs name more (e.g. lightning) as they need them.
 PRELOAD = ("numpy", "torch", "autograder.grading.replay_child", "autograder.grading.stage_child")
 # What a kernel job adds: ipykernel and what the course notebooks import at the top.
-KERNEL_PRELOAD = ("autograder.sandbox.kernel_job", "ipykernel.kernelapp", "matplotlib.pyplot",
+KERNEL_PRELOAD = ("autograder.sandbox.kernel_job", "ipykernel.kernelapp", "ipykernel.ipkernel",
+                  "ipykernel.debugger", "IPython.core.debugger", "IPython.core.completerlib",
+                  "IPython.extensions.storemagic", "sqlite3", "tornado.platform.asyncio", "matplotlib.pyplot",
                   "data_tools", "tqdm.auto")
 
 
