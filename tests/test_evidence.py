@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import SOLUTIONS, finish_staged, solution_namespace, start_staged
+from conftest import COURSE_ROOT, SOLUTIONS, finish_staged, solution_namespace, start_staged
 
 from autograder.checks import ae, evidence, recorded, vae
 from autograder.checks.core import CheckFailure
@@ -200,3 +200,36 @@ def test_judges_forked_from_the_preloaded_server_compute_without_hanging():
         assert not alive, "a judge forked from the preloaded server hung"
         preloaded, computed, accuracy, classified = queue.get(timeout=5)
         assert preloaded == expected and computed and 0.0 <= accuracy <= 1.0 and classified
+
+
+@pytest.mark.slow
+def test_a_judge_started_under_a_console_script_does_not_run_the_script_again(tmp_path):
+    """Under ``nbgrader autograde`` (a console script, not ``python -m``), does a judge start
+    without multiprocessing running the grader's main script again in it (which imported all
+    of nbgrader in every judge: 1.7 s per notebook)? The script here marks every run of itself
+    under multiprocessing's name for it, ``__mp_main__``."""
+    import subprocess
+    import sys
+
+    marker, evidence_dir = tmp_path / "script-ran-again", tmp_path / "evidence"
+    evidence_dir.mkdir()
+    script = tmp_path / "grader_script.py"
+    script.write_text(f'''
+import json, sys
+from pathlib import Path
+if __name__ == "__mp_main__":
+    Path({str(marker)!r}).write_text("the judge ran the main script again")
+if __name__ == "__main__":
+    sys.path.insert(0, {str(COURSE_ROOT)!r})
+    from autograder.grading.judged import run_judge
+    job = {{"checks": "autograder.checks.ae", "settings": ["n = 2"],
+           "cells": [{{"grade_id": "t", "source": "assert n == 2; print('judged')"}}],
+           "evidence": {str(evidence_dir)!r}, "calls": {str(evidence_dir)!r}}}
+    print(json.dumps(run_judge(job, Path({str(tmp_path)!r}), 120)))
+''')
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    verdict = json.loads(run.stdout.strip().splitlines()[-1])["t"]
+    assert verdict["passed"] and verdict["output"].strip() == "judged"
+    assert not marker.exists(), marker.read_text()

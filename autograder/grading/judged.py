@@ -263,6 +263,30 @@ def _context(checks_module: str):
     return _CONTEXT[0]
 
 
+@contextlib.contextmanager
+def _without_main():
+    """``Process.start()`` without the main script: multiprocessing re-runs the parent's main
+    script in every child it starts unless that is a ``-m`` module's ``__main__``. Under the
+    ``nbgrader`` console script (``nbgrader autograde``, as instructors type it) that meant
+    importing all of nbgrader again in every judge: 1.7 s per notebook. A judge runs
+    ``judge.main`` of an imported module and needs nothing of the main script."""
+    from multiprocessing import spawn
+
+    prepare = spawn.get_preparation_data
+
+    def without_main(name):
+        data = prepare(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    spawn.get_preparation_data = without_main
+    try:
+        yield
+    finally:
+        spawn.get_preparation_data = prepare
+
+
 def run_judge(job: dict, folder: Path, timeout: float) -> dict:
     """The judge's verdicts for ``job`` (see ``autograder.grading.judge``), from a fresh fork."""
     from . import judge
@@ -271,7 +295,8 @@ def run_judge(job: dict, folder: Path, timeout: float) -> dict:
     job_path.write_text(json.dumps(job))
     process = _context(job["checks"]).Process(target=judge.main, daemon=True,
                                               args=(str(job_path), str(out_path)))
-    process.start()
+    with _without_main():
+        process.start()
     os.environ.pop("AUTOGRADER_JUDGE_MODULES", None)  # read by the server at its start only
     process.join(timeout)
     if process.is_alive():
