@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .plots import _plt, show
+from .plots import _plt, figure, show
 
 
 def _np(values) -> np.ndarray:
@@ -15,6 +15,7 @@ def _np(values) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
+@figure
 def plot_epoch_losses(curves: dict, *, title: str = "loss per epoch", ylabel: str = "loss",
                       logy: bool = False):
     """One curve per name (e.g. {"train": [...], "test": [...]}), one value per epoch."""
@@ -26,6 +27,7 @@ def plot_epoch_losses(curves: dict, *, title: str = "loss per epoch", ylabel: st
     show(fig, ax, title=title, xlabel="epoch", ylabel=ylabel, logy=logy, legend=True)
 
 
+@figure
 def plot_error_vs_k(pca_errors, points: dict | None = None, *,
                     title: str = "test reconstruction error against k"):
     """PCA's error for k = 1, 2, ... as a curve; ``points`` {label: (k, error)} as markers."""
@@ -39,6 +41,7 @@ def plot_error_vs_k(pca_errors, points: dict | None = None, *,
          logy=True, legend=True)
 
 
+@figure
 def plot_angles(angles, *, title: str = "principal angles between the two subspaces"):
     """A bar per principal angle (degrees), smallest first."""
     plt = _plt()
@@ -49,6 +52,7 @@ def plot_angles(angles, *, title: str = "principal angles between the two subspa
     show(fig, ax, title=title, xlabel="principal angle number", ylabel="degrees")
 
 
+@figure
 def plot_activation_histograms(activations: dict, *, threshold: float = 0.1, bins: int = 50,
                                title: str = "hidden activations on the test images"):
     """Side-by-side histograms of activations in [0, 1], one panel per name, with the share

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .plots import figure
+
 __all__ = ["VarianceMNIST", "corrupt", "plot_variance_samples", "seeded_normal"]
 
 #: Shape of one image.
@@ -209,6 +211,7 @@ def corrupt(x: torch.Tensor, sigma_n: float = 0.2, generator: torch.Generator | 
     return x + sigma_n * eps.to(x.device)
 
 
+@figure
 def plot_variance_samples(dataset: VarianceMNIST, *, n: int = 10, n_draws: int = 3,
                           title: str | None = "varianceMNIST"):
     """Show n clean shapes (the per-pixel standard deviations) and n_draws samples of each.

@@ -53,7 +53,7 @@ def test_plot_embeddings_under_the_grader_projects_instead_of_tsne(monkeypatch):
     codes (500 of them), saying so, rather than spend seconds on t-SNE?"""
     import sklearn.manifold
 
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
     monkeypatch.setattr(sklearn.manifold, "TSNE", None)  # t-SNE would fail here
     codes = np.random.default_rng(0).normal(size=(800, 5)) * np.array([5.0, 3.0, 1.0, 1.0, 1.0])
     plot_embeddings(codes, np.arange(800) % 10)
@@ -89,3 +89,31 @@ def test_plot_curves_rejects_a_curve_of_the_wrong_length():
 
     with pytest.raises(ValueError, match="curve 'a' has 2 values for 3 x values"):
         plot_curves([1, 2, 3], {"a": [0.1, 0.2]}, xlabel="x", ylabel="y")
+
+
+def test_autograde_draws_no_figure_unless_asked(monkeypatch, capsys):
+    """While ``nbgrader autograde`` runs a notebook (no grade depends on a figure), does every
+    plot helper print one line that says so instead of drawing, and draw again with
+    ``AUTOGRADER_FIGURES=draw``, under ``validate`` and in the student's own run?"""
+    import data_tools
+    from data_tools import linear_plots, variance
+
+    helpers = [getattr(data_tools.plots, n) for n in dir(data_tools.plots) if n.startswith("plot_")]
+    helpers += [getattr(linear_plots, n) for n in dir(linear_plots) if n.startswith("plot_")]
+    helpers += [variance.plot_variance_samples]
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    for helper in helpers:  # arguments that would fail if the helper drew anything
+        assert helper(None, None) is None
+    assert plt.get_fignums() == []
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(helpers) == 14
+    assert all("no figure while nbgrader autograde grades" in line for line in lines)
+    images = np.zeros((3, 784))
+    for environ in ({"AUTOGRADER_FIGURES": "draw"}, {"NBGRADER_EXECUTION": "validate"},
+                    {"NBGRADER_EXECUTION": ""}):
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        data_tools.plot_rows({"input": images, "output": images}, n=3)
+        assert len(_images_drawn()) == 6
+        plt.close("all")
+        monkeypatch.delenv("AUTOGRADER_FIGURES", raising=False)

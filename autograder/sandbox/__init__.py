@@ -160,7 +160,8 @@ class Sandbox(Configurable):
     hidden_paths = List([], help="More host paths to hide (e.g. a gradebook kept outside the "
                         "course root that a read-only path would otherwise expose).").tag(config=True)
     pass_env = List(
-        ["NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "MNIST_ROOT", "TZ", "OMP_NUM_THREADS"],
+        ["NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "MNIST_ROOT", "TZ", "OMP_NUM_THREADS",
+         "AUTOGRADER_FIGURES"],
         help="Environment variables copied into the sandbox when set; all others are dropped.").tag(config=True)
     env = Dict(
         {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"},
