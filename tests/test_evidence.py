@@ -207,7 +207,8 @@ def test_a_judge_started_under_a_console_script_does_not_run_the_script_again(tm
     """Under ``nbgrader autograde`` (a console script, not ``python -m``), does a judge start
     without multiprocessing running the grader's main script again in it (which imported all
     of nbgrader in every judge: 1.7 s per notebook)? The script here marks every run of itself
-    under multiprocessing's name for it, ``__mp_main__``."""
+    under multiprocessing's name for it, ``__mp_main__``. And does the judge compute on one
+    thread (torch and BLAS), whatever the machine's cores?"""
     import subprocess
     import sys
 
@@ -219,11 +220,13 @@ import json, sys
 from pathlib import Path
 if __name__ == "__mp_main__":
     Path({str(marker)!r}).write_text("the judge ran the main script again")
+THREADS = ("import torch, threadpoolctl; assert torch.get_num_threads() == 1; "
+           "assert all(p['num_threads'] == 1 for p in threadpoolctl.threadpool_info()); ")
 if __name__ == "__main__":
     sys.path.insert(0, {str(COURSE_ROOT)!r})
     from autograder.grading.judged import run_judge
     job = {{"checks": "autograder.checks.ae", "settings": ["n = 2"],
-           "cells": [{{"grade_id": "t", "source": "assert n == 2; print('judged')"}}],
+           "cells": [{{"grade_id": "t", "source": THREADS + "assert n == 2; print('judged')"}}],
            "evidence": {str(evidence_dir)!r}, "calls": {str(evidence_dir)!r}}}
     print(json.dumps(run_judge(job, Path({str(tmp_path)!r}), 120)))
 ''')

@@ -80,10 +80,19 @@ def judge(job: dict) -> dict:
 
 
 def main(job_path: str, out_path: str) -> None:
-    """Read the job, judge, write the verdicts (atomically)."""
+    """Read the job, judge on one thread, write the verdicts (atomically).
+
+    One thread for torch and for the BLAS of the probe's fit: a verdict near its bar must not
+    depend on how many cores the grading machine has or on how grading is laid out (one
+    ``nbgrader autograde``, a pool whose workers share the cores, Dask workers elsewhere)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
     with open(job_path) as f:
         job = json.load(f)
-    verdicts = judge(job)
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        verdicts = judge(job)
     with open(out_path + ".tmp", "w") as f:
         json.dump(verdicts, f)
     os.replace(out_path + ".tmp", out_path)
