@@ -241,6 +241,19 @@ def test_batch_sizes_leave_every_worker_several_tasks():
     assert batch.batches(tasks, 1) == tasks
 
 
+def test_a_pool_worker_computes_on_its_share_of_the_cores(monkeypatch):
+    """Does each worker of a pool get OMP_NUM_THREADS = cores / workers for its nbgrader (and so
+    for its kernels, re-runs and judges), unless the instructor set OMP_NUM_THREADS?"""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = os.cpu_count() or 1
+    assert batch.PoolRunner(2).threads == max(1, cores // 2)
+    assert batch.PoolRunner(4 * cores).threads == 1
+    assert batch.worker_env(3)["OMP_NUM_THREADS"] == "3"
+    assert "OMP_NUM_THREADS" not in batch.worker_env(None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert batch.worker_env(3)["OMP_NUM_THREADS"] == "7"
+
+
 # -- Dask ----------------------------------------------------------------------------------------
 
 def free_port() -> int:
