@@ -499,6 +499,7 @@ def unreleased(tmp_path) -> Path:
     return course
 
 
+@pytest.mark.slow
 def test_grade_rejects_an_unknown_student(unreleased):
     """Does `grade --student` name a student without a submission, before grading anyone?"""
     run = grade_cli(unreleased, "--student", "mallory", "--skip-preflight")
@@ -507,6 +508,7 @@ def test_grade_rejects_an_unknown_student(unreleased):
     assert not (unreleased / "autograded").exists() and not (unreleased / "grading_report.json").exists()
 
 
+@pytest.mark.slow
 def test_grade_refuses_an_unreleased_assignment(unreleased):
     """Does `grade` on an assignment never released stop with the command that fixes it?"""
     run = grade_cli(unreleased, "--skip-preflight")

@@ -90,6 +90,7 @@ def test_seeded_set_is_fixed_and_independent_of_access_order():
     assert not torch.equal(first, a[5][0] * a.std[4] / a.std[5].clamp_min(1e-9))
 
 
+@pytest.mark.slow
 def test_seeded_set_is_identical_in_another_process():
     """Does a fresh Python process draw the very same seeded samples (grading on another machine)?"""
     code = (f"import torch, sys; sys.path.insert(0, {str(REPO)!r})\n"

@@ -428,6 +428,7 @@ def test_measure_refuses_outputs_of_the_wrong_rows(monkeypatch):
         latent.EVALUATION.measure(first, second, (testset, testset, None))
 
 
+@pytest.mark.slow
 def test_trained_checks_fail_untrained_weights_with_hints(solution, tmp_path):
     """Do untrained weights fail both trained-model checks, and does a decoder that returns
     probabilities get the logits hint?"""

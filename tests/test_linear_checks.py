@@ -441,6 +441,7 @@ def _pca_ae(trainset, centred=True):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("centred", [True, False], ids=["with_bias", "bias_false"])
 def test_pca_weights_pass_the_trained_linear_checks(data, tmp_path, centred, capsys):
     """Does a linear AE set to PCA (any basis; with or without biases) get angle 0 and ratio 1?"""

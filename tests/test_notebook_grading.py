@@ -200,6 +200,7 @@ def test_save_model_moves_cuda_weights_to_the_cpu(tmp_path):
     assert next(model.parameters()).device.type == "cuda"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_gpu_check_fails_clearly_without_cuda(course_root):
     """Does scripts/gpu_check.sh stop at once, saying why, where no CUDA device exists?"""

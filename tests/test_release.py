@@ -59,6 +59,7 @@ def test_every_assignment_is_pinned():
     assert sorted(assignments()) == sorted(EXPECTED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment, name", NOTEBOOKS)
 def test_release_is_regenerated(assignment, name, regenerated):
     """Is the committed release identical to a fresh `nbgrader generate_assignment`?"""

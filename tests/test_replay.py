@@ -67,6 +67,7 @@ def test_plan_of_the_ae_solution():
     assert "optimizer" not in training.code  # the training loop is not replayed
 
 
+@pytest.mark.slow
 def test_patch_in_a_solution_cell_does_not_reach_the_checks(tmp_path):
     """Does a top-level patch of torch.allclose in a solution cell stay out of the replay, and
     does a passing test cell's verdict carry what it printed?"""

@@ -43,6 +43,7 @@ def tracebacks():
     }
 
 
+@pytest.mark.slow
 def test_kernel_traceback_shows_the_call_and_message_only(tracebacks):
     """Does the kernel's traceback of a failed check hold the student's call and the message,
     and no frame of autograder/checks?"""
@@ -53,6 +54,7 @@ def test_kernel_traceback_shows_the_call_and_message_only(tracebacks):
     assert "File <check_encoder>:1" in text and "the message below says what to change" in text
 
 
+@pytest.mark.slow
 def test_the_frames_would_be_there_without_hiding(tracebacks):
     """Do the grader's frames appear when the check is called without its wrapper (so the test
     above could fail)?"""

@@ -43,6 +43,7 @@ def job(warm: WarmSandbox, code: str, *, name: str = "job-", timeout: float = 60
     return result, folder, (json.loads(lines[-1]) if lines else {})
 
 
+@pytest.mark.slow
 def test_a_job_runs_in_its_own_directory_and_its_writes_stay_there(warm):
     result, folder, seen = job(warm, """
         open("out.txt", "w").write("written")
@@ -53,6 +54,7 @@ def test_a_job_runs_in_its_own_directory_and_its_writes_stay_there(warm):
     assert (folder / "out.txt").read_text() == "written"
 
 
+@pytest.mark.slow
 def test_a_job_sees_neither_other_jobs_nor_the_servers_files(warm):
     other = Path(tempfile.mkdtemp(prefix="other-", dir=warm.staging))
     (other / "secret.txt").write_text("another student's file")
@@ -71,6 +73,7 @@ def test_a_job_sees_neither_other_jobs_nor_the_servers_files(warm):
     assert "home" in seen["tmp"]
 
 
+@pytest.mark.slow
 def test_a_job_is_alone_in_its_pid_and_network_namespaces_without_privileges(warm):
     result, _, seen = job(warm, """
         import socket
@@ -102,6 +105,7 @@ def test_a_job_is_alone_in_its_pid_and_network_namespaces_without_privileges(war
         assert sandbox.uid <= seen["uid"] < sandbox.uid + sandbox.uid_count
 
 
+@pytest.mark.slow
 def test_what_one_job_changes_does_not_reach_the_next(warm):
     patch, _, _ = job(warm, """
         import torch, numpy
@@ -124,6 +128,7 @@ def test_what_one_job_changes_does_not_reach_the_next(warm):
     assert seen == {"allclose": False, "mean": 2.0, "tmp": False, "shm": False}
 
 
+@pytest.mark.slow
 def test_processes_a_job_leaves_behind_end_with_it(warm):
     result, folder, _ = job(warm, """
         import subprocess, sys
@@ -137,6 +142,7 @@ def test_processes_a_job_leaves_behind_end_with_it(warm):
     assert not (folder / "late.txt").exists()
 
 
+@pytest.mark.slow
 def test_a_job_past_its_time_limit_is_killed_and_the_server_goes_on(warm):
     start = time.monotonic()
     result, _, _ = job(warm, "import time\nwhile True: time.sleep(1)\n", timeout=2)
@@ -146,6 +152,7 @@ def test_a_job_past_its_time_limit_is_killed_and_the_server_goes_on(warm):
     assert after.returncode == 0 and seen == {"alive": True}
 
 
+@pytest.mark.slow
 def test_a_crash_or_exit_status_is_the_jobs_own(warm):
     crashed, _, _ = job(warm, "import ctypes\nctypes.string_at(0)")  # a segmentation fault
     assert crashed.returncode == -11 and not crashed.timed_out
@@ -157,6 +164,7 @@ def test_a_crash_or_exit_status_is_the_jobs_own(warm):
     assert failed.returncode == 1 and "ValueError: broken job" in failed.output
 
 
+@pytest.mark.slow
 def test_the_memory_limit_applies_to_a_job(warm):
     result, _, seen = job(warm, """
         def allocate():
@@ -167,12 +175,14 @@ def test_the_memory_limit_applies_to_a_job(warm):
     assert seen == {"allocate": "MemoryError"}
 
 
+@pytest.mark.slow
 def test_a_job_cannot_name_a_writable_directory_outside_the_staging_root(warm, tmp_path):
     result, _, _ = job(warm, "print(json.dumps({}))", writable_extra=(str(tmp_path),))
     assert result.returncode == 125
     assert "is not a job directory of the warm sandbox" in result.output
 
 
+@pytest.mark.slow
 def test_read_only_paths_under_tmp_stay_visible_and_read_only(tmp_path):
     """A checkout (virtualenv, course packages) or data under /tmp: does a job, whose /tmp is a
     fresh tmpfs, still see them, read-only?"""
@@ -199,6 +209,7 @@ def test_read_only_paths_under_tmp_stay_visible_and_read_only(tmp_path):
         server.close()
 
 
+@pytest.mark.slow
 def test_a_working_copy_appears_at_its_own_path_in_an_otherwise_empty_course(tmp_path):
     """A kernel or producer works on a copy of ``autograded/<student>/<assignment>``: does it
     see the copy where the original is, and nothing else of the course or of other students
