@@ -15,8 +15,8 @@ def drawing_figures() -> bool:
     """False while ``nbgrader autograde`` runs the notebook, unless ``AUTOGRADER_FIGURES=draw``.
 
     No grade depends on a figure (the grader's re-run decides every test cell), and a figure
-    grid costs up to a second or two of CPU to build and render: a third of the kernel's time
-    of a graded notebook (docs/performance.md). The student's own run and ``nbgrader
+    grid costs up to a second or two of CPU to build and render: about two thirds of the kernel's
+    time of a graded notebook (docs/performance.md). The student's own run and ``nbgrader
     validate`` draw every figure.
     """
     return (os.environ.get("NBGRADER_EXECUTION") != "autograde"
@@ -121,8 +121,8 @@ def plot_rows(rows: dict, *, n: int = 10, symmetric: bool = False, title: str | 
                        row_titles=list(rows.keys()))
 
 
-# Points in a t-SNE plot: enough to see the clusters; fewer when nbgrader runs the notebook,
-# where the plot only decorates the feedback and grading time adds up over a whole class.
+# Points in a t-SNE plot: enough to see the clusters; fewer when nbgrader validates the
+# notebook (under `nbgrader autograde` no figure is drawn at all: drawing_figures).
 TSNE_POINTS = 1500
 TSNE_POINTS_GRADING = 500
 
@@ -134,9 +134,9 @@ def plot_embeddings(codes, labels, *, max_points: int | None = None, seed: int =
 
     At most ``max_points`` codes (a seeded, fixed subset; default 1,500, or 500 under the
     grader) are embedded, so the plot stays fast on a laptop. Codes that are already 2-d are
-    plotted as they are. Under the grader, where the plot only decorates the feedback and its
-    seconds add up over a class, the codes are projected on their first two principal
-    components instead (the title says so).
+    plotted as they are. Under ``nbgrader validate`` the codes are projected on their first two
+    principal components instead of t-SNE's seconds (the title says so); under ``nbgrader
+    autograde`` nothing is drawn (:func:`drawing_figures`).
     """
     from .utils import running_under_grader
 
