@@ -484,6 +484,11 @@ class Writer:
             config = copy.deepcopy(self.config)
             config.UseExecuted.directory = str(staging)
             config.UseExecuted.reason = reason
+            if not reason:
+                # The worker's nbgrader ran the sanitizing steps on this very submission, and
+                # UseExecuted hands on what it executed from their output: here they would
+                # only build a notebook that is thrown away (a third of writing a student).
+                config.Autograde.sanitize_preprocessors = []
             coursedir = self.coursedir(config)
             coursedir.assignment_id, coursedir.student_id = self.assignment, student
             app = Autograde(coursedir=coursedir, config=config, log=self.log)
@@ -789,13 +794,17 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
     queue, attempts, failures = deque(batches(todo, size)), {}, 0
     bar = tqdm(total=len(todo), desc=f"grade {assignment}", unit="submission", disable=not progress,
                file=out, dynamic_ncols=True)
+
+    def fill() -> None:
+        while queue and runner.free() > 0 and not stop.is_set():
+            task = queue.popleft()
+            if "batch" not in task:
+                attempts[task["student"]] = attempts.get(task["student"], 0) + 1
+            runner.submit(task)
+
     try:
         while (queue or runner.running) and not stop.is_set():
-            while queue and runner.free() > 0:
-                task = queue.popleft()
-                if "batch" not in task:
-                    attempts[task["student"]] = attempts.get(task["student"], 0) + 1
-                runner.submit(task)
+            fill()
             outcomes = []
             for outcome in runner.wait():
                 result = outcome.result or {}
@@ -811,6 +820,9 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
                     # A batch that did not finish (a dead worker, its time limit): its students
                     # are graded again one by one, so that one submission cannot fail the others.
                     queue.extend(outcome.task["batch"])
+            # The freed workers get their next task before this process writes what came back:
+            # writing a batch takes seconds per student, and a worker would wait for all of them.
+            fill()
             for outcome in outcomes:
                 task, student = outcome.task, outcome.task["student"]
                 result = outcome.result or {}

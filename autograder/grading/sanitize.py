@@ -33,6 +33,7 @@ nothing. Grading is not affected: the step runs after the grades are saved, and
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections import Counter
@@ -336,14 +337,22 @@ def clean_markdown(source: str, note: str = "") -> tuple[str, list[str]]:
     ``note`` + what was removed, then the sanitized rendering, provided that renders to HTML
     the sanitizer leaves whole; else the text, verbatim, in a code block (rendered escaped).
     """
+    text, removed = _clean_markdown(source, note)
+    return text, list(removed)
+
+
+# Most markdown cells of a class are the assignment's own text, the same in every submission:
+# each is rendered and parsed once per process (this was a fifth of writing a graded student).
+@functools.lru_cache(maxsize=4096)
+def _clean_markdown(source: str, note: str) -> tuple[str, tuple[str, ...]]:
     safe, removed = clean_html(_render_markdown(source))
     if not removed:
-        return source, []
+        return source, ()
     note = f"*{note}{html.escape(', '.join(removed))}*\n\n" if note else ""
     if not clean_html(_render_markdown(note + safe))[1]:
-        return note + safe, removed
+        return note + safe, tuple(removed)
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
-    return f"{note}{fence}text\n{source}\n{fence}", removed
+    return f"{note}{fence}text\n{source}\n{fence}", tuple(removed)
 
 
 def _note(text: str) -> dict:
