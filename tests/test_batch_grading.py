@@ -208,9 +208,8 @@ def test_batches_match_nbgrader(base, anchor, tmp_path):
 
 
 def kill_batches(stop: threading.Event, killed: list) -> None:
-    """SIGKILL the worker of every batch (an `nbgrader autograde` without --student)."""
-    kill_parents(lambda cmd: b"nbgrader" in cmd and b"autograde" in cmd and b"--student" not in cmd,
-                 stop, killed)
+    """SIGKILL the worker of every batch (a private course with several students)."""
+    kill_parents(lambda students: len(students) > 1, stop, killed)
 
 
 @pytest.mark.slow
@@ -383,14 +382,17 @@ def test_postgresql_gradebook_gets_the_same_rows(base, anchor, tmp_path, postgre
 # -- failures and interruptions --------------------------------------------------------------------
 
 def kill_parents(matches, stop: threading.Event, killed: list) -> None:
-    """SIGKILL the parent (the worker) of every process that grades in a worker's private course
-    (``autograder-task-*``; never another test's ``nbgrader autograde``) and whose command line
-    ``matches``."""
+    """SIGKILL the parent (the worker) of every grading process (``autograde_server``) that
+    runs nbgrader in a worker's private course (``autograder-task-*/course``; never another
+    test's ``nbgrader autograde``) whose submitted students ``matches``."""
     while not stop.is_set():
         for proc in Path("/proc").iterdir():
             try:
                 cmd = (proc / "cmdline").read_bytes().split(b"\0")
-                if matches(cmd) and "/autograder-task-" in os.readlink(proc / "cwd"):
+                cwd = Path(os.readlink(proc / "cwd"))
+                if (b"autograder.grading.autograde_server" in cmd and "/autograder-task-" in str(cwd)
+                        and (cwd / "gradebook.db").exists()
+                        and matches(sorted(p.name for p in (cwd / "submitted").iterdir()))):
                     ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
                     if ppid not in killed:
                         os.kill(ppid, signal.SIGKILL)
@@ -401,9 +403,8 @@ def kill_parents(matches, stop: threading.Event, killed: list) -> None:
 
 
 def kill_workers_of(student: str, stop: threading.Event, killed: list) -> None:
-    """SIGKILL the worker process (the parent of `nbgrader autograde ... --student STUDENT`)."""
-    kill_parents(lambda cmd: b"autograde" in cmd and student.encode() in cmd and b"--student" in cmd,
-                 stop, killed)
+    """SIGKILL the worker process while it grades STUDENT alone."""
+    kill_parents(lambda students: students == [student], stop, killed)
 
 
 @pytest.mark.slow

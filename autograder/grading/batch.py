@@ -47,6 +47,8 @@
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
 import ctypes
 import datetime
@@ -205,6 +207,94 @@ def _run_group(cmd: list[str], *, cwd: Path, env: dict, timeout: float | None) -
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
 
 
+class AutogradeServer:
+    """A worker's grading process (``autograder.grading.autograde_server``): ``nbgrader
+    autograde`` for one task after another in the private course :attr:`course`, whose path
+    stays the same (the warm sandbox's server is started for a course path). It runs in a
+    session of its own and dies with the worker; a task past its time limit kills its whole
+    process group, and the next task starts a fresh one."""
+
+    #: Tasks after which the process is replaced (memory that a long run would otherwise keep).
+    MAX_TASKS = 25
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+        self.root = Path(tempfile.mkdtemp(prefix="autograder-task-"))
+        self.course = self.root / "course"
+        self.tasks = 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "autograder.grading.autograde_server"], cwd=self.root,
+            env=worker_env(threads), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, args: list[str], timeout: float | None) -> subprocess.CompletedProcess:
+        """``nbgrader ARGS`` in :attr:`course`; raises TimeoutExpired (having killed the
+        process) past ``timeout`` seconds."""
+        import select
+
+        self.tasks += 1
+        log = self.root / "nbgrader.log"
+        self.proc.stdin.write(json.dumps({"cwd": str(self.course), "args": args, "log": str(log)}) + "\n")
+        self.proc.stdin.flush()
+        ready = select.select([self.proc.stdout], [], [], timeout)[0]
+        answer = self.proc.stdout.readline() if ready else None
+        output = log.read_text(errors="replace") if log.exists() else ""
+        if answer is None:
+            self.kill()
+            raise subprocess.TimeoutExpired(args, timeout, output=output)
+        if not answer:  # the process died
+            self.kill()
+            return subprocess.CompletedProcess(args, self.proc.returncode, output, "")
+        return subprocess.CompletedProcess(args, json.loads(answer)["returncode"], output, "")
+
+    def clear(self) -> None:
+        shutil.rmtree(self.course, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.root / "nbgrader.log").unlink()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_SERVERS: list[AutogradeServer] = []  # idle grading processes of this worker
+_SERVERS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _autograde_server(threads: int | None):
+    """An idle grading process of this worker (a Dask worker may run several tasks at once),
+    started when there is none; it goes back for the next task unless it died or is used up."""
+    with _SERVERS_LOCK:
+        server = next((s for s in _SERVERS if s.threads == threads and s.alive()), None)
+        if server is not None:
+            _SERVERS.remove(server)
+    if server is None:
+        server = AutogradeServer(threads)
+        if len(_SERVERS) == 0:
+            atexit.register(_close_servers)
+    try:
+        yield server
+    finally:
+        server.clear()
+        if server.alive() and server.tasks < server.MAX_TASKS:
+            with _SERVERS_LOCK:
+                _SERVERS.append(server)
+        else:
+            server.kill()
+
+
+def _close_servers() -> None:
+    with _SERVERS_LOCK:
+        while _SERVERS:
+            _SERVERS.pop().kill()
+
+
 def template_cache() -> Path:
     """Where workers keep released template courses, shared by the workers of one machine."""
     return Path(os.environ.get("AUTOGRADER_TEMPLATE_DIR")
@@ -276,21 +366,19 @@ def grade_task(task: dict) -> dict:
         return {**base, "student": first["student"], "key": first["key"], "status": "mismatch",
                 "seconds": time.monotonic() - start}
     template = _template(first["definition"])
-    workdir = Path(tempfile.mkdtemp(prefix="autograder-task-"))
-    try:
-        course = workdir / "course"
+    with _autograde_server(task.get("threads")) as server:
+        course = server.course
         shutil.copytree(template, course, symlinks=True)
         for one in tasks:
             folder = course / SUBMITTED / one["student"] / assignment
             for rel, content in one["files"].items():
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                 (folder / rel).write_bytes(content)
-        # One student: ``--student S`` (what `ps` shows); a batch: every student of the private course.
+        # One student: ``--student S``; a batch: every student of the private course.
         only = ("--student", first["student"]) if "batch" not in task else ()
         limit = sum(t["timeout"] for t in tasks) if all(t.get("timeout") for t in tasks) else None
         try:
-            run = _nbgrader(course, "autograde", assignment, *only, "--force", timeout=limit,
-                            threads=task.get("threads"))
+            run = server.run(["autograde", assignment, *only, "--force"], timeout=limit)
         except subprocess.TimeoutExpired as exc:
             timeout = {**base, "status": "timeout", "seconds": time.monotonic() - start,
                        "log": (exc.output or "")[-3000:]}
@@ -308,7 +396,11 @@ def grade_task(task: dict) -> dict:
             results.append({
                 **base, "student": student, "key": one["key"], "status": "graded",
                 "returncode": run.returncode, "log": run.stdout[-5000:],
-                "autograded": _tree_files(course / AUTOGRADED / student / assignment),
+                # What the driver's nbgrader would not write itself: the submitted files (the
+                # weights: megabytes per student) it copies from the submission as they are.
+                "autograded": {rel: content for rel, content in
+                               _tree_files(course / AUTOGRADED / student / assignment).items()
+                               if one["files"].get(rel) != content},
                 "executed": executed,
                 "report": {k: v for k, v in entries.items()
                            if v["student"] == student and v["assignment"] == assignment},
@@ -316,8 +408,6 @@ def grade_task(task: dict) -> dict:
         if "batch" in task:
             return {**base, "status": "batch", "results": results, "seconds": time.monotonic() - start}
         return results[0]
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def batch_size(todo: int, workers: int) -> int:

@@ -1,0 +1,76 @@
+"""A grading process that runs ``nbgrader autograde`` for one task after another.
+
+    python -m autograder.grading.autograde_server
+
+A worker of ``python -m autograder grade`` (``autograder.grading.batch``) grades each task with
+real nbgrader, run as ``nbgrader`` runs it (``NbGraderApp``: the command line, the course's
+``nbgrader_config.py``, ``app.start()``), in a process of its own, so that a task past its
+time limit is stopped by killing that process's group. A fresh ``nbgrader`` process per task
+paid, every time, for nbgrader's and torch's imports, the warm sandbox's server and the judges'
+server (about 13 s of CPU on 2 cores, docs/performance.md); this process keeps them from one
+task to the next, as one ``nbgrader autograde`` of several students already does. No student
+code runs in it: kernels and re-runs run in the sandbox, metrics in the judges.
+
+The protocol, one JSON object per line: the worker writes ``{"cwd": COURSE, "args": [...],
+"log": FILE}`` to stdin; this process runs ``nbgrader ARGS`` in ``COURSE`` with its stdout and
+stderr (and those of the processes it starts) going to ``FILE``, then answers ``{"returncode":
+N}`` on its own stdout. End of input ends it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+
+def autograde(args: list[str]) -> int:
+    """``nbgrader ARGS`` in this process, as nbgrader's own tests run it (``NbGraderApp``,
+    then ``reset()`` so that the next call starts from a fresh application)."""
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    app = NbGraderApp.instance()
+    try:
+        app.initialize(args)
+        app.start()
+        return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception:  # noqa: BLE001 - the task's failure, as an uncaught error ends `nbgrader`
+        traceback.print_exc()
+        return 1
+    finally:
+        app.reset()
+
+
+def main() -> int:
+    answers = os.fdopen(os.dup(1), "w")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    home = os.getcwd()
+    for line in sys.stdin:
+        request = json.loads(line)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        path, environ = list(sys.path), dict(os.environ)
+        try:
+            os.chdir(request["cwd"])
+            code = autograde(request["args"])
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.chdir(home)
+            sys.path[:] = path  # nbgrader puts the course first on sys.path
+            os.environ.clear()
+            os.environ.update(environ)
+        answers.write(json.dumps({"returncode": code}) + "\n")
+        answers.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
