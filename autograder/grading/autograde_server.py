@@ -14,7 +14,8 @@ code runs in it: kernels and re-runs run in the sandbox, metrics in the judges.
 The protocol, one JSON object per line: the worker writes ``{"cwd": COURSE, "args": [...],
 "log": FILE}`` to stdin; this process runs ``nbgrader ARGS`` in ``COURSE`` with its stdout and
 stderr (and those of the processes it starts) going to ``FILE``, then answers ``{"returncode":
-N}`` on its own stdout. End of input ends it.
+N}`` on its own stdout; ``{"preload": [MODULE, ...]}`` imports those modules ahead of the first
+task. End of input ends it.
 """
 from __future__ import annotations
 
@@ -50,6 +51,12 @@ def main() -> int:
     home = os.getcwd()
     for line in sys.stdin:
         request = json.loads(line)
+        if "preload" in request:  # modules to import before the first task (see batch.PoolRunner)
+            for module in request["preload"]:
+                __import__(module)
+            answers.write(json.dumps({"returncode": 0}) + "\n")
+            answers.flush()
+            continue
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(log, 1)
         os.dup2(log, 2)

@@ -9,10 +9,14 @@
   the same pipeline as ``nbgrader autograde`` (sandbox, replay, crash isolation): a template
   course, built once per worker process and grading definition (``nbgrader generate_assignment``,
   an SQLite gradebook), is copied for each task, and real ``nbgrader autograde ASSIGNMENT
-  --student S`` runs there in a subprocess. It returns the files of ``autograded/<student>/
-  <assignment>/``, each notebook as it was right after execution and replay (captured by
-  :class:`CaptureExecuted`), the notebooks' grading-report entries, the scores of the private
-  gradebook, the elapsed seconds and the worker's host and pid. Workers never touch the course.
+  --student S`` runs there in the worker's grading process (:class:`AutogradeServer`: a process
+  of its own, in its own session, that runs nbgrader for one task after another, so that
+  nbgrader, torch, the warm sandbox's server and the judges' server start once per worker; a
+  task past its time limit kills it). It returns the files of ``autograded/<student>/
+  <assignment>/`` that differ from the submitted ones, each notebook as it was right after
+  execution and replay (captured by :class:`CaptureExecuted`), the notebooks' grading-report
+  entries, the scores of the private gradebook, the elapsed seconds and the worker's host and
+  pid. Workers never touch the course.
 - **The driver** (:func:`grade`) is the only writer of the course. For each finished task it runs
   nbgrader's own autograde for that student in-process (``NbGraderAPI.autograde``) with the
   course's configuration, in which the execution steps (``GradingExecute``, ``ReplayChecks``)
@@ -30,11 +34,11 @@
   while the driver writes a student, so a driver killed at any moment leaves that student to be
   graded again by the next run; nbgrader's own per-notebook records make it remove a
   half-written ``autograded/`` folder.
-- **Batches**: each task pays for a grading process of its own (nbgrader's start, the warm
-  sandbox's server, the judges' server: several seconds), so a large class goes out in batches
-  of up to ``MAX_BATCH`` submissions per task (:func:`batch_size`: small enough that every worker
-  gets several; ``--batch N`` sets it). A batch is one ``nbgrader autograde`` in one private
-  course and returns one result per student. A batch that does not finish (a dead worker, its
+- **Batches**: a task still pays for its private course, nbgrader's set-up and its trip to and
+  from the worker, so a large class goes out in batches of up to ``MAX_BATCH`` submissions per
+  task (:func:`batch_size`: small enough that every worker gets several; ``--batch N`` sets
+  it). A batch is one ``nbgrader autograde`` in one private course and returns one result per
+  student. A batch that does not finish (a dead worker, its
   time limit: the sum of its submissions') is split: its students are graded again one by one,
   and only those attempts count.
 - **Failures**: a task whose worker died (or ran past the per-submission timeout) is retried
@@ -250,6 +254,12 @@ class AutogradeServer:
             return subprocess.CompletedProcess(args, self.proc.returncode, output, "")
         return subprocess.CompletedProcess(args, json.loads(answer)["returncode"], output, "")
 
+    def preload(self, modules: tuple[str, ...]) -> None:
+        """Import ``modules`` in the grading process now (what its first task would import)."""
+        self.proc.stdin.write(json.dumps({"preload": list(modules)}) + "\n")
+        self.proc.stdin.flush()
+        self.proc.stdout.readline()
+
     def clear(self) -> None:
         shutil.rmtree(self.course, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -287,6 +297,18 @@ def _autograde_server(threads: int | None):
                 _SERVERS.append(server)
         else:
             server.kill()
+
+
+#: What a grading process imports for its first task anyway (seconds of CPU).
+SERVER_PRELOAD = ("nbgrader.apps.nbgraderapp", "autograder.grading.pipeline", "autograder.grading.judged",
+                  "torch")
+
+
+def prepare_worker(threads: int | None) -> None:
+    """Start this worker's grading process and let it import what grading needs, while the
+    driver is still reading the submissions (its first task then starts sooner)."""
+    with _autograde_server(threads) as server:
+        server.preload(SERVER_PRELOAD)
 
 
 def _close_servers() -> None:
@@ -648,6 +670,13 @@ class PoolRunner:
         # Each worker's share of the cores (worker_env); a Dask worker's is set where it runs.
         self.threads = max(1, (os.cpu_count() or 1) // len(self.slots))
 
+    def prepare(self) -> None:
+        """Start every worker and its grading process now; tasks queue behind this."""
+        for slot in range(len(self.slots)):
+            if self.slots[slot] is None:
+                self.slots[slot] = ProcessPoolExecutor(1, mp_context=self.context)
+            self.slots[slot].submit(prepare_worker, self.threads)
+
     def describe(self) -> str:
         return f"a pool of {len(self.slots)} worker process(es)"
 
@@ -664,8 +693,9 @@ class PoolRunner:
             self.slots[slot] = ProcessPoolExecutor(1, mp_context=self.context)
         self.running[self.slots[slot].submit(grade_task, {**task, "threads": self.threads})] = (slot, task)
 
-    def wait(self) -> list[Outcome]:
-        done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+    def wait(self, block: bool = True) -> list[Outcome]:
+        """The outcomes of finished tasks: at least one (``block``), or those finished now."""
+        done, _ = wait(list(self.running), timeout=None if block else 0, return_when=FIRST_COMPLETED)
         outcomes = []
         for future in done:
             slot, task = self.running.pop(future)
@@ -710,11 +740,14 @@ class DaskRunner:
     def submit(self, task: dict) -> None:
         self.running[self.client.submit(grade_task, task, pure=False)] = task
 
-    def wait(self) -> list[Outcome]:
+    def wait(self, block: bool = True) -> list[Outcome]:
         from distributed import KilledWorker
         from distributed import wait as dask_wait
 
-        done, _ = dask_wait(list(self.running), return_when="FIRST_COMPLETED")
+        if block:
+            done, _ = dask_wait(list(self.running), return_when="FIRST_COMPLETED")
+        else:
+            done = [future for future in self.running if future.done()]
         outcomes = []
         for future in done:
             task = self.running.pop(future)
@@ -849,6 +882,8 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
     course = Path(course).resolve()
     summary = Summary()
     stop = stop or threading.Event()
+    if hasattr(runner, "prepare"):
+        runner.prepare()  # the workers start while this process reads the submissions
     definition = grading_definition(course, assignment)
     known = submitted_students(course, assignment)
     if students:
@@ -892,57 +927,62 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
                 attempts[task["student"]] = attempts.get(task["student"], 0) + 1
             runner.submit(task)
 
+    pending: deque[Outcome] = deque()  # outcomes that came back and are not written yet
+
+    def collect(outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            result = outcome.result or {}
+            if "batch" not in outcome.task:
+                pending.append(outcome)
+            elif result.get("status") == "batch":
+                for sub, sub_result in zip(outcome.task["batch"], result["results"]):
+                    attempts[sub["student"]] = attempts.get(sub["student"], 0) + 1
+                    pending.append(Outcome(sub, result=sub_result))
+            elif result.get("status") == "mismatch":
+                _check_version(result)
+            else:
+                # A batch that did not finish (a dead worker, its time limit): its students
+                # are graded again one by one, so that one submission cannot fail the others.
+                queue.extend(outcome.task["batch"])
+
     try:
-        while (queue or runner.running) and not stop.is_set():
+        while (queue or runner.running or pending) and not stop.is_set():
             fill()
-            outcomes = []
-            for outcome in runner.wait():
-                result = outcome.result or {}
-                if "batch" not in outcome.task:
-                    outcomes.append(outcome)
-                elif result.get("status") == "batch":
-                    for sub, sub_result in zip(outcome.task["batch"], result["results"]):
-                        attempts[sub["student"]] = attempts.get(sub["student"], 0) + 1
-                        outcomes.append(Outcome(sub, result=sub_result))
-                elif result.get("status") == "mismatch":
-                    _check_version(result)
-                else:
-                    # A batch that did not finish (a dead worker, its time limit): its students
-                    # are graded again one by one, so that one submission cannot fail the others.
-                    queue.extend(outcome.task["batch"])
-            # The freed workers get their next task before this process writes what came back:
-            # writing a batch takes seconds per student, and a worker would wait for all of them.
+            # Wait for a worker only when nothing is left to write. Between two writes (a
+            # second each), whatever came back is taken in and its worker gets its next task
+            # at once, instead of waiting for every student of a batch to be written.
+            collect(runner.wait(block=not pending))
             fill()
-            for outcome in outcomes:
-                task, student = outcome.task, outcome.task["student"]
-                result = outcome.result or {}
-                if result.get("status") == "mismatch":
-                    _check_version(result)
-                if result.get("status") == "graded":
-                    ok = _write(writer, course, task, result, attempts[student], "")
-                    (summary.graded if ok else summary.failed).append(student)
-                    summary.seconds.append(result["seconds"])
-                    failures += not ok
-                    bar.update(1)
-                else:
-                    why = outcome.dead or outcome.error or (
-                        f"grading took longer than the limit of {timeout:g} s per submission"
-                        if result.get("status") == "timeout" else f"worker status {result.get('status')}")
-                    if attempts[student] <= retries:
-                        queue.append(task)
-                        continue
-                    reason = f"{why} ({attempts[student]} attempt(s))"
-                    _write(writer, course, task, None, attempts[student], reason,
-                           worker=result.get("worker", ""), seconds=result.get("seconds", 0.0))
-                    summary.failed.append(student)
-                    failures += 1
-                    bar.update(1)
-                bar.set_postfix(failed=failures)
-                if stop.is_set():
-                    break
+            if not pending:
+                continue
+            outcome = pending.popleft()
+            task, student = outcome.task, outcome.task["student"]
+            result = outcome.result or {}
+            if result.get("status") == "mismatch":
+                _check_version(result)
+            if result.get("status") == "graded":
+                ok = _write(writer, course, task, result, attempts[student], "")
+                (summary.graded if ok else summary.failed).append(student)
+                summary.seconds.append(result["seconds"])
+                failures += not ok
+                bar.update(1)
+            else:
+                why = outcome.dead or outcome.error or (
+                    f"grading took longer than the limit of {timeout:g} s per submission"
+                    if result.get("status") == "timeout" else f"worker status {result.get('status')}")
+                if attempts[student] <= retries:
+                    queue.append(task)
+                    continue
+                reason = f"{why} ({attempts[student]} attempt(s))"
+                _write(writer, course, task, None, attempts[student], reason,
+                       worker=result.get("worker", ""), seconds=result.get("seconds", 0.0))
+                summary.failed.append(student)
+                failures += 1
+                bar.update(1)
+            bar.set_postfix(failed=failures)
     finally:
         bar.close()
-        summary.interrupted = stop.is_set() and bool(queue or runner.running)
+        summary.interrupted = stop.is_set() and bool(queue or runner.running or pending)
         summary.wall = time.monotonic() - start
     return summary
 
