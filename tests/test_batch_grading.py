@@ -232,12 +232,20 @@ def test_a_batch_whose_worker_dies_is_graded_again_one_by_one(base, anchor, tmp_
 
 
 def test_batch_sizes_leave_every_worker_several_tasks():
-    assert [batch.batch_size(n, 2) for n in (1, 4, 8, 12, 60, 2000)] == [1, 1, 1, 2, 10, 10]
+    assert batch.batch_sizes(1, 2) == [1]
+    assert batch.batch_sizes(4, 2) == [1, 1, 1, 1]
+    assert batch.batch_sizes(12, 2) == [3, 2, 1, 1, 1, 1, 1, 1, 1]
+    for n, workers in ((24, 2), (60, 2), (2000, 2), (2000, 16), (7, 64)):
+        sizes = batch.batch_sizes(n, workers)
+        assert sum(sizes) == n and max(sizes) <= batch.MAX_BATCH
+        assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1  # shrinking to single ones
+        assert len(sizes) >= min(n, 3 * workers)  # every worker gets several tasks
     tasks = [{"student": s, "key": s * 2, "assignment": "a"} for s in "abcde"]
     grouped = batch.batches(tasks, 2)
     assert [t.get("student") for t in grouped] == ["a, b", "c, d", "e"]
     assert [len(t["batch"]) for t in grouped[:2]] == [2, 2] and "batch" not in grouped[2]
     assert batch.batches(tasks, 1) == tasks
+    assert [t.get("student") for t in batch.batches(tasks, [3, 1, 1])] == ["a, b, c", "d", "e"]
 
 
 def test_a_pool_worker_computes_on_its_share_of_the_cores(monkeypatch):

@@ -46,8 +46,8 @@ def parser() -> argparse.ArgumentParser:
                    help="tries again after a dead worker or a timeout before the submission is "
                         "recorded as failed (default: %(default)s)")
     p.add_argument("--batch", type=int, default=None, metavar="N",
-                   help="submissions graded per task, in one grading process (default: up to 10, "
-                        "fewer for a small class so that every worker gets several tasks)")
+                   help="submissions graded per task, in one nbgrader autograde (default: up to 10, "
+                        "fewer towards the end so that the workers finish together)")
     p.add_argument("--skip-preflight", action="store_true",
                    help="do not grade the reference solutions first (not recommended)")
     p.add_argument("--course", default=str(COURSE_ROOT), metavar="DIR",

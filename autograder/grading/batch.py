@@ -36,7 +36,7 @@
   half-written ``autograded/`` folder.
 - **Batches**: a task still pays for its private course, nbgrader's set-up and its trip to and
   from the worker, so a large class goes out in batches of up to ``MAX_BATCH`` submissions per
-  task (:func:`batch_size`: small enough that every worker gets several; ``--batch N`` sets
+  task (:func:`batch_sizes`: shrinking towards single submissions at the end; ``--batch N`` sets
   it). A batch is one ``nbgrader autograde`` in one private course and returns one result per
   student. A batch that does not finish (a dead worker, its
   time limit: the sum of its submissions') is split: its students are graded again one by one,
@@ -83,7 +83,7 @@ from .preflight import REQUIRED_PACKAGES
 REFERENCE_STUDENT = "_reference"  # the preflight's student id, never written to the course
 EXECUTED_DIR = ".executed"  # in a worker's private course: notebooks right after execution
 SOURCE, SUBMITTED, AUTOGRADED = "solutions", "submitted", "autograded"
-# The most submissions one task grades (see batch_size).
+# The most submissions one task grades (see batch_sizes).
 MAX_BATCH = 10
 EXECUTION_STEPS = ("GradingExecute", "ReplayChecks", "Execute")
 
@@ -432,22 +432,31 @@ def grade_task(task: dict) -> dict:
         return results[0]
 
 
-def batch_size(todo: int, workers: int) -> int:
-    """How many submissions one task grades: each task pays for a grading process of its own
-    (nbgrader, the warm sandbox's server, the judges' server), so a large class is cut into
-    batches, small enough that every worker gets several (for an even finish) and at most
-    ``MAX_BATCH``."""
-    return max(1, min(MAX_BATCH, todo // (3 * max(1, workers))))
+def batch_sizes(todo: int, workers: int) -> list[int]:
+    """How many submissions each task grades, in the order the tasks go out: a task still pays
+    for its private course and nbgrader's set-up, so a large class goes out in batches of up to
+    ``MAX_BATCH``; the sizes shrink as the class does (half of what is left per worker), so that
+    the last tasks are single submissions and every worker finishes at about the same time,
+    with little left for the driver to write once they have."""
+    sizes, left = [], todo
+    while left > 0:
+        size = max(1, min(MAX_BATCH, left // (2 * max(1, workers))))
+        sizes.append(size)
+        left -= size
+    return sizes
 
 
-def batches(tasks: list[dict], size: int) -> list[dict]:
-    """``tasks`` grouped by ``size``: single tasks stay as they are, groups become
-    ``{"batch": [...], "student": "a, b, ...", "key": ...}``."""
-    if size <= 1:
-        return list(tasks)
-    grouped = []
-    for i in range(0, len(tasks), size):
+def batches(tasks: list[dict], sizes: int | list[int]) -> list[dict]:
+    """``tasks`` grouped by ``sizes`` (one size for all, or :func:`batch_sizes`): single tasks
+    stay as they are, groups become ``{"batch": [...], "student": "a, b, ...", "key": ...}``."""
+    if isinstance(sizes, int):
+        sizes = [max(1, sizes)] * len(tasks)
+    grouped, i = [], 0
+    for size in sizes:
+        if i >= len(tasks):
+            break
         group = tasks[i:i + size]
+        i += size
         grouped.append(group[0] if len(group) == 1 else {
             "batch": group, "assignment": group[0]["assignment"],
             "student": ", ".join(t["student"] for t in group),
@@ -875,7 +884,7 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
           progress: bool = True, stop: threading.Event | None = None, out=sys.stdout,
           batch: int | None = None) -> Summary:
     """Grade the submissions of `assignment` in `course` through `runner` (see the module doc);
-    `batch`: submissions per task (default :func:`batch_size`)."""
+    `batch`: submissions per task (default :func:`batch_sizes`)."""
     from tqdm import tqdm
 
     start = time.monotonic()
@@ -915,8 +924,8 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
         seconds = preflight(runner, course, assignment, definition, task_version, timeout)
         print(f"preflight: full marks ({seconds:.1f} s)", file=out, flush=True)
 
-    size = batch or batch_size(len(todo), runner.capacity())
-    queue, attempts, failures = deque(batches(todo, size)), {}, 0
+    sizes = batch or batch_sizes(len(todo), runner.capacity())
+    queue, attempts, failures = deque(batches(todo, sizes)), {}, 0
     bar = tqdm(total=len(todo), desc=f"grade {assignment}", unit="submission", disable=not progress,
                file=out, dynamic_ncols=True)
 
