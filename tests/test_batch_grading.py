@@ -416,6 +416,25 @@ def kill_workers_of(student: str, stop: threading.Event, killed: list) -> None:
 
 
 @pytest.mark.slow
+def test_a_submission_past_the_time_limit_fails_alone_and_the_next_ones_are_graded(base, anchor, tmp_path):
+    """Does ``--timeout`` stop a submission that hangs (its grading process is killed), record
+    it as failed with the limit in the message, and grade the next students with a fresh
+    grading process exactly as nbgrader grades them?"""
+    course = copy_course(base, tmp_path)
+    hangs = fill(release(course, ASSIGNMENT), {"square": "import time\ntime.sleep(900)"})
+    submit(course, "aaron", {"toy.ipynb": hangs})
+    run = grade_cli(course, "--workers", "1", "--batch", "1", "--retries", "0", "--timeout", "45",
+                    "--skip-preflight", "--student", "aaron", "alice", "bob")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "2 graded, 0 unchanged (skipped), 1 failed" in run.stdout, run.stdout
+    record = submissions(course)["toy/aaron"]
+    assert record["status"] == "failed" and "grading took longer than the limit of 45 s" in record["error"]
+    rows = gradebook_rows(sqlite(course))
+    assert {s: rows[s] for s in ("alice", "bob")} == {s: anchor["rows"][s] for s in ("alice", "bob")}
+    assert all(g[0] == 0.0 and g[3] for g in rows["aaron"]["notebooks"]["toy"]["grades"].values())
+
+
+@pytest.mark.slow
 def test_killed_worker_is_retried_then_failed_for_that_student_only(base, anchor, tmp_path):
     """Is a submission whose worker is killed at every attempt retried, then recorded as failed
     and flagged for manual grading, while the other student is graded normally?"""
