@@ -12,7 +12,8 @@ task to the next, as one ``nbgrader autograde`` of several students already does
 code runs in it: kernels and re-runs run in the sandbox, metrics in the judges.
 
 The protocol, one JSON object per line: the worker writes ``{"cwd": COURSE, "args": [...],
-"log": FILE}`` to stdin; this process runs ``nbgrader ARGS`` in ``COURSE`` with its stdout and
+"log": FILE, "env": {...}}`` to stdin; this process runs ``nbgrader ARGS`` in ``COURSE``, with
+``env`` added to its environment for that task, and with its stdout and
 stderr (and those of the processes it starts) going to ``FILE``, then answers ``{"returncode":
 N}`` on its own stdout; ``{"preload": [MODULE, ...]}`` imports those modules ahead of the first
 task. End of input ends it.
@@ -63,6 +64,7 @@ def main() -> int:
         os.close(log)
         path, environ = list(sys.path), dict(os.environ)
         try:
+            os.environ.update(request.get("env") or {})
             os.chdir(request["cwd"])
             code = autograde(request["args"])
         finally:

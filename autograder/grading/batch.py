@@ -14,9 +14,10 @@
   nbgrader, torch, the warm sandbox's server and the judges' server start once per worker; a
   task past its time limit kills it). It returns the files of ``autograded/<student>/
   <assignment>/`` that differ from the submitted ones, each notebook as it was right after
-  execution and replay (captured by :class:`CaptureExecuted`), the notebooks' grading-report
-  entries, the scores of the private gradebook, the elapsed seconds and the worker's host and
-  pid. Workers never touch the course.
+  execution and replay (captured by :class:`CaptureExecuted`; for a student, nbgrader stops
+  there: the steps after execution are the driver's, see :data:`CAPTURE_ONLY`), the notebooks'
+  grading-report entries, for the preflight the scores of the private gradebook, the elapsed
+  seconds and the worker's host and pid. Workers never touch the course.
 - **The driver** (:func:`grade`) is the only writer of the course. For each finished task it runs
   nbgrader's own autograde for that student in-process (``NbGraderAPI.autograde``) with the
   course's configuration, in which the execution steps (``GradingExecute``, ``ReplayChecks``)
@@ -234,14 +235,15 @@ class AutogradeServer:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def run(self, args: list[str], timeout: float | None) -> subprocess.CompletedProcess:
-        """``nbgrader ARGS`` in :attr:`course`; raises TimeoutExpired (having killed the
-        process) past ``timeout`` seconds."""
+    def run(self, args: list[str], timeout: float | None, env: dict | None = None) -> subprocess.CompletedProcess:
+        """``nbgrader ARGS`` in :attr:`course`, with ``env`` added to the environment for this
+        task; raises TimeoutExpired (having killed the process) past ``timeout`` seconds."""
         import select
 
         self.tasks += 1
         log = self.root / "nbgrader.log"
-        self.proc.stdin.write(json.dumps({"cwd": str(self.course), "args": args, "log": str(log)}) + "\n")
+        request = {"cwd": str(self.course), "args": args, "log": str(log), "env": env or {}}
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         ready = select.select([self.proc.stdout], [], [], timeout)[0]
         answer = self.proc.stdout.readline() if ready else None
@@ -399,8 +401,10 @@ def grade_task(task: dict) -> dict:
         # One student: ``--student S``; a batch: every student of the private course.
         only = ("--student", first["student"]) if "batch" not in task else ()
         limit = sum(t["timeout"] for t in tasks) if all(t.get("timeout") for t in tasks) else None
+        full = bool(task.get("full"))  # the preflight: every step, and the private scores
         try:
-            run = server.run(["autograde", assignment, *only, "--force"], timeout=limit)
+            run = server.run(["autograde", assignment, *only, "--force"], timeout=limit,
+                             env=None if full else {CAPTURE_ONLY: "1"})
         except subprocess.TimeoutExpired as exc:
             timeout = {**base, "status": "timeout", "seconds": time.monotonic() - start,
                        "log": (exc.output or "")[-3000:]}
@@ -426,7 +430,7 @@ def grade_task(task: dict) -> dict:
                 "executed": executed,
                 "report": {k: v for k, v in entries.items()
                            if v["student"] == student and v["assignment"] == assignment},
-                "scores": _private_scores(course, assignment, student), "seconds": seconds})
+                "scores": _private_scores(course, assignment, student) if full else [], "seconds": seconds})
         if "batch" in task:
             return {**base, "status": "batch", "results": results, "seconds": time.monotonic() - start}
         return results[0]
@@ -503,11 +507,19 @@ class CaptureExecuted(NbGraderPreprocessor):
         return nb, resources
 
 
+#: Set for a student's task in the worker's grading process: its nbgrader stops each notebook's
+#: pipeline right after the capture. The steps after execution (the scores, the flags, the
+#: sanitized outputs) count only where the driver runs them on the captured notebook; in the
+#: private course they would be done twice. The preflight's task runs them all, for its scores.
+CAPTURE_ONLY = "AUTOGRADER_CAPTURE_ONLY"
+
+
 def capture_executed(c, directory: str) -> None:
     """Configure a worker's nbgrader to keep the executed notebooks in `directory`."""
     steps = _autograde_steps(c)
     before, after = _split(steps)
-    c.Autograde.autograde_preprocessors = steps[:len(steps) - len(after)] + [CaptureExecuted] + after
+    kept = [] if os.environ.get(CAPTURE_ONLY) == "1" else after
+    c.Autograde.autograde_preprocessors = steps[:len(steps) - len(after)] + [CaptureExecuted] + kept
     c.CaptureExecuted.directory = directory
 
 
@@ -854,6 +866,7 @@ def preflight(runner, course: Path, assignment: str, definition: dict, version: 
     """Grade the reference through `runner`; raise GradeError unless it gets full marks."""
     task = make_task(assignment, REFERENCE_STUDENT, reference_files(course, assignment), definition,
                      version, timeout)
+    task["full"] = True  # its scores are read here (first_failure)
     runner.submit(task)
     (outcome,) = runner.wait()
     if outcome.dead or outcome.error:
