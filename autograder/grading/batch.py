@@ -186,9 +186,8 @@ def worker_env(threads: int | None = None) -> dict:
     return env
 
 
-def _nbgrader(course: Path, *args: str, timeout: float | None = None,
-              threads: int | None = None) -> subprocess.CompletedProcess:
-    return _run_group([sys.executable, "-m", "nbgrader", *args], cwd=course, env=worker_env(threads),
+def _nbgrader(course: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return _run_group([sys.executable, "-m", "nbgrader", *args], cwd=course, env=worker_env(),
                       timeout=timeout)
 
 
@@ -276,6 +275,7 @@ class AutogradeServer:
 
 _SERVERS: list[AutogradeServer] = []  # idle grading processes of this worker
 _SERVERS_LOCK = threading.Lock()
+_STARTED: list = []  # one entry per grading process this worker started (atexit once)
 
 
 @contextlib.contextmanager
@@ -283,13 +283,19 @@ def _autograde_server(threads: int | None):
     """An idle grading process of this worker (a Dask worker may run several tasks at once),
     started when there is none; it goes back for the next task unless it died or is used up."""
     with _SERVERS_LOCK:
-        server = next((s for s in _SERVERS if s.threads == threads and s.alive()), None)
+        dead = [s for s in _SERVERS if not s.alive()]  # died while idle: reaped, folder removed
+        for gone in dead:
+            _SERVERS.remove(gone)
+        server = next((s for s in _SERVERS if s.threads == threads), None)
         if server is not None:
             _SERVERS.remove(server)
+    for gone in dead:
+        gone.kill()
     if server is None:
-        server = AutogradeServer(threads)
-        if len(_SERVERS) == 0:
+        if not _STARTED:
             atexit.register(_close_servers)
+        _STARTED.append(threads)
+        server = AutogradeServer(threads)
     try:
         yield server
     finally:
