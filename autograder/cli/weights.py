@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +57,7 @@ def execute_notebook(path: Path, *, timeout: int = 1800, env: dict | None = None
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
+    from ..tempdirs import socket_tempdir
     from .progress import ProgressClient
 
     nb = nbformat.read(path, as_version=4)
@@ -67,7 +67,7 @@ def execute_notebook(path: Path, *, timeout: int = 1800, env: dict | None = None
     # These small networks train fastest on one thread, and several times slower on two threads
     # of a CPU that other programs keep busy (docs/calibration.md); notebooks may still set more.
     run_env.setdefault("OMP_NUM_THREADS", "1")
-    runtime = tempfile.mkdtemp(prefix="autograder-train-")
+    runtime = socket_tempdir("autograder-train-")  # the kernel's sockets
     # IPC sockets in a private folder: no TCP port, and no "running over TCP without encryption"
     km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(runtime, "kernel"),
                             connection_file=os.path.join(runtime, "connection.json"))

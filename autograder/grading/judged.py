@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..tempdirs import fit_multiprocessing
 from .replay import ReplayError, Step, run_plan, trusted_imports
 
 _CONTEXT: list = []
@@ -257,6 +258,7 @@ def _context(checks_module: str):
         modules = dict.fromkeys(nb.checks for nb in NOTEBOOKS if nb.assignment in assignments)
         # The server inherits the environment at its start, which is the next Process.start().
         os.environ["AUTOGRADER_JUDGE_MODULES"] = ",".join(modules) or checks_module
+        fit_multiprocessing()  # the forkserver's socket, below a TMPDIR of any length
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["autograder.grading.judge_preload"])
         _CONTEXT.append(context)

@@ -46,6 +46,8 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Dict, Integer, List, Unicode
 from traitlets.config import Configurable
 
+from ..tempdirs import socket_tempdir
+
 ENV_SWITCH = "AUTOGRADER_SANDBOX"
 GiB = 1024 ** 3
 MiB = 1024 ** 2
@@ -481,7 +483,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if warm is not None and warm.can_show(os.path.abspath(kw.get("cwd") or os.getcwd())):
             return await self._pre_start_warm(warm, **kw)
         sb = self.sandbox
-        self._shared_dir = tempfile.mkdtemp(prefix="autograder-kernel-")
+        self._shared_dir = socket_tempdir("autograder-kernel-")
         self.transport = "ipc"
         self.ip = os.path.join(self._shared_dir, "kernel")
         self.connection_file = os.path.join(self._shared_dir, "connection.json")

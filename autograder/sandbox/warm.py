@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..tempdirs import socket_tempdir
 from . import Sandbox, SandboxUnavailable, _within, claim_uid
 from .zygote import TIMED_OUT as TIMED_OUT_STATUS
 
@@ -142,7 +143,7 @@ class WarmSandbox:
         self.sandbox = sandbox
         self.course = sandbox.root()  # an empty directory in the server's view
         self._readonly = sandbox.readable_paths()
-        self.staging = tempfile.mkdtemp(prefix="autograder-warm-")
+        self.staging = socket_tempdir("autograder-warm-")  # the kernels' sockets are below it
         self._logs = os.path.join(self.staging, ".logs")  # hidden from every job
         os.mkdir(self._logs, 0o700)
         self._proc: subprocess.Popen | None = None
