@@ -124,10 +124,32 @@ def anchor(base, tmp_path_factory) -> dict:
     return {"rows": rows, "files": autograded(course), "seconds": run.seconds, "course": course}
 
 
-def grade_cli(course: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def grade_cli(course: Path, *args: str, timeout: float = 600, tmp: Path | None = None
+              ) -> subprocess.CompletedProcess:
+    """``python -m autograder grade``; with ``tmp``, its temporary folders go there (TMPDIR)."""
+    env = {} if tmp is None else {"TMPDIR": str(tmp), "AUTOGRADER_TEMPLATE_DIR": str(batch.template_cache())}
     return subprocess.run([sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--course", str(course),
                            "--no-progress", *args], capture_output=True, text=True, timeout=timeout,
-                          env=nbgrader_env())
+                          env=nbgrader_env(env))
+
+
+@pytest.fixture
+def short_tmp():
+    """A temporary folder of its own for one run, short enough that the warm sandbox's staging
+    folder and the kernels' folders are made in it too (``sandbox.socket_tempdir``)."""
+    tmp = Path(tempfile.mkdtemp(prefix="ag-", dir="/tmp"))
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def assert_left_nothing(tmp: Path, seconds: float = 20) -> None:
+    """Nothing of the run is left in its temporary folder: the grading processes' folders, the
+    warm sandboxes' staging folders, the kernels' folders (an orphaned grading process cleans up
+    within seconds of its worker's death)."""
+    deadline = time.monotonic() + seconds
+    while (left := sorted(p.name for p in tmp.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == [], left
 
 
 def submissions(course: Path) -> dict:
@@ -161,10 +183,15 @@ def test_anchor_grades_as_intended(anchor):
 @pytest.mark.slow
 def test_pool_matches_nbgrader_and_reruns_only_what_changed(base, anchor, tmp_path):
     """Does the pool leave nbgrader's gradebook and files, skip unchanged submissions on a re-run,
-    regrade a changed one, and regrade with --force?"""
+    regrade a changed one, and regrade with --force? Its temporary folder has a path as long as a
+    cluster job's may be, too long for the kernels' sockets below it."""
     course = copy_course(base, tmp_path)
-    run = grade_cli(course, "--workers", "2")
+    tmp = tmp_path / "a-temporary-folder-whose-path-is-as-long-as-a-cluster-job-s-may-be"
+    tmp.mkdir()
+    assert len(str(tmp)) + 60 > 107
+    run = grade_cli(course, "--workers", "2", tmp=tmp)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert_left_nothing(tmp)
     assert "preflight: full marks" in run.stdout
     assert "3 graded, 0 unchanged (skipped), 0 failed" in run.stdout
     assert_same_as_anchor(course, anchor)
@@ -229,6 +256,20 @@ def test_a_batch_whose_worker_dies_is_graded_again_one_by_one(base, anchor, tmp_
     assert len(killed) == 1 and "3 graded, 0 unchanged (skipped), 0 failed" in run.stdout
     assert_same_as_anchor(course, anchor)
     assert {k: v["attempts"] for k, v in submissions(course).items()} == {f"toy/{s}": 1 for s in STUDENTS}
+
+
+def test_preflight_names_nbgrader_s_error_when_no_notebook_was_autograded():
+    """When nbgrader could not grade the reference's notebook at all (no autograded notebook, no
+    error in a cell), does the preflight's message carry the error nbgrader logged?"""
+    log = ("[AutogradeApp | ERROR] There was a problem\n    Traceback (most recent call last):\n"
+           "      File \"execute.py\", line 69, in preprocess\n"
+           "    autograder.sandbox.SandboxUnavailable: the kernel did not start in the sandbox "
+           "(ZMQError: File name too long)\n[AutogradeApp | WARNING] Removing failed assignment\n")
+    result = {"status": "graded", "scores": [["toy", "test_square", 0.0, 1.0, False]], "log": log}
+    assert batch.first_failure(result) == (
+        "toy [test_square]: 0 of 1 point(s): SandboxUnavailable: the kernel did not start in the "
+        "sandbox (ZMQError: File name too long)")
+    assert batch.first_failure({**result, "log": "no traceback"}).endswith("no error output")
 
 
 def test_batch_sizes_leave_every_worker_several_tasks():
@@ -402,7 +443,10 @@ def kill_parents(matches, stop: threading.Event, killed: list) -> None:
                         and (cwd / "gradebook.db").exists()
                         and matches(sorted(p.name for p in (cwd / "submitted").iterdir()))):
                     ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                    if ppid not in killed:
+                    # a pool worker (forked by multiprocessing's forkserver), never the process
+                    # that adopted an orphaned grading process while it cleans up
+                    parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+                    if ppid not in killed and b"multiprocessing" in parent:
                         os.kill(ppid, signal.SIGKILL)
                         killed.append(ppid)
             except (OSError, ValueError, IndexError):
@@ -416,7 +460,8 @@ def kill_workers_of(student: str, stop: threading.Event, killed: list) -> None:
 
 
 @pytest.mark.slow
-def test_a_submission_past_the_time_limit_fails_alone_and_the_next_ones_are_graded(base, anchor, tmp_path):
+def test_a_submission_past_the_time_limit_fails_alone_and_the_next_ones_are_graded(base, anchor, tmp_path,
+                                                                                   short_tmp):
     """Does ``--timeout`` stop a submission that hangs (its grading process is killed), record
     it as failed with the limit in the message, and grade the next students with a fresh
     grading process exactly as nbgrader grades them?"""
@@ -424,8 +469,9 @@ def test_a_submission_past_the_time_limit_fails_alone_and_the_next_ones_are_grad
     hangs = fill(release(course, ASSIGNMENT), {"square": "import time\ntime.sleep(900)"})
     submit(course, "aaron", {"toy.ipynb": hangs})
     run = grade_cli(course, "--workers", "1", "--batch", "1", "--retries", "0", "--timeout", "45",
-                    "--skip-preflight", "--student", "aaron", "alice", "bob")
+                    "--skip-preflight", "--student", "aaron", "alice", "bob", tmp=short_tmp)
     assert run.returncode == 1, run.stdout + run.stderr
+    assert_left_nothing(short_tmp)
     assert "2 graded, 0 unchanged (skipped), 1 failed" in run.stdout, run.stdout
     record = submissions(course)["toy/aaron"]
     assert record["status"] == "failed" and "grading took longer than the limit of 45 s" in record["error"]
@@ -435,7 +481,7 @@ def test_a_submission_past_the_time_limit_fails_alone_and_the_next_ones_are_grad
 
 
 @pytest.mark.slow
-def test_killed_worker_is_retried_then_failed_for_that_student_only(base, anchor, tmp_path):
+def test_killed_worker_is_retried_then_failed_for_that_student_only(base, anchor, tmp_path, short_tmp):
     """Is a submission whose worker is killed at every attempt retried, then recorded as failed
     and flagged for manual grading, while the other student is graded normally?"""
     course = copy_course(base, tmp_path)
@@ -444,11 +490,12 @@ def test_killed_worker_is_retried_then_failed_for_that_student_only(base, anchor
     killer.start()
     try:
         run = grade_cli(course, "--workers", "2", "--retries", "1", "--skip-preflight",
-                        "--student", "alice", "bob")
+                        "--student", "alice", "bob", tmp=short_tmp)
     finally:
         stop.set()
         killer.join()
     assert run.returncode == 1, run.stdout + run.stderr
+    assert_left_nothing(short_tmp)
     assert "1 graded, 0 unchanged (skipped), 1 failed" in run.stdout and "grading failed for: bob" in run.stdout
     assert len(killed) == 2  # the first attempt and one retry
     record = submissions(course)["toy/bob"]

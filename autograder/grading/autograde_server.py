@@ -1,6 +1,6 @@
 """A grading process that runs ``nbgrader autograde`` for one task after another.
 
-    python -m autograder.grading.autograde_server
+    python -m autograder.grading.autograde_server [FOLDER]
 
 A worker of ``python -m autograder grade`` (``autograder.grading.batch``) grades each task with
 real nbgrader, run as ``nbgrader`` runs it (``NbGraderApp``: the command line, the course's
@@ -17,12 +17,21 @@ The protocol, one JSON object per line: the worker writes ``{"cwd": COURSE, "arg
 stderr (and those of the processes it starts) going to ``FILE``, then answers ``{"returncode":
 N}`` on its own stdout; ``{"preload": [MODULE, ...]}`` imports those modules ahead of the first
 task. End of input ends it.
+
+``FOLDER`` is the worker's folder for this process (its private course and the log). The worker
+removes it when it stops this process; when the worker itself dies (a killed or terminated pool
+worker), this process gets SIGTERM (``PR_SET_PDEATHSIG``), ends the processes it started (its
+process group) and removes the folder itself, so that nothing is left in the temporary folder.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import signal
 import sys
+import time
 import traceback
 
 
@@ -45,7 +54,44 @@ def autograde(args: list[str]) -> int:
         app.reset()
 
 
-def main() -> int:
+def _orphaned(folder: str):
+    """The SIGTERM handler (the worker is gone, or stops this process): the processes of this
+    group (a kernel, the sandbox's servers) are ended, the worker's folder is removed, the
+    exit-time clean-up runs, then this process ends."""
+
+    owner = os.getpid()
+
+    def handler(signum, frame):  # noqa: ARG001
+        if os.getpid() != owner:  # a forked child that kept the handler: ends as by default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+        except OSError:
+            pass
+        for _ in range(3):  # a process of the group may still write for a moment
+            shutil.rmtree(folder, ignore_errors=True)
+            if not os.path.exists(folder):
+                break
+            time.sleep(0.2)
+        # The exit-time clean-up (the warm sandbox's staging folder, ...), within 10 s: SIGALRM
+        # ends the process if a clean-up hangs.
+        signal.alarm(10)
+        try:
+            atexit._run_exitfuncs()
+        except BaseException:  # noqa: BLE001, S110 - exiting anyway
+            pass
+        os._exit(128 + signum)
+
+    return handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv:
+        signal.signal(signal.SIGTERM, _orphaned(argv[0]))
     answers = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)

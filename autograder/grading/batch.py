@@ -60,6 +60,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -191,11 +192,17 @@ def _nbgrader(course: Path, *args: str, timeout: float | None = None) -> subproc
                       timeout=timeout)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
     try:  # Linux: PR_SET_PDEATHSIG, so that nbgrader does not outlive a killed worker
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(1, sig)
     except (OSError, AttributeError):
         pass
+
+
+def _terminated_with_parent() -> None:
+    """SIGTERM when the parent dies: the grading process then ends its process group and
+    removes its folders itself (``autograde_server``)."""
+    _die_with_parent(signal.SIGTERM)
 
 
 def _run_group(cmd: list[str], *, cwd: Path, env: dict, timeout: float | None) -> subprocess.CompletedProcess:
@@ -227,9 +234,10 @@ class AutogradeServer:
         self.course = self.root / "course"
         self.tasks = 0
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "autograder.grading.autograde_server"], cwd=self.root,
+            [sys.executable, "-m", "autograder.grading.autograde_server", str(self.root)], cwd=self.root,
             env=worker_env(threads), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, start_new_session=True, preexec_fn=_die_with_parent)
+            stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+            preexec_fn=_terminated_with_parent)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -267,6 +275,13 @@ class AutogradeServer:
             (self.root / "nbgrader.log").unlink()
 
     def kill(self) -> None:
+        """Stop the process: SIGTERM first (it ends its group and removes its folders, the warm
+        sandbox's staging folder included), then SIGKILL to whatever of its group is left."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
@@ -690,6 +705,9 @@ class PoolRunner:
     def __init__(self, workers: int):
         import multiprocessing
 
+        from ..tempdirs import fit_multiprocessing
+
+        fit_multiprocessing()  # the forkserver's socket, below a TMPDIR of any length
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload([__name__])
         self.slots: list[ProcessPoolExecutor | None] = [None] * max(1, workers)
@@ -833,9 +851,22 @@ def first_failure(result: dict) -> str | None:
                 from .course import grade_cell_errors
 
                 message = grade_cell_errors(nbformat.reads(text.decode(), as_version=4)).get(grade_id)
+        if message is None:  # no error in the notebook: nbgrader's own error, if it logged one
+            message = last_error(result.get("log") or "")
         return (f"{notebook} [{grade_id}]: {score:g} of {max_score:g} point(s): "
                 f"{message or 'no error output'}")
     return None
+
+
+_ERROR_LINE = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Unavailable)): (.+)$")
+
+
+def last_error(log: str) -> str | None:
+    """The last ``SomethingError: message`` line of a log (the end of its last traceback), e.g.
+    nbgrader's "the kernel did not start in the sandbox" when no notebook was autograded."""
+    found = [m.group(1).rsplit(".", 1)[-1] + ": " + m.group(2).strip()
+             for m in map(_ERROR_LINE.match, log.splitlines()) if m]
+    return found[-1][:800] if found else None
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -910,10 +941,13 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
     course = Path(course).resolve()
     summary = Summary()
     stop = stop or threading.Event()
-    if hasattr(runner, "prepare"):
+    known = submitted_students(course, assignment)
+    records = report.submissions(course)
+    prepared = force or any(records.get(f"{assignment}/{s}", {}).get("status") != "graded"
+                            for s in students or known)
+    if prepared and hasattr(runner, "prepare"):
         runner.prepare()  # the workers start while this process reads the submissions
     definition = grading_definition(course, assignment)
-    known = submitted_students(course, assignment)
     if students:
         unknown = [s for s in students if s not in known]
         if unknown:
@@ -924,7 +958,6 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
     version = grader_version(definition)
     task_version = f"{package_version()}:{version}"
     todo = []
-    records = report.submissions(course)
     for student in students or known:
         task = make_task(assignment, student, submission_files(course, assignment, student), definition,
                          task_version, timeout)
@@ -937,6 +970,8 @@ def grade(course: Path, assignment: str, runner, *, students: list[str] | None =
     if not todo:
         summary.wall = time.monotonic() - start
         return summary
+    if not prepared and hasattr(runner, "prepare"):
+        runner.prepare()  # changed submissions only: nothing started for a class with nothing new
     if not skip_preflight:
         print(f"preflight: grading the reference solutions of {assignment} on {runner.describe()} ...",
               file=out, flush=True)
