@@ -643,6 +643,12 @@ class Writer:
                 # UseExecuted hands on what it executed from their output: here they would
                 # only build a notebook that is thrown away (a third of writing a student).
                 config.Autograde.sanitize_preprocessors = []
+                # nbgrader's metadata check after execution, too: the worker's sanitizing pass
+                # ended with it on these very cells, and execution changes no cell metadata (a
+                # sixth of writing a student: jsonschema checks the schema at every cell).
+                config.Autograde.autograde_preprocessors = [
+                    s for s in config.Autograde.autograde_preprocessors
+                    if _step_name(s).rsplit(".", 1)[-1] != "CheckCellMetadata"]
             coursedir = self.coursedir(config)
             coursedir.assignment_id, coursedir.student_id = self.assignment, student
             app = Autograde(coursedir=coursedir, config=config, log=self.log)
