@@ -2,6 +2,8 @@
 notebooks (extracted exactly as the replay extracts a submission's), reference weights."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -30,6 +32,16 @@ def solution_namespace(name: str) -> dict:
 @pytest.fixture(scope="session")
 def ae_solution() -> dict:
     return solution_namespace("ae")
+
+
+@pytest.fixture
+def short_tmp():
+    """A private temporary folder for one run, short enough (under /tmp) that the folders for
+    sockets (``autograder.tempdirs``: the warm sandbox's staging folder, the kernels' folders)
+    are made in it too; removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="ag-", dir="/tmp"))
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture

@@ -133,15 +133,6 @@ def grade_cli(course: Path, *args: str, timeout: float = 600, tmp: Path | None =
                           env=nbgrader_env(env))
 
 
-@pytest.fixture
-def short_tmp():
-    """A temporary folder of its own for one run, short enough that the warm sandbox's staging
-    folder and the kernels' folders are made in it too (``sandbox.socket_tempdir``)."""
-    tmp = Path(tempfile.mkdtemp(prefix="ag-", dir="/tmp"))
-    yield tmp
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 def assert_left_nothing(tmp: Path, seconds: float = 20) -> None:
     """Nothing of the run is left in its temporary folder: the grading processes' folders, the
     warm sandboxes' staging folders, the kernels' folders (an orphaned grading process cleans up

@@ -3,7 +3,6 @@ temporary folder of any length (``autograder.tempdirs``)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,13 +14,6 @@ from autograder.tempdirs import SOCKET_BASE_MAX, socket_tempdir
 
 #: A socket's path: at most 107 bytes.
 SUN_PATH_MAX = 107
-
-
-@pytest.fixture
-def short_tmp():
-    tmp = Path(tempfile.mkdtemp(prefix="ag-", dir="/tmp"))
-    yield tmp
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def long_tmp(tmp_path: Path) -> Path:

@@ -290,13 +290,14 @@ class AutogradeServer:
 
 _SERVERS: list[AutogradeServer] = []  # idle grading processes of this worker
 _SERVERS_LOCK = threading.Lock()
-_STARTED: list = []  # one entry per grading process this worker started (atexit once)
+_EXIT_HOOK = False  # whether _close_servers is registered to run at this worker's exit
 
 
 @contextlib.contextmanager
 def _autograde_server(threads: int | None):
     """An idle grading process of this worker (a Dask worker may run several tasks at once),
     started when there is none; it goes back for the next task unless it died or is used up."""
+    global _EXIT_HOOK
     with _SERVERS_LOCK:
         dead = [s for s in _SERVERS if not s.alive()]  # died while idle: reaped, folder removed
         for gone in dead:
@@ -304,12 +305,12 @@ def _autograde_server(threads: int | None):
         server = next((s for s in _SERVERS if s.threads == threads), None)
         if server is not None:
             _SERVERS.remove(server)
+        elif not _EXIT_HOOK:
+            atexit.register(_close_servers)
+            _EXIT_HOOK = True
     for gone in dead:
         gone.kill()
     if server is None:
-        if not _STARTED:
-            atexit.register(_close_servers)
-        _STARTED.append(threads)
         server = AutogradeServer(threads)
     try:
         yield server
@@ -492,12 +493,13 @@ def batches(tasks: list[dict], sizes: int | list[int]) -> list[dict]:
 # -- the two pipeline steps that carry execution from the worker to the driver ------------------
 
 def _step_name(step) -> str:
-    return step if isinstance(step, str) else step.__name__
+    """A pipeline step's class name, whether configured as a class or as a dotted string."""
+    return (step if isinstance(step, str) else step.__name__).rsplit(".", 1)[-1]
 
 
 def _split(steps: list) -> tuple[list, list]:
     """nbgrader's autograde steps before/after the execution steps (which are left out)."""
-    names = [_step_name(s).rsplit(".", 1)[-1] for s in steps]
+    names = [_step_name(s) for s in steps]
     positions = [i for i, n in enumerate(names) if n in EXECUTION_STEPS]
     if not positions:
         raise GradeError(f"the course's Autograde.autograde_preprocessors {names} have no execution "
@@ -648,7 +650,7 @@ class Writer:
                 # sixth of writing a student: jsonschema checks the schema at every cell).
                 config.Autograde.autograde_preprocessors = [
                     s for s in config.Autograde.autograde_preprocessors
-                    if _step_name(s).rsplit(".", 1)[-1] != "CheckCellMetadata"]
+                    if _step_name(s) != "CheckCellMetadata"]
             coursedir = self.coursedir(config)
             coursedir.assignment_id, coursedir.student_id = self.assignment, student
             app = Autograde(coursedir=coursedir, config=config, log=self.log)
