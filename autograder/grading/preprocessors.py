@@ -36,7 +36,7 @@ from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 from traitlets import Bool, Float
 
 from ..sandbox.warm import WarmUnavailable
-from .replay import DEFAULT_TIMEOUT, build_plan, run_plan
+from .replay import DEFAULT_TIMEOUT, build_plan, run_plan, unbound_note
 
 
 class RestoreCellMetadata(NbGraderPreprocessor):
@@ -198,7 +198,10 @@ class ReplayChecks(NbGraderPreprocessor):
                              "fresh process; the error above came from the notebook's state\n"))
             else:
                 ename, _, evalue = verdict["error"].partition(": ")
-                if not kernel_failed and dropped:
+                note = unbound_note(verdict["error"], plan)
+                if note:
+                    evalue += f"\n  {note}"
+                elif not kernel_failed and dropped:
                     evalue += ("\n  note: the grader re-runs the tests on the definitions of "
                                "your solution cells only (classes, functions, imports, "
                                f"constants); these statements were not run: {dropped}")

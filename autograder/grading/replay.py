@@ -108,7 +108,7 @@ def _safe_function(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
             and not any(_has_call(d) for d in [*defaults, *annotations]))
 
 
-def _sanitize_body(body: list[ast.stmt], in_class: bool) -> tuple[list[ast.stmt], list[int]]:
+def _sanitize_body(body: list[ast.stmt], in_class: bool) -> tuple[list[ast.stmt], list[ast.stmt]]:
     kept, dropped = [], []
     for node in body:
         ok = False
@@ -138,7 +138,7 @@ def _sanitize_body(body: list[ast.stmt], in_class: bool) -> tuple[list[ast.stmt]
         if ok:
             kept.append(node)
         else:
-            dropped.append(node.lineno)
+            dropped.append(node)
     return kept, dropped
 
 
@@ -147,12 +147,64 @@ def definitions(source: str) -> tuple[str, list[int]]:
 
     A cell that does not parse gives no definitions (the kernel run shows the syntax error).
     """
+    code, dropped = _definitions(source)
+    return code, [node.lineno for node in dropped]
+
+
+def _definitions(source: str, leave_out: frozenset[str] = frozenset()
+                 ) -> tuple[str, list[ast.stmt]]:
+    """The kept code of a cell and its dropped top-level statements; assignments to the names
+    ``leave_out`` are left out silently (the settings that the plan binds itself)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return "", []
+    tree.body = [node for node in tree.body if not (leave_out and _assigns_only(node, leave_out))]
     tree.body, dropped = _sanitize_body(tree.body, in_class=False)
     return ast.unparse(tree), dropped
+
+
+def _assigns_only(node: ast.stmt, names: frozenset[str]) -> bool:
+    """Does ``node`` assign nothing but some of ``names``?"""
+    bound = _bound_names(node)
+    return isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and bool(bound) \
+        and set(bound) <= names
+
+
+def _bound_names(node: ast.stmt) -> list[str]:
+    """The global names a top-level statement binds."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name.split(".")[0]) for a in node.names if a.name != "*"]
+    targets: list[ast.AST] = []
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+        targets = [node.target]
+    elif isinstance(node, (ast.For, ast.AsyncFor)):
+        targets = [node.target]
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        targets = [item.optional_vars for item in node.items if item.optional_vars is not None]
+    names = []
+    for target in targets:
+        names += [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+    if isinstance(node, (ast.If, ast.Try, ast.While, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith)):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt):
+                names += _bound_names(child)
+    return list(dict.fromkeys(names))
+
+
+def _unbound(source: str, dropped: list[ast.stmt], where: str) -> tuple[tuple[str, str], ...]:
+    """``(name, where it was set)`` for every global name that a dropped statement binds."""
+    lines = source.splitlines()
+    found = []
+    for node in dropped:
+        text = lines[node.lineno - 1].strip() if 0 < node.lineno <= len(lines) else ""
+        for name in _bound_names(node):
+            found.append((name, f"{where}, line {node.lineno}: {text[:60]}"))
+    return tuple(found)
 
 
 def settings(source: str) -> str:
@@ -175,12 +227,47 @@ def settings(source: str) -> str:
     return "\n".join(lines)
 
 
+# The device every replaying process runs the student's definitions on (``device`` of the
+# settings cell: the notebooks train where they like, the grader evaluates on the CPU).
+GRADING_DEVICE = "cpu"
+
+
+def trusted_settings(source: str) -> str:
+    """The settings cell of the source notebook as the grader binds it: its imports, and every
+    constant it assigns at top level as a literal (computed ones, such as ``n_epochs`` from
+    the data source, evaluated here, in the grader's process: the cell is trusted), with
+    ``device`` set to the grading device."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ""
+    names = [n for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+             for n in _bound_names(node)]
+    namespace: dict = {}
+    with contextlib.suppress(Exception):
+        exec(compile(source, "<settings>", "exec"), namespace)  # noqa: S102 - trusted source
+    lines = [ast.unparse(node) for node in tree.body
+             if isinstance(node, (ast.Import, ast.ImportFrom))]
+    for name in dict.fromkeys(names):
+        value = GRADING_DEVICE if name == "device" else namespace.get(name, _MISSING)
+        if value is not _MISSING and (value is None or type(value) in (bool, int, float, str)):
+            lines.append(f"{name} = {value!r}")
+    return "\n".join(lines)
+
+
+_MISSING = object()
+# Assignments to ``device`` in student code are left out: the grader binds it.
+_DEVICE = frozenset({"device"})
+
+
 @dataclass
 class Step:
     kind: str          # "trusted", "student" or "test"
     code: str
     grade_id: str = ""
     dropped: tuple = ()  # line numbers of student statements that were left out
+    # (name, where) of every name that a left-out student statement would have bound
+    unbound: tuple = ()
 
 
 def _is_settings_cell(cell) -> bool:
@@ -188,8 +275,47 @@ def _is_settings_cell(cell) -> bool:
             and "skip_training" in cell.source)
 
 
+# The plan's anchor for the cells of a notebook that come before its first cell with an id.
+_SETTINGS_ANCHOR = "settings"
+
+
+def _added_cells(submitted_nb, leave_out: frozenset[str]) -> dict[str, list[Step]]:
+    """The definitions of the code cells the student added (and of their settings cell), by
+    the cell they follow: the grade_id of the last cell with one above them, or
+    ``_SETTINGS_ANCHOR``. One step per kept statement, so that a statement that fails (it
+    needs a value that only the dropped code computed) loses nothing else."""
+    added: dict[str, list[Step]] = {}
+    anchor = ""
+    settings_seen = False
+    for index, cell in enumerate(submitted_nb.cells, start=1):
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade_id"):
+            anchor = meta["grade_id"]
+            continue
+        if cell.cell_type != "code":
+            continue
+        is_settings = _is_settings_cell(cell) and not settings_seen
+        settings_seen = settings_seen or is_settings
+        where = "your settings cell" if is_settings else f"your own cell {index} of the notebook"
+        code, dropped = _definitions(cell.source, leave_out if is_settings else _DEVICE)
+        steps = added.setdefault(_SETTINGS_ANCHOR if is_settings else anchor, [])
+        label = f"added-{index}"
+        unbound = _unbound(cell.source, dropped, where)
+        for node in ast.parse(code).body if code else []:
+            steps.append(Step("student", ast.unparse(node), label))
+        if unbound:
+            steps.append(Step("student", "", label, unbound=unbound))
+    return added
+
+
 def build_plan(source_nb, submitted_nb) -> list[Step]:
-    """The program to replay: trusted cells from the source, definitions from the submission."""
+    """The program to replay: trusted cells from the source, definitions from the submission.
+
+    The submission's definitions are bound where the notebook binds them when it runs top to
+    bottom: those of each solution cell at that cell, those of every code cell the student
+    added (imports, constants, helpers) after the cell it follows, the settings at the
+    settings cell (with ``device`` as the grading device).
+    """
     submitted = {}
     student_settings = ""
     for cell in submitted_nb.cells:
@@ -198,24 +324,56 @@ def build_plan(source_nb, submitted_nb) -> list[Step]:
             submitted.setdefault(meta.get("grade_id"), cell.source)
         elif _is_settings_cell(cell) and not student_settings:
             student_settings = settings(cell.source)
-    steps = []
+    source_settings = next((c.source for c in source_nb.cells if _is_settings_cell(c)), "")
+    bound_by_settings = frozenset(
+        n for node in _parse(source_settings) for n in _bound_names(node)) | {"device"}
+    added = _added_cells(submitted_nb, bound_by_settings)
+    steps = [*added.pop("", [])]
     for cell in source_nb.cells:
-        if cell.cell_type != "code":
-            continue
         meta = cell.metadata.get("nbgrader", {})
         grade_id = meta.get("grade_id", "")
+        if cell.cell_type != "code":
+            steps += added.pop(grade_id, []) if grade_id else []
+            continue
         if _is_settings_cell(cell):
-            steps.append(Step("trusted", settings(cell.source)))
+            steps.append(Step("trusted", trusted_settings(cell.source)))
             if student_settings:
                 steps.append(Step("student", student_settings))
+            steps += added.pop(_SETTINGS_ANCHOR, [])
         elif meta.get("grade"):
             steps.append(Step("test", cell.source, grade_id))
         elif meta.get("solution"):
-            code, dropped = definitions(submitted.get(grade_id, ""))
-            steps.append(Step("student", code, grade_id, tuple(dropped)))
+            source = submitted.get(grade_id, "")
+            code, dropped = _definitions(source, _DEVICE)
+            steps.append(Step("student", code, grade_id, tuple(n.lineno for n in dropped),
+                              _unbound(source, dropped, f"cell {grade_id}")))
         elif meta.get("locked") and grade_id.endswith(REPLAY_SUFFIXES):
             steps.append(Step("trusted", cell.source, grade_id))
+        if grade_id:
+            steps += added.pop(grade_id, [])
+    for rest in added.values():  # after cells the source does not have
+        steps += rest
     return steps
+
+
+def _parse(source: str) -> list[ast.stmt]:
+    try:
+        return ast.parse(source).body
+    except SyntaxError:
+        return []
+
+
+def unbound_note(error: str, steps: list[Step]) -> str:
+    """A line for a ``NameError`` in ``error`` whose name the student's code sets in a
+    statement that the grader does not re-run (or ``""``)."""
+    where = {name: place for step in steps for name, place in step.unbound}
+    for name in re.findall(r"name '(\w+)' is not defined", error):
+        if name in where:
+            return (f"note: '{name}' is set by a top-level statement that the grader does not "
+                    f"re-run ({where[name]}). The grader re-runs only imports of known packages, "
+                    "classes, functions and constant values; compute it inside the function or "
+                    "class that uses it, or make it a constant.")
+    return ""
 
 
 def trusted_imports(steps: list[Step]) -> tuple[str, ...]:
