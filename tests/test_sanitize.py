@@ -10,9 +10,11 @@ import pytest
 from nbconvert import HTMLExporter
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
 
+from autograder.grading import sanitize
 from autograder.grading.sanitize import (
     NOTE,
     SanitizeOutputs,
+    clean_attachments,
     clean_html,
     clean_markdown,
     clean_output,
@@ -182,6 +184,8 @@ MARKDOWN_PAYLOADS = [
     ("[click me](javascript:alert(1))", ["javascript:"], 'href="javascript:..."'),
     ('<iframe src="/api/contents"></iframe>', ["<iframe"], "<iframe>"),
     ("<a href=\"#\" onclick=\"fetch('/api/terminals', {method: 'POST'})\">x</a>", ["onclick"], "onclick="),
+    # an attribute's name is markdown too: the note that names it must not render it as a link
+    ("<div [a](javascript:alert(1))>x</div>", ["javascript"], "div [a](javascript:alert(1))="),
 ]
 
 
@@ -330,3 +334,128 @@ def test_locked_markdown_of_the_source_is_left_alone():
     )
     nb, _ = SanitizeOutputs().preprocess(new_notebook(cells=[cell]), {})
     assert nb.cells[0].source == cell.source
+
+
+# -- attachments (a pasted image) and cells whose sanitizing fails ----------------------------
+
+PASTED = "My loss curve:\n\n![image.png](attachment:image.png)"
+
+
+def pasted_image_cell(attachments=None):
+    """A markdown cell as Jupyter writes it when an image is pasted into it."""
+    return new_markdown_cell(PASTED, attachments=attachments or {"image.png": {"image/png": PNG}})
+
+
+def render(nb) -> str:
+    return HTMLExporter(template_name="classic").from_notebook_node(nb)[0]
+
+
+def test_markdown_cell_keeps_its_pasted_image():
+    """Does a markdown cell with a pasted PNG keep its text and image, with no note, and render
+    the image in the HTML?"""
+    nb, _ = SanitizeOutputs().preprocess(new_notebook(cells=[pasted_image_cell()]), {})
+    (cell,) = nb.cells
+    assert cell.source == PASTED and cell.attachments == {"image.png": {"image/png": PNG}}
+    body = render(nb)
+    assert f'src="data:image/png;base64,{PNG}"' in body and "[grader]" not in body
+
+
+ATTACHMENTS = [
+    ({"image/svg+xml": base64.b64encode(b'<svg onload="alert(1)"/>').decode()}, "image/svg+xml"),
+    ({"text/html": base64.b64encode(b"<script>alert(1)</script>").decode()}, "text/html"),
+    ({"image/png": base64.b64encode(b"<script>alert(1)</script>").decode()}, "image/png"),
+    ({"image/png": "not base64!"}, "image/png"),
+    ({"image/png": {"nested": PNG}}, "image/png"),
+]
+
+
+@pytest.mark.parametrize("bundle, named", ATTACHMENTS, ids=["svg", "html", "png-of-html", "bad-base64", "not-text"])
+def test_attachments_other_than_images_are_dropped(bundle, named):
+    """Is an attachment that is not a PNG, JPEG, GIF or WebP in valid base64 dropped and named,
+    next to a valid image that is kept?"""
+    kept, dropped = clean_attachments({"bad": bundle, "ok.png": {"image/png": PNG}})
+    assert kept == {"ok.png": {"image/png": PNG}}
+    assert dropped == [f"attachment bad ({named})"]
+
+
+def test_dropped_attachment_is_named_in_the_cell():
+    """Does a cell that keeps rendering after an unused attachment was dropped say so?"""
+    cell = pasted_image_cell({"image.png": {"image/png": PNG}, "x.svg": {"image/svg+xml": "PHN2Zz4="}})
+    nb, _ = SanitizeOutputs().preprocess(new_notebook(cells=[cell]), {})
+    (cell,) = nb.cells
+    assert set(cell.attachments) == {"image.png"}
+    assert cell.source.endswith(PASTED) and "attachment x.svg" in render(nb)
+
+
+def test_markdown_output_naming_a_missing_attachment_is_shown_as_text():
+    """Is a text/markdown output naming an attachment (outputs have none) turned into its text,
+    escaped, after a note, with the cell's other outputs kept?"""
+    out = new_output("display_data", data={"text/markdown": "see ![a](attachment:a.png) <b>", "text/plain": "md"})
+    kept = new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"})
+    nb = new_notebook(cells=[new_code_cell("x", outputs=[out, kept])])
+    nb, _ = SanitizeOutputs().preprocess(nb, {})
+    text, image = nb.cells[0].outputs
+    assert text.output_type == "stream" and text.text.startswith("[grader] shown as text")
+    assert "missing attachment: a.png" in text.text and "see ![a](attachment:a.png) <b>" in text.text
+    assert image == kept
+    body = render(nb)
+    assert "see ![a](attachment:a.png) &lt;b&gt;" in body and f"data:image/png;base64,{PNG}" in body
+
+
+def test_markdown_cell_naming_a_missing_attachment_fails_alone():
+    """Is a markdown cell naming an attachment it does not have shown as its text, escaped,
+    with a note, while the other cells are sanitized as usual?"""
+    nb = hostile_notebook()
+    nb.cells.insert(1, new_markdown_cell("copied ![plot](attachment:plot.png) <script>x</script>"))
+    nb, _ = SanitizeOutputs().preprocess(nb, {})
+    cell = nb.cells[1]
+    assert cell.source.startswith("*\\[grader\\] shown as text") and "missing attachment" in cell.source
+    assert "```text\ncopied ![plot](attachment:plot.png) <script>x</script>\n```" in cell.source
+    body = render(nb)
+    _, scripts, attributes = active_parts(body)
+    assert not [s for s in scripts if "PWNED" in s] and not [a for a in attributes if "PWNED" in a]
+    assert "copied ![plot](attachment:plot.png) &lt;script&gt;" in body
+    assert body.count("[grader] removed from this") >= 6  # the hostile cells were still cleaned
+
+
+def test_any_error_while_sanitizing_fails_one_cell_or_output(monkeypatch):
+    """When sanitizing a markdown cell, a raw cell or an output raises, is that cell or output
+    alone shown as escaped text with a note naming the error?"""
+
+    def broken(real):
+        def call(text, *args, **kwargs):
+            if "BOOM" in text:
+                raise RuntimeError("renderer broke")
+            return real(text, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(sanitize, "_render_markdown", broken(sanitize._render_markdown))
+    monkeypatch.setattr(sanitize, "clean_svg", broken(sanitize.clean_svg))
+    monkeypatch.setattr(sanitize, "clean_html", broken(sanitize.clean_html))
+    svg = new_output("display_data", data={"image/svg+xml": "<svg>BOOM</svg>", "text/plain": "<Figure>"})
+    html_out = new_output("display_data", data={"text/html": "<script>x</script><b>ok</b>"})
+    nb = new_notebook(cells=[
+        new_markdown_cell("BOOM <i>md</i>"),
+        new_code_cell("x", outputs=[svg, html_out]),
+        new_raw_cell("<b>BOOM</b>", metadata={"format": "text/html"}),
+        new_markdown_cell("fine <img src=x onerror=y>"),
+    ])
+    nb, _ = SanitizeOutputs().preprocess(nb, {})
+    markdown, code, raw, fine = nb.cells
+    assert "renderer broke" in markdown.source and "```text\nBOOM <i>md</i>\n```" in markdown.source
+    assert [o.output_type for o in code.outputs] == ["stream", "display_data", "stream"]
+    assert "RuntimeError: renderer broke\n<Figure>" in code.outputs[0].text
+    assert code.outputs[1].data["text/html"] == "x<b>ok</b>"
+    assert raw.source.endswith("<pre>&lt;b&gt;BOOM&lt;/b&gt;</pre>") and "renderer broke" in raw.source
+    assert "onerror=y" not in fine.source and "removed from this cell" in fine.source
+
+
+def test_locked_markdown_without_its_attachment_is_shown_as_text():
+    """Does a locked cell of the course's text naming an attachment the submission dropped
+    render as text instead of failing, and one that has it stay as it is?"""
+    meta = {"nbgrader": {"locked": True, "solution": False, "grade": False, "grade_id": "intro"}}
+    present = new_markdown_cell(PASTED, metadata=meta, attachments={"image.png": {"image/png": PNG}})
+    missing = new_markdown_cell(PASTED, metadata=meta)
+    nb, _ = SanitizeOutputs().preprocess(new_notebook(cells=[present, missing]), {})
+    assert nb.cells[0].source == PASTED and "shown as text" in nb.cells[1].source
+    assert f"data:image/png;base64,{PNG}" in render(nb)

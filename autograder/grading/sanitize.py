@@ -15,9 +15,12 @@ before it existed is clean too). For every cell it:
   PNG/JPEG/GIF/WebP or files next to the notebook) and removes everything else: scripts, event
   handlers, ``javascript:`` URLs, iframes, forms, ``<meta>``, ``<object>``/``<embed>``,
   ``<style>`` and style properties other than colours, fonts and alignment (no ``url()``);
-- renders ``text/markdown`` outputs and markdown cells as nbconvert does; when the sanitizer
-  changes the rendered HTML, the cell gets the sanitized HTML instead (and if even that would
-  not render unchanged, the student's text shown verbatim as a code block);
+- renders ``text/markdown`` outputs and markdown cells as nbconvert does, a markdown cell with
+  its own attachments (what Jupyter stores for a pasted image); when the sanitizer changes the
+  rendered HTML, the cell gets the sanitized HTML instead (and if even that would not render
+  unchanged, the student's text shown verbatim as a code block);
+- keeps a markdown cell's attachments only as PNG, JPEG, GIF or WebP images in valid base64
+  (what the allow-list accepts in an ``<img src="data:...">``), and drops the others;
 - drops every other output type: ``application/javascript``, widget views and whatever a
   browser extension would render with code of its own;
 - sanitizes raw cells meant for HTML, and drops the notebook's ``widgets`` metadata (it makes
@@ -29,10 +32,17 @@ markdown cell, so the instructor knows. Clean content gets no note and renders a
 (HTML is always stored as the sanitizer rewrote it), and running the step twice changes
 nothing. Grading is not affected: the step runs after the grades are saved, and
 ``text/plain`` (which nbgrader reads for partial credit) is never touched.
+
+The step fails one cell at a time, never the notebook: an output or a cell whose sanitizing
+raises (a markdown output or cell naming an attachment it does not have makes nbconvert's
+renderer raise ``InvalidNotebook``) becomes its text, shown escaped (a stdout stream, a code
+block, a ``<pre>``), after a note naming the error; the other cells are sanitized as usual.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import html
 import re
@@ -47,6 +57,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 NOTE = "[grader] removed from this output: "
 MARKDOWN_NOTE = "[grader] removed from this cell: "
+FAILED_NOTE = "[grader] shown as text, the sanitizer failed on this {part}: "
 
 #: Output types nbconvert renders escaped (or as an ``<img>`` of base64 data): kept as they are.
 SAFE_MIMETYPES = frozenset({"text/plain", "image/png", "image/jpeg", "image/gif", "text/latex"})
@@ -238,6 +249,14 @@ CSS_PROPERTIES = frozenset(ALLOWED_CSS_PROPERTIES) - {
 PROTOCOLS = frozenset({"http", "https", "mailto", "data"})
 DATA_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*\Z", re.I)
 URL_ATTRIBUTES = frozenset({"href", "src"})
+#: The attachments a markdown cell keeps (the images DATA_IMAGE lets into an <img>), and how
+#: each image format's bytes begin.
+IMAGE_SIGNATURES = {
+    "image/png": re.compile(rb"\x89PNG\r\n\x1a\n"),
+    "image/jpeg": re.compile(rb"\xff\xd8\xff"),
+    "image/gif": re.compile(rb"GIF8[79]a"),
+    "image/webp": re.compile(rb"RIFF.{4}WEBP", re.S),
+}
 
 
 def _html_attribute_allowed(tag: str, name: str, value: str) -> bool:
@@ -311,9 +330,65 @@ def _removed(before: str, after: str) -> list[str]:
     return sorted(_inventory(before) - _inventory(after))
 
 
-def _render_markdown(source: str) -> str:
-    """``source`` rendered as nbconvert renders markdown cells (raw HTML passes through)."""
-    return MarkdownWithMath(renderer=IPythonRenderer(escape=False)).render(source)
+def _render_markdown(source: str, attachments: dict | None = None) -> str:
+    """``source`` rendered as nbconvert renders markdown cells (raw HTML passes through), with
+    the cell's ``attachments``: naming an ``attachment:`` it does not have raises
+    ``InvalidNotebook``, as nbconvert does (a code cell's outputs have none)."""
+    return MarkdownWithMath(renderer=IPythonRenderer(escape=False, attachments=attachments)).render(source)
+
+
+def _literal(text: str) -> str:
+    """Markdown that renders as exactly ``text``, on one line: every ASCII punctuation mark is
+    backslash-escaped, so that what a student chose (an attribute's name, an attachment's name,
+    an error message) cannot become a link, an image or HTML inside a note."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(text.split()))
+
+
+def _markdown_note(text: str) -> str:
+    """A note as the first paragraph of a markdown cell, in italics."""
+    return f"*{_literal(text)}*\n\n"
+
+
+def _verbatim(source: str) -> str:
+    """``source`` as a fenced code block: markdown that shows the text as written, escaped."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
+    return f"{fence}text\n{source}\n{fence}"
+
+
+def _image_base64(mimetype: str, data) -> str | None:
+    """``data`` (base64, as nbformat stores it: a string or a list of lines) without whitespace,
+    if it is declared as a kept image format and decodes to a PNG, JPEG, GIF or WebP; else None."""
+    if isinstance(data, list) and all(isinstance(line, str) for line in data):
+        data = "".join(data)
+    if mimetype not in IMAGE_SIGNATURES or not isinstance(data, str):
+        return None
+    data = "".join(data.split())
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if any(signature.match(raw) for signature in IMAGE_SIGNATURES.values()) else None
+
+
+def clean_attachments(attachments) -> tuple[dict, list[str]]:
+    """A markdown cell's attachments (``{name: {mimetype: base64}}``, what Jupyter stores for a
+    pasted image) reduced to images an ``<img>`` shows and nothing runs: PNG, JPEG, GIF or WebP
+    in valid base64 (no SVG, no HTML). Returns them and what was dropped."""
+    kept, dropped = {}, []
+    for name, bundle in (attachments or {}).items():
+        if not isinstance(bundle, dict):
+            dropped.append(f"attachment {name}")
+            continue
+        images = {}
+        for mimetype, data in bundle.items():
+            image = _image_base64(mimetype, data)
+            if image is None:
+                dropped.append(f"attachment {name} ({mimetype})")
+            else:
+                images[mimetype] = image
+        if images:
+            kept[name] = images
+    return kept, dropped
 
 
 def clean_html(markup: str) -> tuple[str, list[str]]:
@@ -330,29 +405,44 @@ def clean_svg(markup: str) -> tuple[str, list[str]]:
     return safe, _removed(markup, safe)
 
 
-def clean_markdown(source: str, note: str = "") -> tuple[str, list[str]]:
+def clean_markdown(source: str, note: str = "", attachments: dict | None = None) -> tuple[str, list[str]]:
     """Markdown whose rendering (as nbconvert renders it) is safe, and what was removed.
 
+    ``attachments`` are the markdown cell's (outputs have none): rendered only as far as
+    :func:`clean_attachments` keeps them, what it drops counting among what was removed.
     Markdown whose rendering the sanitizer leaves whole is returned unchanged. Otherwise
-    ``note`` + what was removed, then the sanitized rendering, provided that renders to HTML
-    the sanitizer leaves whole; else the text, verbatim, in a code block (rendered escaped).
+    ``note`` + what was removed, then the markdown (when only attachments were dropped) or its
+    sanitized rendering, provided that renders to HTML the sanitizer leaves whole; else the
+    text, verbatim, in a code block (rendered escaped). Markdown that cannot be rendered
+    (an ``attachment:`` that is not there) raises, as in nbconvert.
     """
-    text, removed = _clean_markdown(source, note)
+    if not attachments:
+        text, removed = _clean_markdown_cached(source, note)
+    else:
+        images, dropped = clean_attachments(attachments)
+        text, removed = _clean_markdown(source, note, images, tuple(dropped))
     return text, list(removed)
+
+
+def _clean_markdown(source: str, note: str, attachments: dict | None,
+                    dropped: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    safe, gone = clean_html(_render_markdown(source, attachments))
+    removed = (*dropped, *gone)
+    if not removed:
+        return source, ()
+    note = _markdown_note(note + ", ".join(removed)) if note else ""
+    text = note + (safe if gone else source)
+    if not clean_html(_render_markdown(text, attachments))[1]:
+        return text, removed
+    return note + _verbatim(source), removed
 
 
 # Most markdown cells of a class are the assignment's own text, the same in every submission:
 # each is rendered and parsed once per process (this was a fifth of writing a graded student).
+# Cells with attachments (pasted images, rare and large) are not kept.
 @functools.lru_cache(maxsize=4096)
-def _clean_markdown(source: str, note: str) -> tuple[str, tuple[str, ...]]:
-    safe, removed = clean_html(_render_markdown(source))
-    if not removed:
-        return source, ()
-    note = f"*{note}{html.escape(', '.join(removed))}*\n\n" if note else ""
-    if not clean_html(_render_markdown(note + safe))[1]:
-        return note + safe, tuple(removed)
-    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
-    return f"{note}{fence}text\n{source}\n{fence}", tuple(removed)
+def _clean_markdown_cached(source: str, note: str) -> tuple[str, tuple[str, ...]]:
+    return _clean_markdown(source, note, None, ())
 
 
 def _note(text: str) -> dict:
@@ -361,6 +451,54 @@ def _note(text: str) -> dict:
 
 def _join(value) -> str:
     return "".join(value) if isinstance(value, list) else value
+
+
+def _plain(value) -> str:
+    """A notebook text field (a string or a list of lines) as a string; "" if it is neither."""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "".join(value)
+    return value if isinstance(value, str) else ""
+
+
+def _failure(error: BaseException) -> str:
+    """What went wrong, on one short line."""
+    text = " ".join(f"{type(error).__name__}: {error}".split()).rstrip(":")
+    return text if len(text) <= 200 else text[:199] + "..."
+
+
+#: What of a failed output is shown as text: its first representation of these.
+TEXT_MIMETYPES = ("text/markdown", "text/plain", "text/latex", "text/html")
+
+
+def escaped_output(output, error: BaseException) -> dict:
+    """An output whose sanitizing raised ``error``, as a stdout stream (rendered escaped): a note
+    naming the error, then the output's text (its markdown, plain text, LaTeX or HTML source,
+    the first it has)."""
+    data = output.get("data") if isinstance(output, dict) else None
+    data = data if isinstance(data, dict) else {}
+    text = next((_plain(data[m]) for m in TEXT_MIMETYPES if _plain(data.get(m))), "")
+    return _note(FAILED_NOTE.format(part="output") + _failure(error) + ("\n" + text if text else ""))
+
+
+def escape_cell(cell, source: str, error: BaseException) -> str:
+    """Turn a cell whose sanitizing raised ``error`` into its ``source`` shown as escaped text
+    (a code cell: its outputs into a note), after a note naming the error; returns the note."""
+    note = FAILED_NOTE.format(part="cell") + _failure(error)
+    kind = cell.get("cell_type")
+    if kind == "markdown":
+        try:
+            dropped = clean_attachments(cell.get("attachments"))[1]
+        except Exception:  # attachments that are not even a mapping
+            dropped = ["attachments"]
+        if dropped:
+            note += "; removed: " + ", ".join(dropped)
+        cell.pop("attachments", None)
+        cell.source = _markdown_note(note) + _verbatim(source)
+    elif kind == "raw":
+        cell.source = f"<p><em>{html.escape(note)}</em></p>\n<pre>{html.escape(source)}</pre>"
+    elif kind == "code":
+        cell.outputs = [_note(note)]
+    return note
 
 
 def clean_output(output) -> list:
@@ -390,17 +528,24 @@ def clean_output(output) -> list:
 
 
 def clean_cell(cell) -> list[str]:
-    """Sanitize one cell in place; returns what was removed."""
+    """Sanitize one cell in place; returns what was removed. An output whose sanitizing raises
+    becomes its text (:func:`escaped_output`); any other error is the caller's."""
     if cell.cell_type == "code":
         outputs, removed = [], []
         for output in cell.get("outputs", []):
-            cleaned = clean_output(output)
+            try:
+                cleaned = clean_output(output)
+            except Exception as error:  # this output alone is shown as text
+                cleaned = [escaped_output(output, error)]
             outputs += cleaned
-            removed += [o.text for o in cleaned if o is not output]
+            removed += [o.text.split("\n", 1)[0] for o in cleaned if o is not output]  # the notes
         cell.outputs = outputs
         return removed
     if cell.cell_type == "markdown":
-        cell.source, removed = clean_markdown(_join(cell.source), note=MARKDOWN_NOTE)
+        attachments = cell.get("attachments")
+        cell.source, removed = clean_markdown(_join(cell.source), note=MARKDOWN_NOTE, attachments=attachments)
+        if attachments is not None:
+            cell.attachments = clean_attachments(attachments)[0]
         return removed
     if cell.cell_type == "raw":
         fmt = cell.metadata.get("format", cell.metadata.get("raw_mimetype", ""))
@@ -423,12 +568,12 @@ class SanitizeOutputs(NbGraderPreprocessor):
         return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell, resources, cell_index):
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "markdown" and meta.get("locked") and not meta.get("solution"):
-            # the course's own text: OverwriteCells has put back the source's (RestoreCellMetadata
-            # made sure that only cells the source locked are marked locked)
+        source = _plain(cell.get("source"))
+        try:
+            removed = self._sanitize(cell)
+        except Exception as error:  # this cell alone fails: shown as text, the others as usual
+            self.log.warning("Cell %d: %s", cell_index, escape_cell(cell, source, error))
             return cell, resources
-        removed = clean_cell(cell)
         if removed:
             self.log.warning(
                 "Cell %d: removed what could run in a browser: %s",
@@ -436,3 +581,15 @@ class SanitizeOutputs(NbGraderPreprocessor):
                 "; ".join(r.strip() for r in removed),
             )
         return cell, resources
+
+    @staticmethod
+    def _sanitize(cell) -> list[str]:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown" and meta.get("locked") and not meta.get("solution"):
+            # the course's own text: OverwriteCells has put back the source's (RestoreCellMetadata
+            # made sure that only cells the source locked are marked locked); the attachments are
+            # the submission's, so the text must still render with them (or it is shown as text)
+            if "attachment:" in _join(cell.source):
+                _render_markdown(_join(cell.source), cell.get("attachments"))
+            return []
+        return clean_cell(cell)
