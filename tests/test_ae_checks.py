@@ -2,8 +2,12 @@
 plausible wrong implementation with a hint that names the mistake?"""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
+import torch.nn.functional as F
+from corpus.variants import VARIANTS
 from torch import nn
 
 from autograder import CheckFailure, NotImplementedYet
@@ -296,3 +300,194 @@ def test_a_good_model_prints_each_number_beside_its_bar(tmp_path, capsys):
                             ">= 0.750 (reference about 0.888) on the embedded data")
     assert mse.startswith("reconstruction MSE on the test images: 0.0000, passes: required "
                           "<= 0.0350") and mse.endswith("models in eval() mode")
+
+
+# --------------------------------------------------------------------------- dead units, unused layers
+
+def words(phrase: str) -> str:
+    """A regex for ``phrase`` that also matches it broken over the lines of a wrapped message."""
+    return r"\s+".join(re.escape(word) for word in phrase.split())
+
+
+def variant(name: str, cls: str):
+    """The class ``cls`` defined by the cell of the fairness corpus's variant ``name``."""
+    namespace = {"torch": torch, "nn": nn, "F": F}
+    exec(VARIANTS[name].cell, namespace)
+    return namespace[cls]
+
+
+class DeadBiasEncoder(nn.Module):
+    """A ReLU on the code whose bias starts at -2: every unit is dead at initialisation for
+    images in [0, 1]."""
+
+    def __init__(self, n_components):
+        super().__init__()
+        self.fc = nn.Linear(784, n_components)
+        nn.init.constant_(self.fc.bias, -2.0)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x.flatten(1)))
+
+
+class DeadBiasDecoder(nn.Module):
+    """A ReLU output whose bias starts at -3: dead at initialisation for codes ~ N(0, I)."""
+
+    def __init__(self, n_components):
+        super().__init__()
+        self.hidden = nn.Linear(n_components, 64)
+        self.out = nn.Linear(64, 784)
+        nn.init.constant_(self.out.bias, -3.0)
+
+    def forward(self, z):
+        return torch.relu(self.out(torch.tanh(self.hidden(z)))).view(-1, 1, 28, 28)
+
+
+class ReLUOutputDecoder(nn.Module):
+    """The solution's decoder with a ReLU as the last activation (pixels are never negative)."""
+
+    def __init__(self, n_components):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(n_components, 250), nn.ReLU(),
+                                nn.Linear(250, 16 * 20 * 20), nn.ReLU())
+        self.deconv = nn.Sequential(nn.ConvTranspose2d(16, 6, kernel_size=5), nn.ReLU(),
+                                    nn.ConvTranspose2d(6, 1, kernel_size=5), nn.ReLU())
+
+    def forward(self, z):
+        return self.deconv(self.fc(z).reshape(-1, 16, 20, 20))
+
+
+@pytest.mark.parametrize("model, check, seed", [
+    (variant("ae_decoder_relu_dark_start", "Decoder"), checks.check_decoder, 0),
+    (DeadBiasDecoder, checks.check_decoder, 0),
+    (ReLUOutputDecoder, checks.check_decoder, 3),  # its gradients are all zero in train mode
+    (DeadBiasEncoder, checks.check_encoder, 0),
+], ids=["relu dark start", "dead bias decoder", "relu output", "dead bias encoder"])
+def test_units_dead_at_initialisation_pass(model, check, seed):
+    """Does a correct module whose ReLUs are all dead at initialisation (a negative bias, a ReLU
+    as the last activation) keep its points, instead of being told that its output does not
+    depend on its input or that no gradient reaches its parameters?"""
+    check(model, seed=seed)
+    check(model, seed=seed + 1, n_components_list=(3, 5, 32), batch_sizes=(1, 2, 17))
+
+
+class ZerosEncoder(MLPEncoder):
+    def forward(self, x):
+        return torch.zeros(x.shape[0], self.net[-1].out_features)
+
+
+class LearnedCodeEncoder(MLPEncoder):
+    def forward(self, x):
+        return self.net[-1].bias.expand(x.shape[0], -1)
+
+
+class BatchSizeOnlyEncoder(MLPEncoder):
+    def forward(self, x):
+        return self.net(torch.ones(x.shape[0], 1, 28, 28))
+
+
+class DeadForeverEncoder(MLPEncoder):
+    """A ReLU of a negative number: zero for every input and every initialisation."""
+
+    def forward(self, x):
+        return torch.relu(-self.net(x).abs())
+
+
+class ZerosDecoder(MLPDecoder):
+    def forward(self, z):
+        return torch.zeros(z.shape[0], 1, 28, 28)
+
+
+class LearnedImageDecoder(MLPDecoder):
+    def forward(self, z):
+        return self.net[2].bias.view(1, 1, 28, 28).expand(z.shape[0], -1, -1, -1)
+
+
+class BatchSizeOnlyDecoder(MLPDecoder):
+    def forward(self, z):
+        return self.net(torch.ones_like(z)).view(-1, 1, 28, 28)
+
+
+@pytest.mark.parametrize("broken, check, name", [
+    (ConstantEncoder, checks.check_encoder, "z does not depend on x"),
+    (ZerosEncoder, checks.check_encoder, "z does not depend on x"),
+    (LearnedCodeEncoder, checks.check_encoder, "z does not depend on x"),
+    (BatchSizeOnlyEncoder, checks.check_encoder, "z does not depend on x"),
+    (DeadForeverEncoder, checks.check_encoder, "z does not depend on x"),
+    (ZerosDecoder, checks.check_decoder, "xrec does not depend on z"),
+    (LearnedImageDecoder, checks.check_decoder, "xrec does not depend on z"),
+    (BatchSizeOnlyDecoder, checks.check_decoder, "xrec does not depend on z"),
+])
+def test_a_module_that_ignores_its_input_still_fails(broken, check, name):
+    """Does a module that really ignores its input (a constant, zeros, a learned parameter, the
+    input used for its batch size only, a ReLU that no input wakes) still fail, after looking
+    again at larger and negated inputs and fresh initialisations?"""
+    with pytest.raises(CheckFailure, match=words(f"{name}: the same output for two different "
+                                                 "inputs")) as info:
+        check(broken)
+    text = " ".join(str(info.value).split())
+    assert "also for inputs scaled by -1, 10, -10, 100, -100 and for 3 fresh initialisations" in text
+    assert "not from a stored or constant tensor" in text
+
+
+class ZeroGradientDecoder(MLPDecoder):
+    """An output that depends on z but passes no gradient: zero for every input."""
+
+    def forward(self, z):
+        h = self.net(z).view(-1, 1, 28, 28)
+        return h * 0.0 + h.detach()
+
+
+def test_zero_gradients_for_every_input_still_fail():
+    """Does a decoder whose gradients are zero for every input and initialisation still fail
+    the gradient step?"""
+    with pytest.raises(CheckFailure, match=words("gradients from xrec do not reach the "
+                                                 "parameters")) as info:
+        checks.check_decoder(ZeroGradientDecoder)
+    assert "all zero (also for inputs scaled by" in " ".join(str(info.value).split())
+
+
+class SlicedDecoder(nn.Module):
+    """The solution's decoder whose forward stops before the last ConvTranspose2d."""
+
+    def __init__(self, n_components):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(n_components, 250), nn.ReLU(),
+                                nn.Linear(250, 16 * 20 * 20), nn.ReLU())
+        self.deconv = nn.Sequential(nn.ConvTranspose2d(16, 6, kernel_size=5), nn.ReLU(),
+                                    nn.ConvTranspose2d(6, 1, kernel_size=5))
+
+    def forward(self, z):
+        return self.deconv[:2](self.fc(z).reshape(-1, 16, 20, 20))
+
+
+class UnusedLinearDecoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        self.fc1 = nn.Linear(n_components, 256)
+        self.fc2 = nn.Linear(256, 784)
+
+    def forward(self, z):
+        return torch.relu(self.fc1(z)).view(-1, 1, 16, 16)
+
+
+@pytest.mark.parametrize("decoder, layer", [
+    (variant("ae_decoder_forgotten_last_layer", "Decoder"), "self.deconv2 (ConvTranspose2d)"),
+    (variant("ae_decoder_forgotten_output_layer", "Decoder"), "self.out (ConvTranspose2d)"),
+    (SlicedDecoder, "self.deconv.2 (ConvTranspose2d)"),
+    (UnusedLinearDecoder, "self.fc2 (Linear)"),
+], ids=["separate attributes", "output layer apart", "sliced sequential", "mlp"])
+def test_a_skipped_layer_is_named_with_the_wrong_shape(decoder, layer):
+    """Does a decoder that defines its last layer but never calls it fail the shape step with a
+    hint that names that layer, its parameters having got no gradient?"""
+    with pytest.raises(CheckFailure, match=words("wrong shape")) as info:
+        checks.check_decoder(decoder)
+    text = " ".join(str(info.value).split())
+    assert (f"hint: {layer} is never used in forward: its parameters got no gradient (apply it "
+            f"in forward, or delete it); ") in text
+
+
+def test_a_wrong_shape_names_no_layer_when_every_layer_is_used():
+    """Does a wrong shape with every layer in use keep its usual hint alone?"""
+    with pytest.raises(CheckFailure) as info:
+        checks.check_decoder(FlatDecoder)
+    assert "never used" not in str(info.value) and "got no gradient" not in str(info.value)

@@ -3,13 +3,16 @@ correct architecture while rejecting each plausible wrong implementation with a 
 the mistake?"""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import solution_namespace
+from corpus.variants import VARIANTS
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -566,3 +569,111 @@ def test_trained_checks_share_one_evaluation(DAE, tmp_path):
     save_model(model, path)
     checks.trained_results(Counting, 10, **kwargs)
     assert len(calls) == 2 * once
+
+
+# --------------------------------------------------------------------------- dead units, unused layers
+
+
+def words(phrase: str) -> str:
+    """A regex for ``phrase`` that also matches it broken over the lines of a wrapped message."""
+    return r"\s+".join(re.escape(word) for word in phrase.split())
+
+
+def variant(name: str):
+    """The DAE class defined by the cell of the fairness corpus's variant ``name``."""
+    namespace = {"torch": torch, "nn": nn, "F": F}
+    exec(VARIANTS[name].cell, namespace)
+    return namespace["DAE"]
+
+
+def test_returning_the_gate_after_a_dead_relu_keeps_the_module_points(capsys):
+    """Does a DAE whose decoder ends in ReLU -> BatchNorm2d(1) and whose forward returns the gate
+    (issue 27: its last ReLU is dead at initialisation) pass check_dae, visible and hidden,
+    with the gate warning, instead of being told that denoised_x does not depend on x?"""
+    model = variant("dae_gate_after_batchnorm")
+    checks.check_dae(model)
+    checks.check_dae(model, seed=1, n_components_list=(3, 5, 32), batch_sizes=(1, 2, 17))
+    assert "seems to return the gate sigmoid(f) itself" in capsys.readouterr().out
+
+
+def test_a_gated_dae_with_a_dead_relu_passes(capsys):
+    """Does the same DAE with the gate applied, x * sigmoid(BN(ReLU(...))), pass check_dae,
+    without the warning, instead of being told that denoised_x does not depend on z?"""
+    model = variant("dae_gated_after_batchnorm")
+    checks.check_dae(model)
+    checks.check_dae(model, seed=1, n_components_list=(3, 5, 32), batch_sizes=(1, 2, 17))
+    assert "WARNING" not in capsys.readouterr().out
+
+
+def _learned_denoised(self, x):
+    z = self.encoder(x)
+    return z, self.decoder[-1].bias.view(1, 1, 1, 1).expand(x.shape[0], 1, 28, 28)
+
+
+def _zeros_denoised(self, x):
+    return self.encoder(x), torch.zeros_like(x)
+
+
+def _batch_size_only(self, x):
+    z = self.encoder(torch.ones(x.shape[0], 1, 28, 28))
+    return z, torch.sigmoid(self.decoder(z))
+
+
+def _dead_forever(self, x):
+    z = self.encoder(x)
+    return z, torch.relu(-self.decoder(z).abs())
+
+
+@pytest.mark.parametrize("forward, name", [
+    (_constant_input, "z does not depend on x"),
+    (_batch_size_only, "z does not depend on x"),
+    (_learned_denoised, "denoised_x does not depend on x"),
+    (_zeros_denoised, "denoised_x does not depend on x"),
+    (_dead_forever, "denoised_x does not depend on x"),
+], ids=["constant input", "batch size only", "learned parameter", "zeros", "dead forever"])
+def test_a_dae_that_ignores_its_input_still_fails(DAE, forward, name):
+    """Does a DAE whose output really ignores x (a learned parameter, zeros, x used for its batch
+    size only, a ReLU that no input wakes) still fail with the same message after the second
+    look at larger and negated inputs and fresh initialisations?"""
+    with pytest.raises(CheckFailure, match=words(f"{name}: the same output for two different "
+                                                 "inputs")) as info:
+        checks.check_dae(mutant(DAE, forward=forward))
+    text = " ".join(str(info.value).split())
+    assert "(also for inputs scaled by -1, 10, -10, 100, -100 and for 3 fresh" in text
+
+
+def _code_times_zero(self, x):
+    z = self.encoder(x)
+    return z, x * torch.sigmoid(self.decoder(z * 0.0))
+
+
+def test_zero_gradients_through_the_code_still_fail(DAE):
+    """Does a DAE whose denoised_x gets no gradient through z for any input (z times 0) still
+    fail with 'does not depend on the code z'?"""
+    with pytest.raises(CheckFailure, match=words("denoised_x does not depend on the code z")) as info:
+        checks.check_dae(mutant(DAE, forward=_code_times_zero))
+    assert "all zero (also for inputs scaled by" in " ".join(str(info.value).split())
+
+
+def test_a_forgotten_output_layer_is_named():
+    """Does a DAE that defines a 1x1 output convolution but never calls it fail the shape step
+    with a hint that names the layer?"""
+    with pytest.raises(CheckFailure, match=words("denoised_x: wrong shape")) as info:
+        checks.check_dae(variant("dae_forgotten_output_conv"))
+    text = " ".join(str(info.value).split())
+    assert "got shape (1, 16, 28, 28)" in text
+    assert ("hint: self.out (Conv2d) is never used in forward: its parameters got no gradient "
+            "(apply it in forward, or delete it)") in text
+
+
+def _skips_last_layers(self, x):
+    z = self.encoder(x)
+    return z, self.decoder[:-1](z)
+
+
+def test_skipped_sequential_layers_are_named(DAE):
+    """Does a DAE whose forward skips the last ConvTranspose2d of its decoder name it?"""
+    with pytest.raises(CheckFailure, match=words("denoised_x: wrong shape")) as info:
+        checks.check_dae(mutant(DAE, forward=_skips_last_layers))
+    assert ("self.decoder.7 (ConvTranspose2d) is never used in forward"
+            in " ".join(str(info.value).split()))

@@ -224,6 +224,20 @@ def test_sample_without_reparameterization_fails(solution):
         check_beta_vae_sample(cls)
 
 
+def test_decode_dead_at_initialisation_passes(solution):
+    """Does a BetaVAE whose decode ends in a ReLU that is dead at initialisation (logits shifted
+    by -10) pass, instead of being told that decode gives the same output for two z?"""
+    base = solution["BetaVAE"]
+    check_beta_vae(_variant(solution, decode=lambda self, z: torch.relu(base.decode(self, z) - 10.0)))
+
+
+def test_decode_that_ignores_z_still_fails(solution):
+    """Does a decode that ignores z (zeros of the batch's size) still fail?"""
+    with pytest.raises(CheckFailure, match="the same output for two different z"):
+        check_beta_vae(_variant(solution, decode=lambda self, z: torch.zeros(len(z), 1, 28, 28)
+                                + 0.0 * self.decoder(z).sum()))
+
+
 def test_plain_module_is_rejected():
     """Does a BetaVAE that is a plain nn.Module (not a LightningModule) fail with a hint?"""
     class Plain(nn.Module):

@@ -39,11 +39,14 @@ from .evaluation import (
 )
 from .evidence import checked
 from .modules import (
+    LOOKED_AGAIN,
+    REINIT_SEED,
     Output,
     Spec,
     code,
     forward,
     image_hint,
+    look_again,
     module_check,
     split_outputs,
 )
@@ -143,16 +146,45 @@ def _not_identity_and_trainable_codes(model, n: int, gen: torch.Generator) -> No
     if not (z.requires_grad and denoised.requires_grad and params):
         model.eval()
         return  # the gradient step of the module check names a detached output
-    z_grads = _grad((z ** 2).sum(), params, retain_graph=True, allow_unused=True)
-    encoder = [p for p, g in zip(params, z_grads) if g is not None and float(g.abs().sum()) > 0]
-    d_grads = _grad((denoised ** 2).sum(), encoder, allow_unused=True) if encoder else []
+    reach = _code_gradient(model, z, denoised, what)
+    if reach == "zero":
+        # Zero gradients through the code may come from a ReLU that is dead at initialisation:
+        # look again on larger and negated inputs and fresh initialisations before accusing.
+        wake = torch.Generator().manual_seed(REINIT_SEED)
+
+        def probe(m, scale, left):
+            x = scale * noisy_images(4, wake)
+            outs = split_outputs(forward(m, x, n, what), DAE_SPEC, 4, n, what)
+            return left if _code_gradient(m, *outs, what) == "reaches" else ()
+
+        reach = "zero" if look_again(model, ("denoised_x",), probe) else "reaches"
     model.eval()
-    if encoder and all(g is None or float(g.abs().sum()) == 0.0 for g in d_grads):
+    if reach in ("zero", "cut"):
         raise failure(f"DAE(n_components={n}): denoised_x does not depend on the code z",
                       "gradients of denoised_x that reach the encoder (the layers computing z)",
-                      "all zero or None",
+                      "all zero or None" if reach == "cut" else f"all zero ({LOOKED_AGAIN})",
                       "compute denoised_x from z (decoder(z)), and do not .detach() z: "
                       "otherwise training never shapes the codes")
+
+
+def _code_gradient(model, z, denoised, what: str) -> str:
+    """Whether gradients of denoised_x reach the encoder (the parameters that z depends on):
+    "reaches" (some is nonzero), "zero" (all zero, some not None), "cut" (all None: the encoder
+    is not in the graph of denoised_x), or "" when there is no encoder to reach (z has no
+    nonzero gradient, or an output is cut off from the parameters)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not (z.requires_grad and denoised.requires_grad and params):
+        return ""
+    z_grads = call(_grad, (z ** 2).sum(), params, retain_graph=True, allow_unused=True,
+                   what=f"{what}: backward pass from z")
+    encoder = [p for p, g in zip(params, z_grads) if g is not None and float(g.abs().sum()) > 0]
+    if not encoder:
+        return ""
+    d_grads = call(_grad, (denoised ** 2).sum(), encoder, allow_unused=True,
+                   what=f"{what}: backward pass from denoised_x")
+    if all(g is None for g in d_grads):
+        return "cut"
+    return "reaches" if any(g is not None and float(g.abs().sum()) > 0 for g in d_grads) else "zero"
 
 
 DAE_SPEC = Spec(

@@ -13,13 +13,25 @@ the first failure):
 6. the notebook's own structural checks (``Spec.extra``, e.g. the VAE decoder's floor);
 7. in train mode, gradients from every output reach the parameters and are finite.
 
+Steps 4, 5 and 7 accuse a model only after a second look (:func:`look_again`): a freshly
+initialised ReLU can be dead for every input of the usual size (a ReLU before a BatchNorm at the
+end, a negative bias), and then a correct model gives the same output for two inputs, or no
+gradient. The second look tries larger and negated inputs and fresh initialisations of the
+layers; a model whose code ignores its input fails on every one of them.
+
+A wrong shape (step 3) or a failed gradient step (7) names the layers that ``forward`` never
+uses (their parameters get no gradient, :func:`unused_layers`): a skipped last layer is the
+usual cause of a wrong shape.
+
 It runs under :func:`~autograder.checks.core.isolated_rng`: the notebook's random state is left
 untouched. Messages have four parts (tried, expected, got, hint).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -44,12 +56,26 @@ _grad = torch.autograd.grad
 _Tensor = torch.Tensor
 _float32 = torch.float32
 _equal = torch.Tensor.equal
+_enable_grad = torch.enable_grad
+_no_grad = torch.no_grad
+_deepcopy = copy.deepcopy
 
 #: Batch sizes of the eval-mode forward passes, and the latent sizes the classes are built with.
 BATCH_SIZES = (1, 3, 64)
 N_COMPONENTS = (2, 10)
 #: Batch size of the gradient check (train mode, so BatchNorm sees more than one sample).
 GRAD_BATCH = 4
+#: The second look before a structural check accuses (:func:`look_again`): the usual inputs
+#: times each of these factors (a dead ReLU wakes up for larger or negated inputs), on the model
+#: and on REINITS fresh initialisations of its layers, batches of WAKE_BATCH inputs in eval
+#: mode (in train mode, the gradient check's batch size). REINIT_SEED seeds the first of them.
+WAKE_SCALES = (1.0, -1.0, 10.0, -10.0, 100.0, -100.0)
+REINITS = 3
+REINIT_SEED = 1000
+WAKE_BATCH = 8
+#: The "got" line of a failure that the second look confirmed.
+LOOKED_AGAIN = (f"also for inputs scaled by {', '.join(f'{s:g}' for s in WAKE_SCALES[1:])} and "
+                f"for {REINITS} fresh initialisations of the layers")
 
 
 def _shape(value) -> tuple:
@@ -206,9 +232,11 @@ def forward(model: nn.Module, x: torch.Tensor, n: int | None, what: str):
         raise
 
 
-def split_outputs(out, spec: Spec, batch_size: int, n: int | None, what: str) -> tuple:
+def split_outputs(out, spec: Spec, batch_size: int, n: int | None, what: str,
+                  diagnose: Callable[[], str | None] | None = None) -> tuple:
     """The outputs of one forward pass, checked coarse to fine: the return type, then for each
-    output a real tensor, float32, the shape, finite values."""
+    output a real tensor, float32, the shape, finite values. ``diagnose()``, called only for a
+    wrong shape, may name its likely cause (see :func:`unused_note`): it leads the hint."""
     k = len(spec.outputs)
     if k == 1:
         outs = (out,)
@@ -234,7 +262,11 @@ def split_outputs(out, spec: Spec, batch_size: int, n: int | None, what: str) ->
         expected = output.shape(batch_size, n)
         if None in expected and len(_shape(t)) == len(expected):
             expected = tuple(g if e is None else e for e, g in zip(expected, _shape(t)))
-        require_shape(t, expected, w, output.hint(n, _shape(t)))
+        hint = output.hint(n, _shape(t))
+        if diagnose is not None and _shape(t) != tuple(expected):
+            cause = diagnose()
+            hint = f"{cause}; {hint}" if cause else hint
+        require_shape(t, expected, w, hint)
         require_finite(t, w)
     return outs
 
@@ -253,12 +285,170 @@ def check_gradients(model: nn.Module, loss: torch.Tensor, what: str) -> None:
     grads_reach_parameters(model, (loss,), ("the output",), what, torch.Generator().manual_seed(0))
 
 
-def _check_distinct(outs, spec: Spec, what: str) -> None:
-    a, b = outs[0], outs[1]
-    if bool(_equal(a.detach(), b.detach())):
+# -- a second look before accusing, and the layers forward never uses -------------------------
+
+def reinitialised(model: nn.Module, seed: int) -> nn.Module | None:
+    """A copy of ``model``, in the same mode, whose layers draw their parameters afresh (each
+    submodule's ``reset_parameters``, seeded); None if it cannot be copied or reset."""
+    try:
+        fresh = _deepcopy(model)
+        with isolated_rng(seed):
+            for module in fresh.modules():
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+    except Exception:  # a module that cannot be copied: no fresh initialisations to look at
+        return None
+    return fresh
+
+
+def second_looks(model: nn.Module) -> Iterator[nn.Module]:
+    """``model``, then (made only when asked for) REINITS fresh initialisations of it."""
+    yield model
+    for k in range(REINITS):
+        fresh = reinitialised(model, REINIT_SEED + k)
+        if fresh is None:
+            return
+        yield fresh
+
+
+def look_again(model: nn.Module, suspects, probe: Callable) -> list:
+    """The suspects (names of outputs) that a second look does not clear.
+
+    ``probe(m, scale, left)`` runs ``m`` (the model, then fresh initialisations of it) on inputs
+    scaled by ``scale`` (each of WAKE_SCALES) and returns the names in ``left`` for which it
+    found evidence (an output that changed, a nonzero gradient). Whatever goes wrong on these
+    unusual inputs (a crash, a wrong or non-finite output) is no evidence either way: the first
+    look has already checked the model on the usual ones.
+    """
+    left = list(suspects)
+    for m in second_looks(model):
+        for scale in WAKE_SCALES:
+            if not left:
+                return left
+            try:
+                cleared = probe(m, scale, tuple(left))
+            except CheckFailure:
+                continue
+            left = [name for name in left if name not in cleared]
+    return left
+
+
+def unused_layers(model: nn.Module, outs) -> list[tuple[str, nn.Module | None]]:
+    """The layers and parameters of ``model`` that get no gradient from ``outs`` (the autograd
+    graph of the outputs does not reach them), as (``self.<name> (<type>)``, the layer, or None
+    for a parameter of its own). Empty when no trainable parameter is reached at all (a cut-off
+    output, which its own check names)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    tensors = [t for t in outs if isinstance(t, _Tensor) and t.requires_grad]
+    if not params or not tensors:
+        return []
+    try:
+        with _enable_grad():
+            total = sum(_Tensor.sum(t) for t in tensors)
+        grads = _grad(total, params, allow_unused=True, retain_graph=True)
+    except Exception:  # a graph that cannot be differentiated: nothing to say about layers
+        return []
+    unused = {id(p) for p, g in zip(params, grads) if g is None}
+    if not unused or len(unused) == len(params):
+        return []
+    found: list[tuple[str, nn.Module | None]] = []
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        if prefix and trainable and all(id(p) in unused for p in trainable):
+            found.append((f"self.{prefix[:-1]} ({type(module).__name__})", module))
+            return
+        for key, p in module.named_parameters(recurse=False):
+            if id(p) in unused:
+                found.append((f"self.{prefix}{key} (a Parameter)", None))
+        for key, child in module.named_children():
+            visit(f"{prefix}{key}.", child)
+
+    visit("", model)
+    return found
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def unused_hint(parts: list[tuple[str, nn.Module | None]], called: set[int]) -> str | None:
+    """What the layers of :func:`unused_layers` have in common with a bug: a layer that forward
+    never calls ('self.fc (Linear) is never used in forward: its parameters got no gradient'),
+    or one that it calls but whose result never reaches the outputs. ``called``: the ids of the
+    modules that the forward pass called."""
+    never = [name for name, m in parts if m is not None
+             and not any(id(sub) in called for sub in m.modules())]
+    cut = [name for name, m in parts if name not in never]
+    notes = []
+    if never:
+        one = len(never) == 1
+        notes.append(f"{_listed(never)} {'is' if one else 'are'} never used in forward: "
+                     f"{'its' if one else 'their'} parameters got no gradient (apply "
+                     f"{'it' if one else 'them'} in forward, or delete {'it' if one else 'them'})")
+    if cut:
+        one = len(cut) == 1
+        notes.append(f"{_listed(cut)} {'is' if one else 'are'} called in forward but "
+                     f"{'its' if one else 'their'} parameters got no gradient: "
+                     f"{'its' if one else 'their'} result never reaches the outputs")
+    return "; ".join(notes) or None
+
+
+def unused_note(model: nn.Module, x: torch.Tensor, n: int | None, what: str) -> str | None:
+    """:func:`unused_hint` for one more forward pass of ``model`` on ``x``, with gradients on
+    and a hook on every layer that records the calls (None if it names nothing or the pass
+    fails)."""
+    called: set[int] = set()
+    handles = []
+    try:
+        for module in model.modules():
+            handles.append(module.register_forward_hook(
+                lambda m, args, out: called.add(id(m))))
+        with _enable_grad():
+            out = forward(model, x.clone(), n, what)
+            parts = unused_layers(model, out if isinstance(out, (tuple, list)) else (out,))
+    except CheckFailure:
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return unused_hint(parts, called)
+
+
+def _with_hint(exc: CheckFailure, note: str | None) -> CheckFailure:
+    """``exc`` with ``note`` leading its hint."""
+    if not note:
+        return exc
+    lines = str(exc).splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("  hint: "):
+            lines[i] = f"  hint: {note}; {line[len('  hint: '):]}"
+            return CheckFailure("\n".join(lines))
+    return CheckFailure("\n".join([*lines, f"  hint: {note}"]))
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return float((_Tensor.detach(a) - _Tensor.detach(b)).abs().max()) == 0.0
+
+
+# -- the structural steps ----------------------------------------------------------------------
+
+def _check_distinct(model, outs, spec: Spec, n: int, what: str) -> None:
+    if not bool(_equal(outs[0].detach(), outs[1].detach())):
+        return
+    gen = torch.Generator().manual_seed(REINIT_SEED)
+
+    def probe(m, scale, left):
+        x = scale * spec.make_input(gen, WAKE_BATCH, n)
+        with _no_grad():
+            a, b = split_outputs(forward(m, x, n, what), spec, WAKE_BATCH, n, what)[:2]
+        return () if bool(_equal(a, b)) else left
+
+    if look_again(model, ("pair",), probe):
         first, second = spec.names[:2]
         raise failure(f"{what}: {first} and {second} are identical", "two different outputs",
-                      "the same values",
+                      f"the same values ({LOOKED_AGAIN})",
                       f"compute {second} with its own layer (or its own half of the output), "
                       f"not with the layer of {first}")
 
@@ -267,22 +457,56 @@ def _check_depends_on_input(model, spec: Spec, n: int, gen: torch.Generator) -> 
     x1, x2 = spec.make_input(gen, 2, n), spec.make_input(gen, 2, n)
     what = (f"{spec.kind}({spec.size}={n}) on two different batches {spec.input_name} of shape "
             f"{shape_str(x1.shape)} (eval mode)")
-    with torch.no_grad():
-        a = split_outputs(forward(model, x1, n, what), spec, 2, n, what)
+    with _no_grad():
+        a = split_outputs(forward(model, x1, n, what), spec, 2, n, what,
+                          partial(unused_note, model, x1, n, what))
         b = split_outputs(forward(model, x2, n, what), spec, 2, n, what)
-    for name, t1, t2 in zip(spec.names, a, b):
-        if spec.depends is not None and name not in spec.depends:
-            continue
-        if float((t1 - t2).abs().max()) == 0.0:
-            raise failure(f"{what}: {name} does not depend on {spec.input_name}: the same output "
-                          f"for two different inputs", f"different {name} for different {spec.input_name}",
-                          f"identical {name}",
-                          f"forward must compute from its argument {spec.input_name}, not from a "
-                          f"stored or constant tensor")
+    suspects = [name for name, t1, t2 in zip(spec.names, a, b)
+                if (spec.depends is None or name in spec.depends) and _same(t1, t2)]
+    if not suspects:
+        return
+    wake = torch.Generator().manual_seed(REINIT_SEED)
+
+    def probe(m, scale, left):
+        y1 = scale * spec.make_input(wake, WAKE_BATCH, n)
+        y2 = scale * spec.make_input(wake, WAKE_BATCH, n)
+        with _no_grad():
+            c = split_outputs(forward(m, y1, n, what), spec, WAKE_BATCH, n, what)
+            d = split_outputs(forward(m, y2, n, what), spec, WAKE_BATCH, n, what)
+        return {name for name, t1, t2 in zip(spec.names, c, d) if name in left and not _same(t1, t2)}
+
+    left = look_again(model, suspects, probe)
+    if left:
+        name = left[0]
+        raise failure(f"{what}: {name} does not depend on {spec.input_name}: the same output "
+                      f"for two different inputs", f"different {name} for different {spec.input_name}",
+                      f"identical {name} ({LOOKED_AGAIN})",
+                      f"forward must compute from its argument {spec.input_name}, not from a "
+                      f"stored or constant tensor")
 
 
-def grads_reach_parameters(model: nn.Module, outs, names, what: str, gen: torch.Generator) -> None:
-    """Backpropagating from each output gives finite gradients, not all zero, to the parameters."""
+def _reaches(model: nn.Module, t: torch.Tensor, gen: torch.Generator, what: str) -> bool | None:
+    """Whether backpropagating from ``t`` (weighted at random) gives some parameter of ``model``
+    a nonzero gradient; None when no parameter is in its graph at all."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    w = _randn(t.shape, generator=gen)
+    grads = call(_grad, (t * w).sum(), params, allow_unused=True, retain_graph=True, what=what)
+    if all(g is None for g in grads):
+        return None
+    return any(g is not None and bool((g != 0).any()) for g in grads)
+
+
+def grads_reach_parameters(model: nn.Module, outs, names, what: str, gen: torch.Generator,
+                           again: Callable | None = None,
+                           diagnose: Callable[[], str | None] | None = None) -> None:
+    """Backpropagating from each output gives finite gradients, not all zero, to the parameters.
+
+    ``again(m, scale)``, if given, runs ``m`` (the model or a fresh initialisation of it) on new
+    inputs scaled by ``scale`` and returns its outputs: an output whose gradients are all zero
+    (a ReLU dead at initialisation) fails only if they stay zero there too (:func:`look_again`).
+    ``diagnose()``, called only when the check fails, may name the layers that got no gradient
+    (:func:`unused_note`): it leads the hint.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise failure(f"{what}: has no trainable parameters", "layers with parameters",
@@ -290,23 +514,52 @@ def grads_reach_parameters(model: nn.Module, outs, names, what: str, gen: torch.
                       "create the layers in __init__ as attributes (self.fc = nn.Linear(...)) "
                       "after super().__init__(), or wrap lists of layers in nn.Sequential / "
                       "nn.ModuleList")
-    for t, name in zip(outs, names):
-        hint = (f"do not use .detach(), .numpy(), .data or torch.no_grad() in forward; compute "
+
+    def hint(name: str) -> str:
+        return (f"do not use .detach(), .numpy(), .data or torch.no_grad() in forward; compute "
                 f"{name} from a layer of the model")
+
+    def note() -> str | None:
+        return diagnose() if diagnose is not None else None
+
+    def unreached(name: str, got: str) -> CheckFailure:
+        return _with_hint(failure(f"{what}: gradients from {name} do not reach the parameters",
+                                  "a nonzero gradient for some parameter", got, hint(name)),
+                          note())
+
+    zero = []
+    for t, name in zip(outs, names):
         if not t.requires_grad:
-            raise failure(f"{what}: {name} does not depend on the model's parameters (it is cut "
-                          f"off from the parameters)", "gradients from it to the parameters",
-                          "requires_grad=False", hint)
+            raise _with_hint(failure(f"{what}: {name} does not depend on the model's parameters "
+                                     f"(it is cut off from the parameters)",
+                                     "gradients from it to the parameters", "requires_grad=False",
+                                     hint(name)),
+                             note())
         w = _randn(t.shape, generator=gen)
         grads = call(_grad, (t * w).sum(), params, allow_unused=True, retain_graph=True,
                      what=f"{what}: backward pass from {name}")
-        if all(g is None or not bool((g != 0).any()) for g in grads):
-            raise failure(f"{what}: gradients from {name} do not reach the parameters",
-                          "a nonzero gradient for some parameter", "all None or zero", hint)
+        if all(g is None for g in grads):
+            raise unreached(name, "all None or zero")
+        if not any(g is not None and bool((g != 0).any()) for g in grads):
+            zero.append(name)
+            continue
         for g in grads:
             if g is not None:
                 require_finite(g, f"{what}: gradient from {name}",
                                "look for log(0), sqrt(0), division by zero or exp of a large number")
+    if not zero:
+        return
+    if again is not None:
+        wake = torch.Generator().manual_seed(REINIT_SEED)
+
+        def probe(m, scale, left):
+            fresh = again(m, scale)
+            return {name for name, t in zip(names, fresh)
+                    if name in left and _reaches(m, t, wake, what)}
+
+        zero = look_again(model, zero, probe)
+    if zero:
+        raise unreached(zero[0], "all zero" + (f" ({LOOKED_AGAIN})" if again is not None else ""))
 
 
 def check_module(cls, spec: Spec, *, seed: int = 0, batch_sizes=BATCH_SIZES,
@@ -323,10 +576,11 @@ def check_module(cls, spec: Spec, *, seed: int = 0, batch_sizes=BATCH_SIZES,
                 x = spec.make_input(gen, b, n)
                 what = (f"{spec.kind}({spec.size}={n}) on {spec.input_name} of shape "
                         f"{shape_str(x.shape)} (eval mode)")
-                with torch.no_grad():
-                    outs = split_outputs(forward(model, x.clone(), n, what), spec, b, n, what)
+                with _no_grad():
+                    outs = split_outputs(forward(model, x.clone(), n, what), spec, b, n, what,
+                                         partial(unused_note, model, x, n, what))
             if spec.distinct:
-                _check_distinct(outs, spec, what)
+                _check_distinct(model, outs, spec, n, what)
             _check_depends_on_input(model, spec, n, gen)
             if spec.extra is not None:
                 spec.extra(model, n, gen)
@@ -334,8 +588,16 @@ def check_module(cls, spec: Spec, *, seed: int = 0, batch_sizes=BATCH_SIZES,
             x = spec.make_input(gen, grad_batch, n)
             what = (f"{spec.kind}({spec.size}={n}) on {spec.input_name} of shape "
                     f"{shape_str(x.shape)} (train mode)")
-            outs = split_outputs(forward(model, x, n, what), spec, grad_batch, n, what)
-            grads_reach_parameters(model, outs, spec.names, what, gen)
+            outs = split_outputs(forward(model, x, n, what), spec, grad_batch, n, what,
+                                 partial(unused_note, model, x, n, what))
+            wake = torch.Generator().manual_seed(REINIT_SEED)
+
+            def again(m, scale, n=n, what=what, wake=wake):
+                y = scale * spec.make_input(wake, grad_batch, n)
+                return split_outputs(forward(m, y, n, what), spec, grad_batch, n, what)
+
+            grads_reach_parameters(model, outs, spec.names, what, gen, again,
+                                   partial(unused_note, model, x, n, what))
             model.zero_grad()
 
 
