@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import torch
 from conftest import ASSIGNMENT, COURSE_ROOT, SOLUTIONS, errors, points, reference_weights
-from corpus import ENTRIES
+from corpus import ENTRIES, KNOWN_GAPS
 
 from autograder.grading.course import add_cell, all_scores, autograde, build_course, fill, release, submit
 from autograder.manifest import notebook
@@ -92,8 +92,16 @@ def graded_corpus(tmp_path_factory):
     return course, all_scores(course)
 
 
+def _cases():
+    """Every entry; those with a known gap (``corpus.KNOWN_GAPS``) fail until it is closed."""
+    for entry in ENTRIES:
+        gap = KNOWN_GAPS.get(entry.name)
+        marks = [pytest.mark.xfail(reason=gap, strict=True)] if gap else []
+        yield pytest.param(entry, id=entry.name, marks=marks)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", list(_cases()))
 def test_corpus_submission_gets_exactly_its_points(graded_corpus, entry):
     """Does the submission keep every point but those of its listed cells, with no error in
     the cells it keeps and the named cause in the cells it loses?"""
@@ -105,7 +113,7 @@ def test_corpus_submission_gets_exactly_its_points(graded_corpus, entry):
     for cell in full:
         assert (found[cell] != "") == (cell in entry.lost), (cell, found[cell])
     for cell, phrase in entry.messages.items():
-        assert phrase in found[cell], (cell, found[cell])
+        assert phrase in " ".join(found[cell].split()), (cell, found[cell])
     if entry.correct:
         assert not any("NameError" in e for e in found.values()), found
 
