@@ -1,5 +1,6 @@
 """Does code inside a submitted *method* gain anything by tampering with the process it runs in,
-under real `nbgrader autograde` (sandbox, producer, second stage and judge)?
+or by returning outputs that only a careless formula would reward, under real `nbgrader
+autograde` (sandbox, producer, second stage and judge)?
 
 The methods below run while the checks call them. Every submission has untrained (randomly
 initialised) weights: each attack must score the trained-model cells as an untrained model
@@ -105,6 +106,17 @@ DAE_NOISE_OFF = '''
         return z, x + 0 * self.decoder(z)
 '''
 
+# Decoder.forward without a floor where it pays: mean 0 everywhere and y_logvar -700 on the
+# 2 x 2 corners, which are 0 in every sample (untrained weights elsewhere). Without a floor in
+# the graded loss each corner pixel is worth 0.5 * -700 nats: a loss of about -5550 per image.
+VAE_FLOORLESS = '''
+        h = self.body(z).reshape(-1, 2, 28, 28)
+        corners = torch.zeros(28, 28, dtype=torch.bool)
+        corners[:2, :2] = corners[:2, -2:] = corners[-2:, :2] = corners[-2:, -2:] = True
+        y_logvar = self.min_logvar + F.softplus(h[:, 1:] - self.min_logvar)
+        return 0 * h[:, :1], torch.where(corners, -700.0, y_logvar)
+'''
+
 
 def _method_body(text: str, grade_id: str, body: str, which: int = -1) -> str:
     """The notebook JSON with a solution region of one cell (default: the last) replaced."""
@@ -132,6 +144,8 @@ def graded(tmp_path_factory):
         "honest_untrained": {"ae.ipynb": ae},
         "kl_patcher": {"vae.ipynb": _method_body((SOLUTIONS / "vae.ipynb").read_text(),
                                                  "vae_loss_kl", KL_PATCHER)},
+        "vae_floorless": {"vae.ipynb": _method_body((SOLUTIONS / "vae.ipynb").read_text(),
+                                                    "vae_decoder", VAE_FLOORLESS)},
         "dae_noise_off": {"dae.ipynb": _method_body((SOLUTIONS / "dae.ipynb").read_text(),
                                                     "dae_model", DAE_NOISE_OFF)},
     }
@@ -229,3 +243,15 @@ def test_dae_cannot_switch_the_corruption_off(graded):
     assert points["test_dae_denoising"] == 0.0, points
     error = _errors(course, "dae_noise_off", "dae")["test_dae_denoising"]
     assert re.search(r"got\s+1\.000", error), error
+
+
+def test_vae_decoder_below_the_floor_gains_nothing(graded):
+    """Does an untrained VAE whose decoder returns mean 0 and y_logvar -700 on the pixels that
+    are always 0 lose the test-loss cell, graded with y_logvar clamped at the floor -10, with
+    a message that names the floor?"""
+    course, result = graded
+    points = _points(result, "vae_floorless", "vae")
+    assert points["test_vae_loss"] == 0.0 and points["test_vae_probe"] == 0.0, points
+    error = _errors(course, "vae_floorless", "vae")["test_vae_loss"]
+    assert "y_logvar goes down to -700.0" in error and "gains nothing" in error, error
+    assert float(re.search(r"got\s+(-?[0-9.]+)", error).group(1)) > -100, error

@@ -925,13 +925,14 @@ def test_trained_check_passes_a_good_model(block_data, tmp_path, capsys):
     assert loss.startswith("test loss per image (KL + NLL): ") and ", passes: required <= " in loss
 
 
-def _check(tmp_path, Encoder_, Decoder_, data):
+def _check(tmp_path, Encoder_, Decoder_, data, check=None):
     from data_tools.utils import save_model
 
     save_model(Encoder_(), tmp_path / "enc.pth")
     save_model(Decoder_(), tmp_path / "dec.pth")
-    vae.check_trained_vae(Encoder_, Decoder_, 10, trainset=data[0], testset=data[1],
-                          encoder_path=tmp_path / "enc.pth", decoder_path=tmp_path / "dec.pth")
+    (check or vae.check_trained_vae)(Encoder_, Decoder_, 10, trainset=data[0], testset=data[1],
+                                     encoder_path=tmp_path / "enc.pth",
+                                     decoder_path=tmp_path / "dec.pth")
 
 
 TRAINED_FAILURES = [
@@ -1017,8 +1018,61 @@ class HugeNegativeDecoder(ConstantDecoder):
         super().__init__(n_components, logvar=-5000.0)
 
 
+class HugePositiveDecoder(ConstantDecoder):
+    """y_logvar = 1e38 everywhere: exp(0.5 * y_logvar) overflows to inf."""
+
+    def __init__(self, n_components=10):
+        super().__init__(n_components, logvar=1e38)
+
+
 def test_trained_check_extreme_logvar_is_a_message(block_data, tmp_path):
-    """Does a decoder whose y_logvar underflows exp() fail with a message, not a crash in
-    torch.distributions?"""
-    with pytest.raises(CheckFailure, match=r"non-finite value(.|\n)*underflows"):
+    """Does a decoder whose y_logvar overflows exp() fail with a message, not a crash in
+    torch.distributions, and one whose y_logvar would underflow it get the floor's hint?"""
+    with pytest.raises(CheckFailure, match=r"non-finite value(.|\n)*overflows"):
+        _check(tmp_path, BlockEncoder, HugePositiveDecoder, block_data)
+    with pytest.raises(CheckFailure, match=r"too high(.|\n)*y_logvar goes down to -5000\.0"
+                                           r"(.|\n)*gains nothing"):
         _check(tmp_path, BlockEncoder, HugeNegativeDecoder, block_data)
+
+
+#: Pixels that are 0 in every BlockMNIST image (its bottom row of cells is never used): the
+#: 2 x 2 bottom corners.
+ZERO_CORNERS = torch.zeros(28, 28, dtype=torch.bool)
+ZERO_CORNERS[26:, :2] = ZERO_CORNERS[26:, 26:] = True
+
+
+class CornerDecoder(ConstantDecoder):
+    """y_mean = 0; y_logvar = -700 on the pixels that are always 0, 0 elsewhere: a decoder
+    without a floor that cashes in the zero-variance background with untrained weights."""
+
+    def forward(self, z):
+        y_mean = self.scale * torch.zeros(z.shape[0], 1, 28, 28)
+        return y_mean, torch.where(ZERO_CORNERS, -700.0, 0.0).expand_as(y_mean).clone()
+
+
+def test_graded_loss_applies_the_floor(block_data, tmp_path):
+    """Does the graded loss clamp y_logvar at the documented floor, so that -700 on the
+    always-zero corners counts as -10 there, and does the loss check then fail and say so?"""
+    trainset, testset = block_data
+    assert not _test_images(testset)[:, 0, ZERO_CORNERS].any()
+    result = vae.evaluate_vae(ZeroEncoder(logvar=0.0), CornerDecoder(), trainset, testset)
+    x2 = float(0.5 * (_test_images(testset) ** 2).flatten(1).sum(1).mean())
+    n_corners = int(ZERO_CORNERS.sum())
+    assert result["nll"] == pytest.approx(x2 + 0.5 * vae.MIN_LOGVAR_ALLOWED * n_corners, rel=1e-9)
+    assert result["min_y_logvar"] == -700.0
+    bar = THRESHOLDS["embedded"]["vae"]["loss"]
+    assert x2 - 0.5 * 700.0 * n_corners < bar < result["loss"]  # passes only without the floor
+    with pytest.raises(CheckFailure, match=r"too high(.|\n)*y_logvar goes down to -700\.0(.|\n)*"
+                                           r"clamped at -10, so a lower log-variance gains nothing"):
+        _check(tmp_path, ZeroEncoder, CornerDecoder, block_data, vae.check_trained_vae_loss)
+
+
+def test_graded_loss_keeps_a_decoder_at_the_floor(block_data):
+    """Is a decoder whose y_logvar is exactly the floor -10 graded on its own numbers?"""
+    trainset, testset = block_data
+    result = vae.evaluate_vae(ZeroEncoder(logvar=0.0), ConstantDecoder(logvar=-10.0),
+                              trainset, testset)
+    x = _test_images(testset)
+    nll = float((0.5 * (784 * -10.0 + (x ** 2).flatten(1).sum(1) * math.exp(10.0))).mean())
+    assert result["nll"] == pytest.approx(nll, rel=1e-9)
+    assert result["min_y_logvar"] == -10.0

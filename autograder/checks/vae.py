@@ -35,7 +35,10 @@ check_trained_vae_probe / check_trained_vae_loss(Encoder, Decoder, n_components,
     ELBO per test image (KL + NLL without the constant 0.5*784*log(2*pi)), computed by
     :func:`evaluate_vae` in float64 with torch.distributions and one z per image drawn with
     the fixed seed ``EVAL_Z_SEED`` (never with the student's loss functions or ``sample``),
-    passes the calibrated loss bar (``autograder.checks.thresholds``).
+    passes the calibrated loss bar (``autograder.checks.thresholds``). The grader applies the
+    floor itself: it evaluates the loss with y_logvar clamped from below at
+    ``MIN_LOGVAR_ALLOWED`` (the floor ``check_decoder`` requires), so a decoder that outputs a
+    lower log-variance on the always-zero background gains nothing.
 """
 from __future__ import annotations
 
@@ -109,7 +112,9 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: With y_logvar >= -10 every pixel contributes at least -5 to loss_loglik and 1/var stays
 #: below 2.2e4, which float32 training tolerates. The bound is deliberately generous: any floor
 #: at or above -10 passes (log(1e-3) = -6.9 as in the reference, log(1e-4) = -9.2, -6, a hard
-#: clamp or a smooth softplus floor alike).
+#: clamp or a smooth softplus floor alike). The graded test loss (:func:`evaluate_vae`) clamps
+#: y_logvar from below at this same floor, in the grader's process: a decoder that keeps a floor
+#: gets exactly its own numbers, one that goes lower gains nothing.
 MIN_LOGVAR_ALLOWED = -10.0
 #: The floor must hold for z ~ N(0, I) multiplied by each of these (eval mode).
 FLOOR_Z_SCALES = (1.0, 100.0, 1000.0)
@@ -530,6 +535,13 @@ def _decode(models: dict, inputs: dict) -> dict:
             "y2_mean": np.concatenate(ym2), "y2_logvar": np.concatenate(ylv2)}
 
 
+def _floored(y_logvar: torch.Tensor) -> torch.Tensor:
+    """y_logvar clamped from below at the documented floor ``MIN_LOGVAR_ALLOWED``: the
+    zero-variance background of varianceMNIST makes the likelihood unbounded without it, so a
+    decoder that goes lower than the floor is graded as if it stopped there."""
+    return y_logvar.clamp(min=MIN_LOGVAR_ALLOWED)
+
+
 def _measure(first: dict, second: dict, data) -> dict:
     """The numbers of :func:`evaluate_vae` from the recorded encoder and decoder outputs."""
     from data_tools.probe import probe_accuracy
@@ -544,7 +556,8 @@ def _measure(first: dict, second: dict, data) -> dict:
     accuracy = probe_accuracy(z_train, y_train, mu.numpy(), y_test)
     x64 = _f64(x)
     ym = torch.from_numpy(checked(second, "y_mean", len(x))).to(_float64).reshape(x.shape)
-    ylv = torch.from_numpy(checked(second, "y_logvar", len(x))).to(_float64).reshape(x.shape)
+    raw = torch.from_numpy(checked(second, "y_logvar", len(x))).to(_float64).reshape(x.shape)
+    ylv = _floored(raw)
     kl = float(_kl_rows(mu, (0.5 * lv).exp()).mean())
     nll = float(_nll_rows(ym, (0.5 * ylv).exp(), x64).mean()) - _CONST
     if not (math.isfinite(kl) and math.isfinite(nll)):
@@ -556,10 +569,11 @@ def _measure(first: dict, second: dict, data) -> dict:
     logstd_loss = math.inf
     if bool(_isfinite(_Tensor.to(mu + lv.exp() * eps, _float32)).all()):
         ym2 = torch.from_numpy(checked(second, "y2_mean", len(x))).to(_float64).reshape(x.shape)
-        ylv2 = torch.from_numpy(checked(second, "y2_logvar", len(x))).to(_float64).reshape(x.shape)
+        ylv2 = _floored(torch.from_numpy(checked(second, "y2_logvar", len(x))).to(_float64)
+                        .reshape(x.shape))
         logstd_loss = float((_kl_rows(mu, lv.exp()) + _nll_rows(ym2, (0.5 * ylv2).exp(), x64)).mean()) - _CONST
     return {"probe_accuracy": accuracy, "kl": kl, "nll": nll, "loss": kl + nll,
-            "min_y_logvar": float(ylv.min()),
+            "min_y_logvar": float(raw.min()),
             "logstd_loss": logstd_loss if math.isfinite(logstd_loss) else math.inf}
 
 
@@ -589,10 +603,12 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
     The loss uses none of the student's functions: per test image, z = z_mean +
     exp(0.5*z_logvar) * eps, eps seeded with ``EVAL_Z_SEED`` in test-set order, then in float64
     KL(q(z | x) || N(0, I)) and -log N(x | y_mean, exp(y_logvar)) without the constant
-    0.5*784*log(2*pi). ``n_components``: the expected width of z_mean (default: any).
-    Returns ``probe_accuracy``, ``kl``, ``nll``, ``loss`` (means per test image),
-    ``min_y_logvar`` and ``logstd_loss`` (the loss with the second output read as a log
-    standard deviation, for a hint).
+    0.5*784*log(2*pi), with y_logvar clamped from below at the floor ``MIN_LOGVAR_ALLOWED``
+    (a lower log-variance gains nothing). ``n_components``: the expected width of z_mean
+    (default: any). Returns ``probe_accuracy``, ``kl``, ``nll``, ``loss`` (means per test
+    image), ``min_y_logvar`` (the smallest y_logvar the decoder returned, before the floor) and
+    ``logstd_loss`` (the loss with the second output read as a log standard deviation, for a
+    hint).
     """
     trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "VAE")
     testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "VAE")
@@ -616,6 +632,13 @@ def _probe_hint(result: dict) -> str:
 
 def _loss_hint(result: dict, bar: float) -> str:
     low = result["min_y_logvar"]
+    if low < MIN_LOGVAR_ALLOWED:
+        return (f"your decoder's y_logvar goes down to {low:.1f} on the test set, below the "
+                f"floor {fmt(MIN_LOGVAR_ALLOWED)}: the grader evaluates the loss with y_logvar "
+                f"clamped at {fmt(MIN_LOGVAR_ALLOWED)}, so a lower log-variance gains nothing; "
+                f"floor y_logvar in Decoder.forward (e.g. min_logvar + F.softplus(raw - "
+                f"min_logvar) with min_logvar = log(1e-3) = -6.9, see check_decoder) and train "
+                f"again")
     if result["logstd_loss"] <= bar:
         return (f"read as a log standard deviation (z_logvar = 2 * output), your encoder's "
                 f"second output would give the test loss {result['logstd_loss']:.1f}, which "
@@ -667,7 +690,8 @@ check_trained_vae_loss = student_facing(_bar_check(
     "The saved VAE's negative ELBO per test image (eval mode) passes the loss bar.",
     "loss", loss_line, op="<=", fmt=".1f", reference="reference_loss", problem="too high",
     what="negative ELBO of the trained VAE on the seeded varianceMNIST test set (KL + NLL per image, "
-         "NLL without the constant 0.5*784*log(2*pi), one z per image drawn with a fixed seed)",
+         f"NLL without the constant 0.5*784*log(2*pi), y_logvar floored at "
+         f"{fmt(MIN_LOGVAR_ALLOWED)}, one z per image drawn with a fixed seed)",
     got=lambda r: f"{r['loss']:.1f} (KL {r['kl']:.1f} + NLL {r['nll']:.1f})",
     hint=lambda result: _loss_hint(result, result["bars"]["loss"]), generic=True))
 
