@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 import nbformat
 import pytest
@@ -293,6 +294,11 @@ def hostile_notebook():
                         "display_data",
                         data={"image/svg+xml": "<svg onload='window.PWNED_BY_STUDENT=5'></svg>"},
                     ),
+                    new_output(  # nbconvert writes the width into the <img> tag unquoted
+                        "display_data",
+                        data={"image/png": PNG},
+                        metadata={"image/png": {"width": "1 onerror=window.PWNED_BY_STUDENT=8"}},
+                    ),
                     new_output("stream", name="stdout", text="honest text\n"),
                     new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
                     new_output("display_data", data={"text/html": TABLE}),
@@ -315,7 +321,7 @@ def test_preprocessor_cleans_a_notebook_and_nbconvert_renders_no_student_script(
     assert not [a for a in attributes if "PWNED" in a], "a student event handler would run"
     assert "honest text" in body and f"data:image/png;base64,{PNG}" in body and "<td>0.25</td>" in body
     assert "widgets" not in nb.metadata
-    assert body.count("[grader] removed from this") >= 6
+    assert body.count("[grader] removed from this") >= 7
 
 
 def test_preprocessor_is_idempotent():
@@ -459,3 +465,154 @@ def test_locked_markdown_without_its_attachment_is_shown_as_text():
     nb, _ = SanitizeOutputs().preprocess(new_notebook(cells=[present, missing]), {})
     assert nb.cells[0].source == PASTED and "shown as text" in nb.cells[1].source
     assert f"data:image/png;base64,{PNG}" in render(nb)
+
+
+# -- output metadata and prompt numbers (nbconvert writes width, height and In [n] unquoted) ---
+
+JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\0" * 16).decode()
+ONERROR = "1 onerror=window.PWNED_BY_STUDENT=8"
+
+# an image output's metadata ("{m}": its mime type) -> what the note names
+METADATA_PAYLOADS = {
+    "width": ({"{m}": {"width": ONERROR}}, "metadata width ({m})"),  # where get_metadata looks first
+    "top-level-width": ({"width": ONERROR}, "metadata width"),  # its fallback
+    "height": ({"{m}": {"height": ONERROR}}, "metadata height ({m})"),
+    "height-dict": ({"{m}": {"height": {"a": 1}}}, "metadata height ({m})"),
+    "height-list": ({"{m}": {"height": [1, 2]}}, "metadata height ({m})"),
+    "percent": ({"{m}": {"width": "100%"}}, "metadata width ({m})"),
+    "bool": ({"{m}": {"width": True}}, "metadata width ({m})"),
+    "negative": ({"{m}": {"width": -5}}, "metadata width ({m})"),
+    "filenames": ({"filenames": {"{m}": "http://evil.example/beacon.png"}}, "metadata filenames"),
+    "not-a-mapping": ({"{m}": "1 onerror=x"}, "metadata ({m})"),
+}
+
+
+def for_mimetype(value, mimetype: str):
+    """``value`` with every "{m}" (in keys and strings) replaced by ``mimetype``."""
+    if isinstance(value, dict):
+        return {for_mimetype(k, mimetype): for_mimetype(v, mimetype) for k, v in value.items()}
+    return value.replace("{m}", mimetype) if isinstance(value, str) else value
+
+
+def image_output(metadata, mimetype="image/png", data=PNG):
+    return nbformat.from_dict(
+        {"output_type": "display_data", "data": {mimetype: data, "text/plain": "<Figure>"}, "metadata": metadata}
+    )
+
+
+def img_attributes(nb) -> dict[str, str]:
+    """The attributes of the <img> tags nbconvert's classic template writes for ``nb``, as
+    a browser reads them (nbconvert's own alt text included)."""
+    from html.parser import HTMLParser
+
+    class Images(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                found.update(attrs)
+
+    found: dict[str, str] = {}
+    Images().feed(render(nb))
+    return found
+
+
+def test_image_metadata_payload_is_live_without_the_sanitizer():
+    """Does nbconvert really write a width read under the mime type's key into the <img> tag
+    unquoted, so that it adds an onerror handler (what the sanitizer must prevent)?"""
+    nb = new_notebook(cells=[new_code_cell("x", outputs=[image_output({"image/png": {"width": ONERROR}})])])
+    assert "onerror" in img_attributes(nb)
+
+
+@pytest.mark.parametrize("metadata, named", METADATA_PAYLOADS.values(), ids=METADATA_PAYLOADS)
+@pytest.mark.parametrize("mimetype, data", [("image/png", PNG), ("image/jpeg", JPEG)], ids=["png", "jpeg"])
+def test_hostile_image_metadata_is_dropped(metadata, named, mimetype, data):
+    """Is a width or height that is not a positive number, an image file name (an outside URL)
+    or a mime type's metadata that is not a mapping dropped and named, with the image kept, so
+    that nbconvert writes an <img> with no attribute of the student's choosing?"""
+    metadata, named = for_mimetype(metadata, mimetype), for_mimetype(named, mimetype)
+    outputs = clean_output(image_output(metadata, mimetype, data))
+    nb = new_notebook(cells=[new_code_cell("x", outputs=outputs)])
+    attributes = img_attributes(nb)
+    assert set(attributes) == {"src", "alt"} and attributes["src"] == f"data:{mimetype};base64,{data}", (
+        re.findall(r"<img[^>]*>", render(nb))
+    )
+    kept, note = outputs
+    assert kept.data[mimetype] == data and kept.metadata == {}
+    assert note.text.startswith(NOTE) and named in note.text
+
+
+def test_honest_image_metadata_is_kept_as_numbers():
+    """Do IPython's and matplotlib's image metadata (width, height, unconfined, needs_background,
+    alt) stay, a width given as "300px" or "300" become the number, with no note, and keys that
+    no template reads go silently?"""
+    out = image_output(
+        {
+            "image/png": {"width": 640, "height": 480.5, "unconfined": True, "needs_background": "light"},
+            "image/jpeg": {"width": "300px"},  # the output has no JPEG: nothing to keep
+            "alt": "loss curve",
+            "height": " 300 ",
+            "application/json": {"expanded": True},
+        }
+    )
+    assert clean_output(out) == [out]
+    assert out.metadata == {
+        "image/png": {"width": 640, "height": 480.5, "unconfined": True, "needs_background": "light"},
+        "alt": "loss curve",
+        "height": 300,
+    }
+    out = image_output({"image/png": {"width": "300px", "height": "200"}})
+    assert clean_output(out) == [out] and out.metadata == {"image/png": {"width": 300, "height": 200}}
+    attributes = img_attributes(new_notebook(cells=[new_code_cell("x", outputs=[out])]))
+    assert attributes["width"] == "300" and attributes["height"] == "200"
+
+
+def test_matplotlib_retina_figure_metadata_passes_unchanged():
+    """Does an inline matplotlib figure as IPython stores a retina one (its width and height in
+    pixels under image/png) keep its metadata exactly, with no note?"""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from IPython.core.pylabtools import retina_figure
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    png, metadata = retina_figure(fig, base64=True)
+    plt.close(fig)
+    out = image_output({"image/png": metadata}, data=png)
+    assert {type(v) for v in metadata.values()} == {int}
+    assert clean_output(out) == [out] and out.metadata == {"image/png": metadata}
+
+
+PROMPT = "<script>window.PWNED_BY_STUDENT = 9</script>"
+
+
+@pytest.mark.parametrize(
+    "count", [PROMPT, "3", 1.5, True, -1, [1]], ids=["script", "digits", "float", "bool", "negative", "list"]
+)
+def test_prompt_number_that_is_not_an_int_becomes_none(count):
+    """Is a code cell's or execute_result's execution_count that is not an int >= 0 (a string of
+    HTML, which nbconvert writes unescaped as In [...]) replaced by None, and named?"""
+    out = new_output("execute_result", data={"text/plain": "42"}, execution_count=1)
+    nb = new_notebook(cells=[new_code_cell("x", outputs=[out])])
+    nb.cells[0].execution_count = out.execution_count = count  # as a forged kernel message leaves it
+    nb, _ = SanitizeOutputs().preprocess(nb, {})
+    (cell,) = nb.cells
+    assert cell.execution_count is None
+    note, result, output_note = cell.outputs
+    assert note.text.startswith("[grader] removed from this cell: execution_count")
+    assert result.execution_count is None and "execution_count" in output_note.text
+    body = render(nb)  # nbconvert validates the notebook: a string prompt would not even render
+    _, scripts, _ = active_parts(body)
+    assert not [s for s in scripts if "PWNED" in s]
+
+
+def test_int_prompt_numbers_are_kept():
+    """Do the kernel's own prompt numbers (ints, or None for a cell not run) stay, with no note?"""
+    cells = [
+        new_code_cell("1", execution_count=3,
+                      outputs=[new_output("execute_result", data={"text/plain": "1"}, execution_count=3)]),
+        new_code_cell("pass", execution_count=None),
+    ]
+    nb, _ = SanitizeOutputs().preprocess(new_notebook(cells=cells), {})
+    assert [c.execution_count for c in nb.cells] == [3, None]
+    assert [len(c.outputs) for c in nb.cells] == [1, 0] and nb.cells[0].outputs[0].execution_count == 3

@@ -1,7 +1,8 @@
 """Does a student's script run in the instructor's browser? Real nbgrader, Jupyter server, Chromium.
 
-A hostile submission displays a ``<script>``, an ``<img onerror>``, a JavaScript output and a
-markdown cell with raw HTML, next to honest outputs (text, a matplotlib PNG, an HTML table). It
+A hostile submission displays a ``<script>``, an ``<img onerror>``, a JavaScript output, a PNG
+whose width metadata carries an ``onerror`` handler (nbconvert writes it into the ``<img>`` tag
+unquoted) and a markdown cell with raw HTML, next to honest outputs (text, a matplotlib PNG, an HTML table). It
 is graded with ``nbgrader autograde`` and ``nbgrader generate_feedback``; its formgrader page,
 served by a real Jupyter server with formgrader on 127.0.0.1, and its feedback HTML are opened in
 headless Chromium. Each payload, if it ran, would mark the page (an element ``pwned-N``) and
@@ -64,6 +65,10 @@ HOSTILE_CELLS = [
     f'display(HTML("<script>{payload(1)}</script><b>hello</b>"))',
     f'display(HTML("<img src=x onerror=\\"{payload(2)}\\">"))',
     f'display(Javascript("{payload(3)}"))',
+    # a PNG that does not decode (so that onerror fires), its width read under image/png as
+    # nbconvert's get_metadata reads it
+    'display({"image/png": "iVBORw0KGgo="}, raw=True,\n'
+    f'        metadata={{"image/png": {{"width": "1 onerror={payload(5)}"}}}})',
 ]
 HONEST_CELLS = [
     "print('honest text 42')",
@@ -73,7 +78,7 @@ HONEST_CELLS = [
     "<tr><td>1</td><td>0.25</td></tr></table>'))",
 ]
 MARKDOWN_PAYLOAD = f'My answer <img src=x onerror="{payload(4)}">'
-PAYLOADS = (1, 2, 3, 4)
+PAYLOADS = (1, 2, 3, 4, 5)
 
 
 def source_notebook():
@@ -208,7 +213,7 @@ def ran(dom: str, course: Path) -> set[int]:
 def honest_outputs(dom: str) -> dict[str, bool]:
     return {
         "text": "honest text 42" in dom,
-        "png": re.search(r'<img [^>]*src="data:image/png;base64,iVBOR', dom) is not None,
+        "png": re.search(r'<img [^>]*src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUg', dom) is not None,
         "table": "<td>0.25</td>" in dom and 'class="honest"' in dom,
         "markdown text": "My answer" in dom,
     }
@@ -269,12 +274,12 @@ def test_student_scripts_run_neither_in_formgrader_nor_in_feedback(tmp_path):
     for n in PAYLOADS:
         (course / f"pwned-{n}.txt").unlink()
     # (the JavaScript output's wrapper needs jQuery, which a standalone page loads from a CDN: offline here)
-    assert ran(open_in_chromium(control_feedback.as_uri(), tmp_path), course) >= {1, 2, 4}
+    assert ran(open_in_chromium(control_feedback.as_uri(), tmp_path), course) >= {1, 2, 4, 5}
 
     # the sanitized submission: no script ran, the honest outputs show, notes say what was removed
     assert ran(pages["mallory"], course) == set(), "a student script ran in formgrader"
     assert all(honest_outputs(pages["mallory"]).values()), honest_outputs(pages["mallory"])
-    assert pages["mallory"].count("[grader] removed from this") >= 4
+    assert pages["mallory"].count("[grader] removed from this") >= 5
 
     feedback_html = course / "feedback" / "mallory" / "toy" / "toy.html"
     page = open_in_chromium(feedback_html.as_uri(), tmp_path)

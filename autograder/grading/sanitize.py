@@ -23,6 +23,12 @@ before it existed is clean too). For every cell it:
   (what the allow-list accepts in an ``<img src="data:...">``), and drops the others;
 - drops every other output type: ``application/javascript``, widget views and whatever a
   browser extension would render with code of its own;
+- keeps of an output's metadata only what nbconvert's templates read and can show safely
+  (:data:`OUTPUT_METADATA`): ``width`` and ``height``, which they write unquoted into the
+  ``<img>`` tag (``width=1 onerror=...`` would add an attribute), only as positive numbers;
+  ``filenames`` (an ``<img src>`` of the student's choosing) never;
+- keeps a code cell's and an ``execute_result``'s prompt number (``execution_count``, written
+  unescaped as ``In [...]``) only as an int >= 0, else makes it None;
 - sanitizes raw cells meant for HTML, and drops the notebook's ``widgets`` metadata (it makes
   nbconvert load widget code that renders student-chosen HTML).
 
@@ -45,6 +51,7 @@ import base64
 import binascii
 import functools
 import html
+import math
 import re
 from collections import Counter
 
@@ -52,6 +59,7 @@ import bleach
 from bleach import html5lib_shim
 from bleach.css_sanitizer import ALLOWED_CSS_PROPERTIES, ALLOWED_SVG_PROPERTIES, CSSSanitizer
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+from nbformat import from_dict
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
 
@@ -501,9 +509,82 @@ def escape_cell(cell, source: str, error: BaseException) -> str:
     return note
 
 
+_LENGTH = re.compile(r"\s*(\d{1,9}(?:\.\d{1,9})?)\s*(?:px)?\s*", re.I)
+
+
+def _positive_number(value) -> int | float | None:
+    """``value`` as a plain positive finite number (an int, a float, or a string of one with or
+    without "px"); None for anything else (text, a percentage, a mapping, a bool)."""
+    if isinstance(value, str):
+        match = _LENGTH.fullmatch(value)
+        if match is None:
+            return None
+        value = float(match[1])
+        value = int(value) if value.is_integer() else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = int(value) if isinstance(value, int) else float(value)
+    return value if 0 < value < math.inf else None
+
+
+#: What nbconvert's HTML templates read from an output's metadata (``get_metadata``: under the
+#: mime type's key, else at the top level) and what of each is kept (None: dropped). ``width``
+#: and ``height`` are written unquoted into the ``<img>`` tag, so only positive numbers pass
+#: (a string such as "200" or "200px" becomes the number).
+OUTPUT_METADATA = {
+    "width": _positive_number,
+    "height": _positive_number,
+    "unconfined": lambda value: value if isinstance(value, bool) else None,  # class="unconfined"
+    "needs_background": lambda value: value if value in ("light", "dark") else None,  # compared
+    "alt": lambda value: value if isinstance(value, str) else None,  # quoted and escaped
+}
+#: Metadata the templates also render, dropped (with a note): ``filenames`` becomes an ``<img
+#: src>`` (any URL: a beacon), ``isolated`` an ``<iframe>`` around the HTML.
+DROPPED_METADATA = frozenset({"filenames", "isolated"})
+
+
+def _count(value) -> int | None:
+    """A prompt number as nbformat allows it (an int >= 0), else None: templates write it
+    unescaped, so a string there would be markup."""
+    return value if type(value) is int and value >= 0 else None
+
+
+def _metadata_fields(fields: dict, where: str) -> tuple[dict, list[str]]:
+    kept, removed = {}, []
+    for key, value in fields.items():
+        clean = OUTPUT_METADATA.get(key) if isinstance(key, str) else None
+        value = clean(value) if clean else None
+        if value is not None:
+            kept[key] = value
+        elif key in OUTPUT_METADATA or key in DROPPED_METADATA:
+            removed.append(f"metadata {key}{where}")
+    return kept, removed
+
+
+def clean_metadata(metadata, mimetypes) -> tuple[dict, list[str]]:
+    """An output's ``metadata`` reduced to :data:`OUTPUT_METADATA`'s keys with safe values, at
+    the top level and under each of ``mimetypes`` (the output's data), and what was dropped of
+    what the templates render (other keys, which nothing renders, go without a note)."""
+    if not isinstance(metadata, dict):
+        return {}, ["metadata"] if metadata else []
+    kept, removed = _metadata_fields(metadata, "")
+    for mimetype in mimetypes:
+        fields = metadata.get(mimetype)
+        if isinstance(fields, dict):
+            kept[mimetype], gone = _metadata_fields(fields, f" ({mimetype})")
+            removed += gone
+            if not kept[mimetype]:
+                del kept[mimetype]
+        elif fields is not None:  # the templates would call .get on it
+            removed.append(f"metadata ({mimetype})")
+    return kept, removed
+
+
 def clean_output(output) -> list:
-    """The output made safe, followed by a note naming what was removed, if anything was."""
-    if output.get("output_type") not in ("display_data", "execute_result"):
+    """The output made safe (its data, metadata and prompt number), followed by a note naming
+    what was removed, if anything was."""
+    kind = output.get("output_type")
+    if kind not in ("display_data", "execute_result"):
         return [output]  # stream and error outputs render escaped
     data, removed = output.get("data", {}), []
     for mimetype in list(data):
@@ -521,6 +602,13 @@ def clean_output(output) -> list:
         removed += [
             f"{g} ({mimetype})" if mimetype != "text/html" and not g.startswith("a ") else g for g in gone
         ]
+    if "metadata" in output:
+        metadata, gone = clean_metadata(output["metadata"], data)
+        output["metadata"] = from_dict(metadata)
+        removed += gone
+    if kind == "execute_result" and _count(output.get("execution_count")) != output.get("execution_count"):
+        output["execution_count"] = None
+        removed.append("execution_count")
     if not removed:
         return [output]
     note = _note(NOTE + ", ".join(dict.fromkeys(removed)))
@@ -532,6 +620,10 @@ def clean_cell(cell) -> list[str]:
     becomes its text (:func:`escaped_output`); any other error is the caller's."""
     if cell.cell_type == "code":
         outputs, removed = [], []
+        if _count(cell.get("execution_count")) != cell.get("execution_count"):  # first: cannot raise
+            cell.execution_count = None
+            outputs.append(_note(MARKDOWN_NOTE + "execution_count"))
+            removed.append(MARKDOWN_NOTE + "execution_count")
         for output in cell.get("outputs", []):
             try:
                 cleaned = clean_output(output)
