@@ -11,11 +11,13 @@ import functools
 import linecache
 import math
 import os
+import sys
 import traceback
 
 import torch
 
 from ..errors import CheckFailure, NotImplementedYet  # noqa: F401  (re-exported)
+from .layout import wrap_message
 
 _environ = os.environ
 #: ``evidence.mode``, set by ``evidence`` when it is imported (an own reference: a method that
@@ -63,6 +65,14 @@ def _grader_decides() -> bool:
     return _grading_mode() is None
 
 
+def _shown_by_ipython() -> bool:
+    """Does an IPython shell run in this process (a notebook's kernel, as under ``nbgrader
+    validate``), which shows a failure to a reader? The grader's processes and the tests have
+    none: there a message keeps one line per part."""
+    get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
+    return get_ipython is not None and get_ipython() is not None
+
+
 def student_facing(check):
     """Show a student only their own call when ``check`` fails.
 
@@ -70,8 +80,9 @@ def student_facing(check):
     IPython (and pytest) leave out (``__tracebackhide__``), and is raised again from a frame
     that holds no code of the grader and is named after the check (``File <check_encoder>:1``):
     IPython always shows the frame an exception was raised in. The student sees the line of
-    their cell that called the check, and the message. Any other exception (a bug in the
-    grader) keeps its full traceback.
+    their cell that called the check, and the message; in a notebook's kernel it is laid out so
+    that ``nbgrader validate`` cuts none of its lines (``layout.wrap_message``). Any other
+    exception (a bug in the grader) keeps its full traceback.
     """
     filename = f"<{check.__name__}>"
     raiser = compile(_RAISE_SOURCE, filename, "exec")
@@ -88,6 +99,8 @@ def student_facing(check):
             return check(*args, **kwargs)
         except CheckFailure as exc:
             caught = exc.with_traceback(None)
+            if _shown_by_ipython():
+                caught.args = (wrap_message(str(caught), type(caught).__name__),)
         exec(raiser, {"failure": caught})
 
     return wrapper
