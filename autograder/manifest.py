@@ -63,6 +63,11 @@ class Notebook:
     n_components: int = 10
     #: Further files the notebook saves for its own plots; never graded, never required.
     extra_files: tuple[str, ...] = ()
+    #: What ``from autograder import <name> as checks`` shows: the names the notebook's cells
+    #: use (the checks its test cells call, the helpers its visible cells call); the grader's
+    #: internals (oracles, references) stay out of the student's reach (a test compares this
+    #: with the source notebook).
+    api: tuple[str, ...] = ()
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -94,6 +99,10 @@ _SETTINGS = ("skip_training", "n_components", "batch_size", "learning_rate", "se
 NOTEBOOKS: tuple[Notebook, ...] = (
     Notebook(
         name="ae", assignment="autoencoders", checks="autograder.checks.ae",
+        api=(
+            "check_decoder", "check_encoder", "check_trained_ae_probe",
+            "check_trained_ae_reconstruction", "report_trained",
+        ),
         models=(Model("Encoder", "ae_encoder.pth"), Model("Decoder", "ae_decoder.pth")),
         settings=_SETTINGS,
         points=_points(test_ae_encoder=2, test_ae_decoder=2, test_ae_probe=2,
@@ -101,6 +110,10 @@ NOTEBOOKS: tuple[Notebook, ...] = (
     ),
     Notebook(
         name="dae", assignment="autoencoders", checks="autograder.checks.dae",
+        api=(
+            "EVAL_SEED_TEST", "check_dae", "check_trained_dae_denoising",
+            "check_trained_dae_probe", "report_trained",
+        ),
         models=(Model("DAE", "dae.pth"),),
         settings=(*_SETTINGS, "sigma_n"),
         points=_points(test_dae=3, test_dae_probe=2, test_dae_denoising=2),
@@ -108,6 +121,11 @@ NOTEBOOKS: tuple[Notebook, ...] = (
     ),
     Notebook(
         name="vae", assignment="autoencoders", checks="autograder.checks.vae",
+        api=(
+            "EVAL_SEED_TEST", "check_decoder", "check_encoder", "check_encoder_sample",
+            "check_loss_kl", "check_loss_loglik", "check_trained_vae_loss",
+            "check_trained_vae_probe", "report_trained",
+        ),
         models=(Model("Encoder", "vae_encoder.pth"), Model("Decoder", "vae_decoder.pth")),
         settings=_SETTINGS,
         points=_points(test_vae_encoder=1, test_vae_sample=2, test_vae_loss_kl=2,
@@ -117,6 +135,13 @@ NOTEBOOKS: tuple[Notebook, ...] = (
     ),
     Notebook(
         name="linear", assignment="bestiary", checks="autograder.checks.linear",
+        api=(
+            "LOW_ACTIVATION", "check_kl_sparsity", "check_l1_penalty", "check_linear_autoencoder",
+            "check_pca", "check_sparse_autoencoder", "check_trained_linear_error",
+            "check_trained_linear_subspace", "check_trained_sparse_activation",
+            "check_trained_sparse_error", "check_trained_sparse_share", "evaluate_linear_ae",
+            "evaluate_sparse_ae", "principal_angles",
+        ),
         models=(Model("LinearAutoencoder", "linear_ae.pth"),
                 Model("SparseAutoencoder", "sparse_ae.pth", size=64)),
         settings=("skip_training", "n_components", "n_hidden", "n_epochs", "n_epochs_sparse",
@@ -130,6 +155,11 @@ NOTEBOOKS: tuple[Notebook, ...] = (
     ),
     Notebook(
         name="latent", assignment="bestiary", checks="autograder.checks.latent",
+        api=(
+            "check_beta_vae", "check_beta_vae_loss", "check_beta_vae_sample", "check_interpolate",
+            "check_latent_grid", "check_lightning", "check_trained_elbo", "check_trained_samples",
+            "digit_classifier", "prior_codes", "sample_quality",
+        ),
         models=(Model("BetaVAE", "beta_vae.pth"),),
         settings=("skip_training", "n_components", "n_epochs", "patience", "n_epochs_ae", "beta_large",
                   "n_epochs_beta_large", "batch_size", "learning_rate", "seed"),
@@ -142,6 +172,11 @@ NOTEBOOKS: tuple[Notebook, ...] = (
     ),
     Notebook(
         name="transfer", assignment="bestiary", checks="autograder.checks.transfer",
+        api=(
+            "check_classifier", "check_decoder", "check_encoder", "check_few_label_subset",
+            "check_swap_autoencoder", "check_trained_gain", "check_trained_pretrained",
+            "check_trained_swap_digit", "check_trained_swap_style",
+        ),
         models=(Model("Encoder", "pretrain_encoder.pth"),
                 Model("Classifier", "fewlabel_pretrained.pth", args=("Encoder", "n_components")),
                 Model("Classifier", "fewlabel_scratch.pth", args=("Encoder", "n_components")),

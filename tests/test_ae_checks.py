@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from corpus.variants import VARIANTS
 from torch import nn
 
+import autograder.checks.ae as checks
 from autograder import CheckFailure, NotImplementedYet
-from autograder import ae as checks
 
 
 def test_reference_passes(ae_solution):

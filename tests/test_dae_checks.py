@@ -16,8 +16,8 @@ from corpus.variants import VARIANTS
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import autograder.checks.dae as checks
 from autograder import CheckFailure, NotImplementedYet
-from autograder import dae as checks
 from data_tools.variance import CORRUPTION_STREAM, DATA_STREAM, VarianceMNIST, corrupt, seeded_normal
 
 REPO = Path(__file__).resolve().parents[1]

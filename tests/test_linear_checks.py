@@ -13,7 +13,7 @@ from conftest import COURSE_ROOT, definitions
 from torch import nn
 from torch.distributions import Bernoulli, kl_divergence
 
-from autograder import linear as checks
+import autograder.checks.linear as checks
 from autograder.checks.core import CheckFailure, NotImplementedYet
 from autograder.checks.thresholds import THRESHOLDS
 from autograder.manifest import notebook

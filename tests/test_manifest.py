@@ -77,8 +77,25 @@ def test_checks_module_is_the_notebooks(nb):
                       if c.metadata.get("nbgrader", {}).get("grade_id", "").endswith("_setup"))
     assert f"from autograder import {nb.name} as checks" in setup
     module = importlib.import_module(nb.checks)
-    assert getattr(autograder, nb.name) is module
+    facade = getattr(autograder, nb.name)
     assert module.NOTEBOOK is nb
+    assert sorted(facade.__all__) == sorted(nb.api)
+    assert all(getattr(facade, name) is getattr(module, name) for name in nb.api)
+
+
+@pytest.mark.parametrize("nb", manifest.NOTEBOOKS, ids=lambda nb: f"{nb.assignment}/{nb.name}")
+def test_checks_show_a_notebook_only_what_it_uses(nb):
+    """Is a notebook's `checks` exactly the names its cells use, so that no definition reaches
+    the grader's oracles or references (`pca_reference`, `_oracle`, `_kl64`) through it?"""
+    import re
+
+    used = set(re.findall(r"\bchecks\.(\w+)", "\n".join(c.source for c in _source(nb).cells)))
+    assert used == set(nb.api), (sorted(used - set(nb.api)), sorted(set(nb.api) - used))
+    facade = getattr(autograder, nb.name)
+    public = {n for n in dir(facade) if not n.startswith("__")}
+    assert public == set(nb.api)
+    for internal in ("pca_reference", "_oracle", "_kl64", "evaluation_data", "thresholds"):
+        assert not hasattr(facade, internal), internal
 
 
 def test_lookups_name_what_is_unknown():

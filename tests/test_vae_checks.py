@@ -671,7 +671,7 @@ def test_passing_an_instance_or_class_is_explained():
 # The solution notebook's own definitions
 # ---------------------------------------------------------------------------------------------
 
-from autograder import vae  # noqa: E402
+import autograder.checks.vae as vae  # noqa: E402
 from autograder.checks.thresholds import THRESHOLDS  # noqa: E402
 
 

@@ -36,7 +36,7 @@ from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 from traitlets import Bool, Float
 
 from ..sandbox.warm import WarmUnavailable
-from .replay import DEFAULT_TIMEOUT, build_plan, run_plan, unbound_note
+from .replay import DEFAULT_TIMEOUT, build_plan, internals_verdicts, run_plan, unbound_note
 
 
 class RestoreCellMetadata(NbGraderPreprocessor):
@@ -136,6 +136,9 @@ class ReplayChecks(NbGraderPreprocessor):
 
     enabled = Bool(True, help="Score test cells by a replay in a fresh process.").tag(config=True)
     timeout = Float(DEFAULT_TIMEOUT, help="Seconds the replay of one notebook may take.").tag(config=True)
+    internals = Bool(True, help="Fail the test cells that use a submitted definition whose code "
+                     "reaches the grader's internals (autograder.grading.reach). Off only to test "
+                     "the defences behind it.").tag(config=True)
 
     def preprocess(self, nb, resources):
         from nbformat.v4 import new_output
@@ -158,6 +161,8 @@ class ReplayChecks(NbGraderPreprocessor):
         try:
             plan = build_plan(source_nb, nb)
             verdicts = self._verdicts(plan, source_nb, ids, workdir)
+            if self.internals:
+                verdicts.update(internals_verdicts(plan, verdicts))
             problem = None
         except Exception as exc:  # noqa: BLE001 - any failure here is a grading failure
             plan, verdicts, problem = [], {}, f"{type(exc).__name__}: {exc}"

@@ -363,6 +363,26 @@ def _parse(source: str) -> list[ast.stmt]:
         return []
 
 
+def internals_verdicts(steps: list[Step], verdicts: dict[str, dict]) -> dict[str, dict]:
+    """Failed verdicts for the test cells (of ``verdicts``) that use a submitted definition
+    that reaches the grader's internals (``autograder.grading.reach``), whatever they scored."""
+    from .reach import message, reaching, used_by
+
+    def where(step: Step) -> str:
+        if step.grade_id.startswith("added-"):
+            return f"your own cell {step.grade_id.removeprefix('added-')} of the notebook"
+        return f"cell {step.grade_id}" if step.grade_id else "your settings cell"
+
+    found = reaching([(where(s), s.code) for s in steps if s.kind == "student"])
+    failed = {}
+    for step in steps:
+        reach = used_by(step.code, found) if found and step.kind == "test" else None
+        if reach is not None and step.grade_id in verdicts:
+            failed[step.grade_id] = {"passed": False, "output": "",
+                                     "error": f"CheckFailure: {message(reach)}"}
+    return failed
+
+
 def unbound_note(error: str, steps: list[Step]) -> str:
     """A line for a ``NameError`` in ``error`` whose name the student's code sets in a
     statement that the grader does not re-run (or ``""``)."""
