@@ -109,9 +109,39 @@ def graded(tmp_path_factory):
         "    return AlwaysEqual(0.0)")
     submit(course, "always_equal", {"vae.ipynb": always_equal,
                                     **{w: vae_weights / w for w in WEIGHTS["vae"]}})
+    vae = (SOLUTIONS / "vae.ipynb").read_text()
+    for student, body in BORROWED_KL.items():
+        submit(course, student, {"vae.ipynb": _replace_solution(vae, "vae_loss_kl", body),
+                                 **{w: vae_weights / w for w in WEIGHTS["vae"]}})
     proc = autograde(course, force=True)
     assert proc.returncode == 0, proc.output[-6000:]
     return course, all_scores(course)
+
+
+# loss_kl returns the checks' own float64 oracle, through the notebook's checks or sys.modules.
+BORROWED_KL = {
+    "kl_from_checks": "return checks._kl64(z_mean, torch.exp(0.5 * z_logvar)).to(z_mean.dtype)",
+    "kl_from_sys_modules": (
+        "import sys\n"
+        "    oracle = sys.modules['autograder.checks.vae']._kl64\n"
+        "    return oracle(z_mean, torch.exp(0.5 * z_logvar)).to(z_mean.dtype)"),
+}
+
+
+@pytest.mark.parametrize("student, door", [("kl_from_checks", "line 16: checks"),
+                                           ("kl_from_sys_modules", "line 16: import sys")])
+def test_the_graders_own_oracle_is_no_answer(graded, student, door):
+    """Does a loss_kl that returns the checks' own oracle (through the notebook's `checks`, or
+    through sys.modules) lose the KL points, with the line that reaches the grader, and keep
+    every other point?"""
+    course, result = graded
+    got = points(result, student, "vae")
+    assert got["test_vae_loss_kl"] == 0.0, got
+    assert all(score == max_score for (nb, cell), (score, max_score) in result[student].items()
+               if nb == "vae" and cell != "test_vae_loss_kl"), result[student]
+    error = errors(course, student, "vae")["test_vae_loss_kl"]
+    assert "loss_kl reaches the grader's internals" in error and door in error, error
+    assert "earns none of this cell's points" in error
 
 
 def test_patched_checks_earn_nothing(graded):

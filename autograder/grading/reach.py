@@ -89,17 +89,15 @@ def _defined(node: ast.stmt) -> str | None:
 
 
 def reaching(cells: list[tuple[str, str]]) -> dict[str, Reach]:
-    """``{definition: Reach}`` for the top-level definitions of ``cells`` (``(where, kept
-    code)`` in notebook order) that reach the grader's internals, directly or by using another
-    such definition."""
+    """``{definition: Reach}`` for the top-level definitions of ``cells`` (``(where, source)``
+    of the submitted cells, in notebook order; only what the replay keeps of each is read)
+    that reach the grader's internals, directly or by using another such definition."""
+    from .replay import kept_statements
+
     found: dict[str, Reach] = {}
     uses: dict[str, tuple[str, set[str]]] = {}
-    for where, code in cells:
-        try:
-            tree = ast.parse(code)
-        except SyntaxError:
-            continue
-        for node in tree.body:
+    for where, source in dict.fromkeys(cells):
+        for node in kept_statements(source):
             name = _defined(node)
             if name is None:
                 continue

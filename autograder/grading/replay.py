@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -151,6 +152,15 @@ def definitions(source: str) -> tuple[str, list[int]]:
     return code, [node.lineno for node in dropped]
 
 
+def kept_statements(source: str) -> list[ast.stmt]:
+    """The top-level statements of a cell that the replay keeps, with the cell's line numbers."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return _sanitize_body(tree.body, in_class=False)[0]
+
+
 def _definitions(source: str, leave_out: frozenset[str] = frozenset()
                  ) -> tuple[str, list[ast.stmt]]:
     """The kept code of a cell and its dropped top-level statements; assignments to the names
@@ -207,8 +217,14 @@ def _unbound(source: str, dropped: list[ast.stmt], where: str) -> tuple[tuple[st
     return tuple(found)
 
 
+# Marks a setting left out of the plan as a comment line of its settings step (see ``settings``).
+_REFUSED = "# refused, not a finite number: "
+
+
 def settings(source: str) -> str:
-    """The known settings (literal constants) assigned in the student's settings cell."""
+    """The known settings (literal constants) assigned in the student's settings cell. A number
+    that is not finite (``1e999`` is inf) is left out, and recorded as a comment line that
+    :func:`unbound_note` reads."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -220,9 +236,12 @@ def settings(source: str) -> str:
                 and node.targets[0].id in SETTINGS_NAMES):
             try:
                 value = ast.literal_eval(node.value)
-            except ValueError:
+            except (ValueError, TypeError, RecursionError, MemoryError):
                 continue
-            if isinstance(value, (bool, int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                text = " ".join((ast.get_source_segment(source, node) or "").split())
+                lines.append(f"{_REFUSED}{text[:80]} (line {node.lineno})")
+            elif isinstance(value, (bool, int, float)):
                 lines.append(f"{node.targets[0].id} = {value!r}")
     return "\n".join(lines)
 
@@ -268,6 +287,7 @@ class Step:
     dropped: tuple = ()  # line numbers of student statements that were left out
     # (name, where) of every name that a left-out student statement would have bound
     unbound: tuple = ()
+    source: str = ""   # the submitted cell's own text (for messages with its line numbers)
 
 
 def _is_settings_cell(cell) -> bool:
@@ -302,7 +322,7 @@ def _added_cells(submitted_nb, leave_out: frozenset[str]) -> dict[str, list[Step
         label = f"added-{index}"
         unbound = _unbound(cell.source, dropped, where)
         for node in ast.parse(code).body if code else []:
-            steps.append(Step("student", ast.unparse(node), label))
+            steps.append(Step("student", ast.unparse(node), label, source=cell.source))
         if unbound:
             steps.append(Step("student", "", label, unbound=unbound))
     return added
@@ -346,7 +366,7 @@ def build_plan(source_nb, submitted_nb) -> list[Step]:
             source = submitted.get(grade_id, "")
             code, dropped = _definitions(source, _DEVICE)
             steps.append(Step("student", code, grade_id, tuple(n.lineno for n in dropped),
-                              _unbound(source, dropped, f"cell {grade_id}")))
+                              _unbound(source, dropped, f"cell {grade_id}"), source))
         elif meta.get("locked") and grade_id.endswith(REPLAY_SUFFIXES):
             steps.append(Step("trusted", cell.source, grade_id))
         if grade_id:
@@ -373,7 +393,7 @@ def internals_verdicts(steps: list[Step], verdicts: dict[str, dict]) -> dict[str
             return f"your own cell {step.grade_id.removeprefix('added-')} of the notebook"
         return f"cell {step.grade_id}" if step.grade_id else "your settings cell"
 
-    found = reaching([(where(s), s.code) for s in steps if s.kind == "student"])
+    found = reaching([(where(s), s.source) for s in steps if s.kind == "student" and s.source])
     failed = {}
     for step in steps:
         reach = used_by(step.code, found) if found and step.kind == "test" else None
@@ -385,7 +405,7 @@ def internals_verdicts(steps: list[Step], verdicts: dict[str, dict]) -> dict[str
 
 def unbound_note(error: str, steps: list[Step]) -> str:
     """A line for a ``NameError`` in ``error`` whose name the student's code sets in a
-    statement that the grader does not re-run (or ``""``)."""
+    statement that the grader does not re-run, else for the settings it refused (or ``""``)."""
     where = {name: place for step in steps for name, place in step.unbound}
     for name in re.findall(r"name '(\w+)' is not defined", error):
         if name in where:
@@ -393,6 +413,11 @@ def unbound_note(error: str, steps: list[Step]) -> str:
                     f"re-run ({where[name]}). The grader re-runs only imports of known packages, "
                     "classes, functions and constant values; compute it inside the function or "
                     "class that uses it, or make it a constant.")
+    refused = [line.removeprefix(_REFUSED) for step in steps if step.kind == "student"
+               and not step.grade_id for line in step.code.splitlines() if line.startswith(_REFUSED)]
+    if refused:
+        return (f"note: the grader refused {'; '.join(refused)} of your settings cell: not a "
+                "finite number (inf or nan); the tests ran with the notebook's own value")
     return ""
 
 
