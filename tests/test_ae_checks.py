@@ -178,6 +178,62 @@ def test_untrained_weights_fail_trained_check(ae_solution, tmp_path, monkeypatch
         checks.check_trained_ae(ae_solution["Encoder"], ae_solution["Decoder"], 10)
 
 
+def _saved(models: dict, folder) -> dict:
+    """Save ``{weight file: model}`` in ``folder``; the trained checks' path arguments."""
+    from data_tools.utils import save_model
+
+    for filename, model in models.items():
+        save_model(model, folder / filename)
+    return dict(encoder_path=str(folder / checks.ENCODER_PATH),
+                decoder_path=str(folder / checks.DECODER_PATH))
+
+
+def _untrained() -> dict:
+    """The solution's Encoder and Decoder freshly initialised, by weight file (seed 0)."""
+    from conftest import ASSIGNMENT, SOLUTIONS
+
+    from autograder.cli.weights import untrained_models
+    from autograder.manifest import notebook
+
+    return untrained_models(notebook("ae", ASSIGNMENT), SOLUTIONS / "ae.ipynb")
+
+
+def test_weights_saved_before_training_are_told_to_save_after_training(ae_solution, tmp_path):
+    """Do the initial weights (a save before the training loop) fail both bars with the hint
+    that they score like an untrained network, before "train longer"?"""
+    from autograder.checks.evaluation import UNTRAINED_HINT
+
+    paths = _saved(_untrained(), tmp_path)
+    for check in (checks.check_trained_ae_probe, checks.check_trained_ae_reconstruction):
+        with pytest.raises(CheckFailure) as info:
+            check(ae_solution["Encoder"], ae_solution["Decoder"], 10, **paths)
+        hint = str(info.value).split("\n  hint: ")[1]
+        assert hint.startswith(UNTRAINED_HINT + ", not before the training loop")
+        assert "train longer" in hint
+
+
+def test_partly_trained_weights_are_told_to_train_longer(ae_solution, tmp_path):
+    """Does an autoencoder trained for ten steps (out of the untrained range, far above the
+    MSE bar) fail the reconstruction bar with "train longer", not with the untrained hint?"""
+    from autograder.checks.data import mnist_sets
+    from autograder.checks.evaluation import UNTRAINED_HINT
+
+    models = _untrained()
+    encoder, decoder = models[checks.ENCODER_PATH], models[checks.DECODER_PATH]
+    x = mnist_sets()[0].x[:320]
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], 1e-3)
+    for batch in x.split(32):
+        loss = ((decoder(encoder(batch)) - batch) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    paths = _saved(models, tmp_path)
+    with pytest.raises(CheckFailure, match="hint: train longer") as info:
+        checks.check_trained_ae_reconstruction(ae_solution["Encoder"], ae_solution["Decoder"],
+                                               10, **paths)
+    assert UNTRAINED_HINT not in str(info.value)
+
+
 def test_missing_weights_say_train_first(ae_solution, tmp_path, monkeypatch):
     """Does a missing .pth tell the student to train and save first?"""
     monkeypatch.chdir(tmp_path)

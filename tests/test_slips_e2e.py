@@ -17,9 +17,21 @@ import sys
 import nbformat
 import pytest
 import torch
-from conftest import ASSIGNMENT, SOLUTIONS, WEIGHTS, errors, points, reference_weights, swap
+from conftest import (
+    ASSIGNMENT,
+    SOLUTIONS,
+    WEIGHTS,
+    errors,
+    points,
+    reference_weights,
+    solution_namespace,
+    swap,
+)
 
+from autograder.checks import ae as ae_checks
+from autograder.checks.evaluation import UNTRAINED_HINT
 from autograder.cli.weights import write_untrained_weights
+from autograder.errors import CheckFailure
 from autograder.grading.course import (
     all_scores,
     autograde,
@@ -170,10 +182,31 @@ def _validate(folder, name):
                           env=nbgrader_env())
 
 
+def _check_failures(text: str) -> list[list[str]]:
+    """The lines of each check's message in the error reports of `nbgrader validate`: from the
+    line 'CheckFailure: ...' to the end of its report."""
+    messages: list[list[str]] = []
+    current = None
+    for line in text.splitlines():
+        if line.strip().startswith("CheckFailure: "):
+            current = [line]
+            messages.append(current)
+        elif current is not None and line.strip() and not line.startswith("="):
+            current.append(line)
+        else:
+            current = None
+    return messages
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
 def test_validate_fails_a_missed_bar_and_passes_the_reference(graded_course, tmp_path):
     """Does real `nbgrader validate` on a student's completed release notebook fail when the
-    saved model misses a trained-model bar, naming the bar, and succeed with the reference
-    weights?"""
+    saved model misses a trained-model bar, naming the bar, show each message whole (no line
+    cut, the hint to save after training for weights that score like an untrained network),
+    and succeed with the reference weights?"""
     course, _ = graded_course
     solution = nbformat.read(SOLUTIONS / "ae.ipynb", as_version=4)
     answers = {c.metadata.nbgrader["grade_id"]: c.source for c in solution.cells
@@ -192,6 +225,19 @@ def test_validate_fails_a_missed_bar_and_passes_the_reference(graded_course, tmp
     # nbgrader validate shortens long lines: the short lines of both messages are there.
     assert "expected >= 0.750" in text and "expected <= 0.0350" in text, text[-3000:]
     assert "the message below says what to change" in text
+    shown = _check_failures(missed.stdout)
+    assert len(shown) == 2, text[-3000:]
+    assert not [line for lines in shown for line in lines if line.endswith("...")], shown
+    assert all(f"hint: {UNTRAINED_HINT}" in _words(" ".join(lines)) for lines in shown), shown
+    # Each message in full, as the check gives it here, with its hint to save after training.
+    ns = solution_namespace("ae")
+    paths = {f"{kind}_path": str(tmp_path / "untrained" / w)
+             for kind, w in zip(("encoder", "decoder"), WEIGHTS["ae"])}
+    for check in (ae_checks.check_trained_ae_probe, ae_checks.check_trained_ae_reconstruction):
+        with pytest.raises(CheckFailure) as info:
+            check(ns["Encoder"], ns["Decoder"], 10, **paths)
+        assert f"\n  hint: {UNTRAINED_HINT}" in str(info.value)
+        assert _words(f"CheckFailure: {info.value}") in [_words(" ".join(s)) for s in shown], shown
     passed = _validate(tmp_path / "trained", "ae")
     text = passed.stdout + passed.stderr
     assert "Success! Your notebook passes all the tests." in text, text[-3000:]

@@ -20,10 +20,12 @@ Besides:
 - :func:`load_models`: build the student's classes and load the saved weights (a problem
   becomes a CheckFailure naming it);
 - :func:`results`: one evaluation per process (``cache``), with the data source and its bars;
-- :func:`require_bar`: one graded number against its bar, as a four-part failure; when the
-  hint is the generic one and the models hold layers that act differently in train mode
-  (BatchNorm, Dropout), the models are evaluated once more in train mode, and if they pass
-  there the hint says that the grader evaluates in eval() mode and why.
+- :func:`require_bar`: one graded number against its bar, as a four-part failure; when every
+  graded number of the saved models scores like an untrained network, the hint first says to
+  save after training (:func:`untrained_first`); else, when the hint is the generic one and
+  the models hold layers that act differently in train mode (BatchNorm, Dropout), the models
+  are evaluated once more in train mode, and if they pass there the hint says that the grader
+  evaluates in eval() mode and why.
 """
 from __future__ import annotations
 
@@ -40,7 +42,13 @@ from torch import nn
 from . import cache, evidence
 from .core import call, failure, isolated_rng, shape_str
 from .modules import build, load_weights
-from .thresholds import required, source_name, threshold
+from .thresholds import (
+    required,
+    scores_like_untrained,
+    source_name,
+    threshold,
+    untrained_range,
+)
 
 #: Layers that compute differently in train and eval mode.
 MODE_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d)
@@ -106,6 +114,23 @@ def eval_mode_hint(models: str = "models") -> str:
             "Dropout is off: train in train() mode (call .train() before the loop, and "
             "again after any .eval() inside it), and use nn.Dropout rather than "
             "F.dropout without training=self.training")
+
+
+#: The hint for saved weights that score like an untrained network (a common slip: the weights
+#: saved before the training loop, i.e. the random initial ones).
+UNTRAINED_HINT = "the saved weights score like an untrained network: save after training"
+
+
+def untrained_first(result: dict, metric: str, hint: str, fmt: str = ".3f") -> str:
+    """``hint``, led by :data:`UNTRAINED_HINT` when every graded number of ``result`` (from
+    :func:`results`) scores like an untrained network (``thresholds.scores_like_untrained``)."""
+    name = result.get("evaluation", "")
+    if not scores_like_untrained(name, result):
+        return hint
+    scores = untrained_range(name, metric, fmt)
+    here = f"untrained networks score {scores} here, and " if scores else ""
+    return (f"{UNTRAINED_HINT}, not before the training loop ({here}every graded number of "
+            f"these weights is in the untrained range); if you saved after training: {hint}")
 
 
 def load_models(what: str, n_components: int, *specs) -> tuple[nn.Module, ...]:
@@ -270,6 +295,7 @@ def results(evaluation: Evaluation, n_components: int, specs: tuple, given: tupl
                                   (evaluation.name, n_components, source_key, train_mode), paths,
                                   compute)
     result["source"], result["bars"] = source_key, threshold(source_key, evaluation.bars)
+    result["evaluation"] = evaluation.name
     return result
 
 
@@ -283,7 +309,9 @@ def require_bar(result: dict, metric: str, *, what: str, problem: str = "", hint
     bar = bars[metric]
     if (value >= bar) if op == ">=" else (value <= bar):
         return
-    if generic and result.get("mode_layers"):
+    if scores_like_untrained(result.get("evaluation", ""), result):
+        hint = untrained_first(result, metric, hint, fmt)
+    elif generic and result.get("mode_layers"):
         train = train_mode()[metric]
         if (train >= bar) if op == ">=" else (train <= bar):
             hint = f"{eval_mode_hint(models)} (train mode: {train:{fmt}})"

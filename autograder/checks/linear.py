@@ -53,12 +53,32 @@ import torch
 from torch.distributions import Bernoulli, kl_divergence
 
 from ..manifest import notebook
-from .core import call, failure, fmt, require_finite, require_shape, require_tensor, worst_element
+from .core import (
+    call,
+    failure,
+    fmt,
+    require_finite,
+    require_shape,
+    require_tensor,
+    student_facing,
+    worst_element,
+)
 from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import mnist_evaluation, mnist_sets
-from .evaluation import Evaluation, Stage, apply, batches, images_and_labels, load_models, results, run, tensor_rows
+from .evaluation import (
+    Evaluation,
+    Stage,
+    apply,
+    batches,
+    images_and_labels,
+    load_models,
+    results,
+    run,
+    tensor_rows,
+    untrained_first,
+)
 from .evidence import checked, evidence_failure
 from .losses import check_loss_grads as _check_loss_grads
 from .losses import mistake_hint as _mistake_hint
@@ -802,7 +822,7 @@ def check_trained_linear_subspace(LinearAutoencoder, n_components: int, *, train
                       f"{reference}, n_components = {n_components}: too large",
                       required(bars["max_angle"], bars["reference_angle"], ".1f", "<=") + " degrees",
                       f"{result['max_angle']:.1f} degrees (mean {result['mean_angle']:.1f})",
-                      _TRAIN_LINEAR)
+                      untrained_first(result, "max_angle", _TRAIN_LINEAR, ".1f"))
     print(f"largest principal angle to the PCA subspace {result['max_angle']:.1f} degrees "
           f"(required <= {bars['max_angle']:.1f})")
 
@@ -818,7 +838,8 @@ def check_trained_linear_error(LinearAutoencoder, n_components: int, *, trainset
                       f"that of PCA with {n_components} components: too large",
                       required(bars["error_ratio"], bars["reference_ratio"], ".3f", "<="),
                       f"{result['error_ratio']:.3f} (MSE {fmt(result['linear_mse'])} vs PCA "
-                      f"{fmt(result['pca_mse'])})", _TRAIN_LINEAR)
+                      f"{fmt(result['pca_mse'])})",
+                      untrained_first(result, "error_ratio", _TRAIN_LINEAR))
     print(f"test MSE {fmt(result['linear_mse'])} = {result['error_ratio']:.3f} x PCA's "
           f"{fmt(result['pca_mse'])} (required <= {bars['error_ratio']:.3f} x)")
 
@@ -840,7 +861,7 @@ def check_trained_sparse_activation(SparseAutoencoder, n_hidden: int, *, testset
     got = result["activation_mean"]
     low, high = bars["activation_min"], bars["activation_max"]
     if not low <= got <= high:
-        hint = (_TRAIN_SPARSE if got > high else
+        hint = (untrained_first(result, "activation_mean", _TRAIN_SPARSE) if got > high else
                 f"the activations are almost all 0 ({result['dead_units']} of {n_hidden} units "
                 f"never fire): the KL penalty pushes rho_hat towards rho from below too; check "
                 f"kl_sparsity and train again")
@@ -865,7 +886,7 @@ def check_trained_sparse_share(SparseAutoencoder, n_hidden: int, *, testset=None
                       f"{LOW_ACTIVATION} on the test images: too small (a plain autoencoder of "
                       f"the same size has about {bars['plain_share']:.2f})",
                       required(bars["low_share"], bars["reference_share"]), f"{got:.3f}",
-                      _TRAIN_SPARSE)
+                      untrained_first(result, "low_share", _TRAIN_SPARSE))
     print(f"share of activations below {LOW_ACTIVATION}: {got:.3f} (required >= "
           f"{bars['low_share']:.3f}; a plain autoencoder about {bars['plain_share']:.2f})")
 
@@ -881,9 +902,10 @@ def check_trained_sparse_error(SparseAutoencoder, n_hidden: int, *, testset=None
         raise failure("reconstruction error of the trained sparse autoencoder on the test "
                       "images (mean over pixels)",
                       required(bars["sparse_mse"], bars["reference_sparse_mse"], ".4f", "<="),
-                      fmt(got), "train longer; check that the reconstruction term compares xrec "
-                      "with x and that the sparsity weight is not much larger than the "
-                      "notebook's")
+                      fmt(got), untrained_first(
+                          result, "sparse_mse", "train longer; check that the reconstruction term "
+                          "compares xrec with x and that the sparsity weight is not much larger "
+                          "than the notebook's", ".4f"))
     print(f"test MSE {fmt(got)} (required <= {bars['sparse_mse']:.4f})")
 
 
@@ -891,3 +913,11 @@ def check_trained_sparse_error(SparseAutoencoder, n_hidden: int, *, testset=None
 check_pca = replayable("linear.check_pca")(check_pca)
 check_l1_penalty = replayable("linear.check_l1_penalty")(check_l1_penalty)
 check_kl_sparsity = replayable("linear.check_kl_sparsity")(check_kl_sparsity)
+
+# A failed check shows the student their own call and the message, no frame of the grader.
+for _name in ("check_pca", "check_linear_autoencoder", "check_l1_penalty", "check_kl_sparsity",
+              "check_sparse_autoencoder", "check_trained_linear_subspace",
+              "check_trained_linear_error", "check_trained_sparse_activation",
+              "check_trained_sparse_share", "check_trained_sparse_error"):
+    globals()[_name] = student_facing(globals()[_name])
+del _name

