@@ -11,6 +11,7 @@ VERBS = {
     "calibrate": ("autograder.cli.calibrate", "train the reference over seeds to set the pass bars"),
     "failures": ("autograder.grading.report", "list the notebooks whose grading failed or was interrupted"),
     "report": ("autograder.cli.classreport", "an HTML page and a CSV on how a class did in an assignment"),
+    "kit": ("autograder.cli.kit", "a zip per assignment to hand out (notebooks, wheel, README), a hub image recipe"),
 }
 
 USAGE = "usage: python -m autograder {" + ",".join(VERBS) + "} [--help | options]\n\n" + "\n".join(
