@@ -35,6 +35,23 @@ def _grade_id(cell: NotebookNode) -> str | None:
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
 
+def plain_counts(cell: NotebookNode) -> None:
+    """Make the cell's and its results' ``execution_count`` an int >= 0 or None.
+
+    The kernel reports them, and code in it can forge what it reports (a string of markup):
+    nbconvert would then find the notebook invalid after this step and nbgrader would drop the
+    student's whole autograded notebook. A prompt number grades nothing.
+    """
+    def plain(value):
+        return value if type(value) is int and value >= 0 else None
+
+    if "execution_count" in cell:
+        cell.execution_count = plain(cell.execution_count)
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "execute_result":
+            output.execution_count = plain(output.get("execution_count"))
+
+
 def _size(n: int) -> str:
     return f"{n / 1024 ** 3:g} GiB" if n >= 1024 ** 3 else f"{n / 1024 ** 2:g} MiB"
 
@@ -109,6 +126,7 @@ class GradingExecute(Execute):
                 self.shutdown_kernel = "immediate"
             else:
                 self._note_limits(index, cell)
+            plain_counts(cell)
 
     def _note_limits(self, index: int, cell: NotebookNode) -> None:
         for output in cell.outputs:
