@@ -152,3 +152,37 @@ def pytest_collection_modifyitems(config, items):
     one file per process at a time) the longest files then start at once instead of last."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
+
+
+def hidden_test_lines(source_path: Path) -> list[str]:
+    """The code lines of the hidden tests of a source notebook (markers excluded)."""
+    lines, inside = [], False
+    for cell in nbformat.read(source_path, as_version=4).cells:
+        for line in cell.source.splitlines() if cell.metadata.get("nbgrader", {}).get("grade") else []:
+            if "BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "END HIDDEN TESTS" in line:
+                inside = False
+            elif inside and line.strip() and not line.strip().startswith("#"):
+                lines.append(line.strip())
+    return lines
+
+
+def page_text(html: str) -> str:
+    """The text of an HTML page as a reader sees it: tags removed, entities decoded, and
+    whitespace runs as single spaces (syntax highlighting splits code into many tags)."""
+    import html as html_lib
+    import re
+
+    text = html_lib.unescape(re.sub(r"<[^>]+>", "", html))
+    return " ".join(text.split())
+
+
+def assert_no_hidden_tests(html: str, source_path: Path) -> None:
+    """A feedback page shows no hidden test (no marker, no line of their code) and says that
+    hidden checks ran."""
+    text = page_text(html)
+    assert "HIDDEN TESTS" not in text
+    for line in hidden_test_lines(source_path):
+        assert " ".join(line.split()) not in text, line
+    assert "hidden check" in text

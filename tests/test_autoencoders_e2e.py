@@ -17,6 +17,7 @@ from conftest import (
     SOLUTIONS,
     WEIGHTS,
     assert_full_marks,
+    assert_no_hidden_tests,
     assert_release_scores_zero,
     errors,
     points,
@@ -199,3 +200,12 @@ def test_feedback_shows_every_cell_and_the_hints(feedback, case):
     assert all(cell in html for cell in case.full), case.name
     html = (feedback / "mistakes" / ASSIGNMENT / f"{case.name}.html").read_text()
     assert all(hint in html for hint in case.hints.values()), case.name
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_feedback_holds_no_hidden_test(feedback, case):
+    """Does every student's feedback page show the test cells without the hidden tests' code or
+    markers, saying instead how many hidden checks ran?"""
+    for student in STUDENTS:
+        html = (feedback / student / ASSIGNMENT / f"{case.name}.html").read_text()
+        assert_no_hidden_tests(html, SOLUTIONS / f"{case.name}.ipynb")

@@ -22,11 +22,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import COURSE_ROOT, assert_full_marks, assert_release_scores_zero, errors, points, swap
+from conftest import (
+    COURSE_ROOT,
+    assert_full_marks,
+    assert_no_hidden_tests,
+    assert_release_scores_zero,
+    errors,
+    points,
+    swap,
+)
 
 from autograder.checks.transfer import VARIANTS
 from autograder.cli.weights import reference_weights, write_untrained_weights
-from autograder.grading.course import all_scores, autograde, build_course, graded, outputs, submit
+from autograder.grading.course import all_scores, autograde, build_course, graded, nbgrader, outputs, submit
 from autograder.manifest import notebook, notebooks
 
 pytestmark = pytest.mark.slow
@@ -303,3 +311,20 @@ def test_transfer_cells_show_the_graders_numbers(course_scores):
     assert "style B" in outputs(reference, "test_transfer_swap_style")
     text = "".join(outputs(reference, index=i) for i, c in enumerate(reference.cells) if c.cell_type == "code")
     assert "pretraining epochs" not in text and "swap autoencoder epochs" not in text
+
+
+@pytest.fixture(scope="module")
+def reference_feedback(course_scores):
+    """The reference's feedback folder after `nbgrader generate_feedback`."""
+    course, _ = course_scores
+    proc = nbgrader(course, "generate_feedback", ASSIGNMENT, "--student", "reference", "--force")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    return course / "feedback" / "reference" / ASSIGNMENT
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_feedback_holds_no_hidden_test(reference_feedback, case):
+    """Does the feedback page show the test cells without the hidden tests' code or markers,
+    saying instead how many hidden checks ran?"""
+    html = (reference_feedback / f"{case.name}.html").read_text()
+    assert_no_hidden_tests(html, SOLUTIONS / f"{case.name}.ipynb")

@@ -35,6 +35,8 @@ and for ``nbgrader autograde``:
 and for ``nbgrader generate_feedback`` (and the formgrader's feedback button):
 
 - ``SanitizeOutputs`` again, before the HTML is written;
+- ``HideHiddenTests``: the hidden tests' code never reaches a feedback page (one line says how
+  many hidden checks ran);
 - ``FeedbackExporter``: feedback folders hold only the HTML, not the student's weight files.
 
 Values set in ``nbgrader_config.py`` after the call, or on the command line, win.
@@ -46,7 +48,7 @@ from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
 from ..sandbox import SandboxedKernelManager
 from .execute import GradingExecute
-from .feedback import FeedbackExporter
+from .feedback import FeedbackExporter, HideHiddenTests
 from .preprocessors import FlagGradingFailures, HarmlessStderr, ReplayChecks, RestoreCellMetadata
 from .report import RecordingExporter
 from .sanitize import SanitizeOutputs
@@ -74,8 +76,10 @@ def autograde_preprocessors() -> list[type]:
 
 
 def feedback_preprocessors() -> list[type]:
-    """nbgrader's feedback pipeline with SanitizeOutputs before the HTML is written."""
-    return [*GenerateFeedback.class_traits()["preprocessors"].default(), SanitizeOutputs]
+    """nbgrader's feedback pipeline with HideHiddenTests and SanitizeOutputs before the HTML is
+    written."""
+    return [*GenerateFeedback.class_traits()["preprocessors"].default(), HideHiddenTests,
+            SanitizeOutputs]
 
 
 def configure(c) -> None:
