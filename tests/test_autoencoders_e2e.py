@@ -20,6 +20,7 @@ from conftest import (
     assert_no_hidden_tests,
     assert_release_scores_zero,
     errors,
+    page_text,
     points,
     reference_weights,
     swap,
@@ -209,3 +210,21 @@ def test_feedback_holds_no_hidden_test(feedback, case):
     for student in STUDENTS:
         html = (feedback / student / ASSIGNMENT / f"{case.name}.html").read_text()
         assert_no_hidden_tests(html, SOLUTIONS / f"{case.name}.ipynb")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_feedback_starts_with_a_summary(feedback, case):
+    """Does every feedback page start with the points, the reference's saying nothing was lost
+    and listing its graded numbers, and the untrained student's naming each lost cell with
+    its hint?"""
+    full = sum(case.full.values())
+    text = page_text((feedback / "reference" / ASSIGNMENT / f"{case.name}.html").read_text())
+    assert f"Summary: {full:g} / {full:g} points" in text and "No points were lost." in text
+    assert "passes: required" in text.split("No points were lost.")[0]
+    text = page_text((feedback / "untrained" / ASSIGNMENT / f"{case.name}.html").read_text())
+    summary = text[text.index("Summary:"):text.index("Where points were lost")]
+    lost = [cell for cell in case.full if f"{cell} 0 / " in summary]
+    assert lost, summary
+    after = text[text.index("Where points were lost"):]
+    for cell in lost:
+        assert f"{cell} (0 / " in after and "hint:" in after, after[:2000]

@@ -39,3 +39,31 @@ def test_the_count_and_the_tracebacks():
     cell, _ = HideHiddenTests().preprocess_cell(cell, {}, 0)
     assert cell.source == "check(a)\n# ... and 2 hidden checks, run by the grader (not shown)"
     assert cell.outputs[0].traceback == ["CheckFailure: wrong shape"]
+
+
+def test_the_summary_lists_points_numbers_and_what_was_lost():
+    """Does the summary at the top give the points of every test cell, the numbers printed
+    beside their bars, and for a cell that lost points its first line, expected/got and hint,
+    linked to the cell, as literal text?"""
+    from nbformat.v4 import new_notebook
+
+    from autograder.grading.feedback import FeedbackSummary
+
+    passed = new_code_cell("checks.check_trained_ae_probe(...)", metadata={"nbgrader": {
+        "grade": True, "grade_id": "test_probe", "points": 2, "score": 2.0}})
+    passed.outputs = [new_output("stream", name="stdout",
+                                 text="linear probe accuracy: 0.886, passes: required >= 0.750\n")]
+    failed = new_code_cell("checks.check_encoder(Encoder)", metadata={"nbgrader": {
+        "grade": True, "grade_id": "test_encoder", "points": 2, "score": 0.0}})
+    failed.outputs = [new_output("error", ename="CheckFailure", traceback=[], evalue=(
+        "Encoder on x <b>: wrong shape\n  expected shape (1, 2)\n  got      shape (1, 10)\n"
+        "  hint: n_components is not `honoured`"))]
+    nb, _ = FeedbackSummary().preprocess(new_notebook(cells=[passed, failed]), {})
+    summary = nb.cells[0].source
+    assert summary.startswith("## Summary: 2 / 4 points")
+    assert "| [test_probe](#test_probe) | 2 / 2 |" in summary
+    assert "- `linear probe accuracy: 0.886, passes: required >= 0.750`" in summary
+    assert ("- [test_encoder](#test_encoder) (0 / 2): `CheckFailure: Encoder on x <b>: wrong shape`"
+            in summary)
+    assert "  - `expected shape (1, 2); got shape (1, 10)`" in summary
+    assert "  - `hint: n_components is not 'honoured'`" in summary

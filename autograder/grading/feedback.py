@@ -8,6 +8,10 @@ too. Each test cell keeps its visible source and its outputs, and says how many 
 ran in place of their code; tracebacks of test cells keep only their last line (the message),
 since IPython's frames quote the cell's source.
 
+``FeedbackSummary`` (after nbgrader's ``GetGrades``): a summary at the top of the page, the
+points of every test cell, each graded number against its bar as the cells print it, and for
+every cell that lost points the first line of its message and its hint, linked to the cell.
+
 Feedback folders:
 
 ``nbgrader generate_feedback`` copies every file of a student's autograded folder next to the
@@ -35,6 +39,73 @@ def _checks_in(code: str) -> int:
         return len(ast.parse(code).body)
     except SyntaxError:
         return sum(1 for line in code.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def _code(text: str) -> str:
+    """``text`` as a markdown code span (shown literally, whatever it holds)."""
+    return "`" + " ".join(text.replace("`", "'").split()) + "`"
+
+
+def _message(cell) -> str:
+    """The text of the first error of a cell's outputs (``ename: evalue``), or ``""``."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"
+    return ""
+
+
+def _first_and_hint(message: str) -> tuple[str, str, str]:
+    """The first line of a check's message, its expected and got lines, and its hint (the
+    lines from ``hint:`` on)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    hint = next((i for i, line in enumerate(lines) if line.startswith("hint:")), len(lines))
+    numbers = "; ".join(line for line in lines[1:hint] if line.startswith(("expected", "got")))
+    return first, numbers, " ".join(lines[hint:])
+
+
+def _graded_numbers(cell) -> list[str]:
+    """The lines a passing trained-model cell printed with its number beside its bar."""
+    text = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                   if o.get("output_type") == "stream")
+    return [line.strip() for line in text.splitlines() if "passes: required" in line]
+
+
+class FeedbackSummary(NbGraderPreprocessor):
+    """Put a summary of the grades and of what lost points at the top of a feedback page."""
+
+    def preprocess(self, nb, resources):
+        from nbformat.v4 import new_markdown_cell
+
+        rows, numbers, lost = [], [], []
+        total = maximum = 0.0
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code" or not meta.get("grade") or "points" not in meta:
+                continue
+            grade_id = meta.get("grade_id", "")
+            score, points = float(meta.get("score") or 0), float(meta["points"])
+            total, maximum = total + score, maximum + points
+            rows.append(f"| [{grade_id}](#{grade_id}) | {score:g} / {points:g} |")
+            numbers += _graded_numbers(cell)
+            if score < points:
+                first, expected, hint = _first_and_hint(_message(cell))
+                lost.append(f"- [{grade_id}](#{grade_id}) ({score:g} / {points:g}): "
+                            + (_code(first) if first else "no message")
+                            + "".join(f"\n  - {_code(part)}" for part in (expected, hint) if part))
+        if not rows:
+            return nb, resources
+        parts = [f"## Summary: {total:g} / {maximum:g} points", "",
+                 "| test cell | points |", "| --- | --- |", *rows]
+        if numbers:
+            parts += ["", "**Your saved models' graded numbers**", "",
+                      *(f"- {_code(line)}" for line in numbers)]
+        parts += ["", "**Where points were lost, and why**" if lost else
+                  "**No points were lost.**", "", *lost]
+        summary = new_markdown_cell("\n".join(parts).rstrip() + "\n",
+                                    metadata={"autograder": {"summary": True}})
+        nb.cells.insert(0, summary)
+        return nb, resources
 
 
 class HideHiddenTests(NbGraderPreprocessor):

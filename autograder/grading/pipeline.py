@@ -37,6 +37,8 @@ and for ``nbgrader generate_feedback`` (and the formgrader's feedback button):
 - ``SanitizeOutputs`` again, before the HTML is written;
 - ``HideHiddenTests``: the hidden tests' code never reaches a feedback page (one line says how
   many hidden checks ran);
+- ``FeedbackSummary``: a summary at the top (points per test cell, the graded numbers against
+  their bars, and what lost points, with the hint);
 - ``FeedbackExporter``: feedback folders hold only the HTML, not the student's weight files.
 
 Values set in ``nbgrader_config.py`` after the call, or on the command line, win.
@@ -48,7 +50,7 @@ from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
 from ..sandbox import SandboxedKernelManager
 from .execute import GradingExecute
-from .feedback import FeedbackExporter, HideHiddenTests
+from .feedback import FeedbackExporter, FeedbackSummary, HideHiddenTests
 from .preprocessors import FlagGradingFailures, HarmlessStderr, ReplayChecks, RestoreCellMetadata
 from .report import RecordingExporter
 from .sanitize import SanitizeOutputs
@@ -79,7 +81,7 @@ def feedback_preprocessors() -> list[type]:
     """nbgrader's feedback pipeline with HideHiddenTests and SanitizeOutputs before the HTML is
     written."""
     return [*GenerateFeedback.class_traits()["preprocessors"].default(), HideHiddenTests,
-            SanitizeOutputs]
+            FeedbackSummary, SanitizeOutputs]
 
 
 def configure(c) -> None:
