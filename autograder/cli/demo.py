@@ -1,7 +1,10 @@
 """The grading demo: release, train the reference models, autograde three demo students in a
 copy of the course, and print their points per test cell.
 
-    python -m autograder demo [--workdir DIR] [--assignment NAME ...]    # make demo
+    python -m autograder demo [--workdir DIR] [--assignment NAME ...] [--course DIR]   # make demo
+
+The course whose solutions and reference weights it uses is the current directory (``--course``
+names another), as for nbgrader; the demo course is built apart from it, in ``COURSE/demo``.
 """
 from __future__ import annotations
 
@@ -32,17 +35,17 @@ DEMO_STUDENTS = {
 }
 
 
-def demo(workdir: Path, names: tuple[str, ...] | None = None) -> None:
+def demo(workdir: Path, names: tuple[str, ...] | None = None, course: Path = COURSE_ROOT) -> None:
     """Release, train, submit three demo students, autograde, print points per cell."""
     names = names or assignments()
-    train_weights([f"{nb.assignment}/{nb.name}" for a in names for nb in notebooks(a)])
-    build_course(workdir, names)
+    train_weights([f"{nb.assignment}/{nb.name}" for a in names for nb in notebooks(a)], course=course)
+    build_course(workdir, names, course=course)
     print(f"demo course in {workdir}")
-    weights = reference_dir()
+    weights = reference_dir(course)
     for assignment in names:
         release = workdir / RELEASE / assignment
         for nb in notebooks(assignment):
-            solution = source_path(nb)
+            solution = source_path(nb, course)
             submit(workdir, "untouched", {f"{nb.name}.ipynb": release / f"{nb.name}.ipynb"}, assignment)
             submit(workdir, "reference", {f"{nb.name}.ipynb": solution,
                                           **{w: weights / w for w in nb.weights}}, assignment)
@@ -121,10 +124,15 @@ def _print_table(rows, students) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, default=COURSE_ROOT / "demo",
-                        help="where the demo course is built (default: %(default)s)")
+    parser.add_argument("--course", type=Path, default=Path("."), metavar="DIR",
+                        help="the course whose solutions and reference weights are used "
+                             "(default: the current directory)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the demo course is built (default: COURSE/demo)")
     parser.add_argument("--assignment", action="append", choices=assignments(),
                         help="grade only this assignment (repeatable; default: all)")
     args = parser.parse_args(argv)
-    demo(args.workdir, tuple(args.assignment) if args.assignment else None)
+    course = args.course.resolve()
+    demo((args.workdir or course / "demo").resolve(), tuple(args.assignment) if args.assignment else None,
+         course)
     return 0

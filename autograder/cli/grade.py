@@ -22,8 +22,6 @@ import sys
 import threading
 from pathlib import Path
 
-from ..grading.course import COURSE_ROOT
-
 DEFAULT_TIMEOUT = 1800.0
 
 
@@ -50,8 +48,8 @@ def parser() -> argparse.ArgumentParser:
                         "fewer towards the end so that the workers finish together)")
     p.add_argument("--skip-preflight", action="store_true",
                    help="do not grade the reference solutions first (not recommended)")
-    p.add_argument("--course", default=str(COURSE_ROOT), metavar="DIR",
-                   help="the course directory (default: the repository root, %(default)s)")
+    p.add_argument("--course", default=".", metavar="DIR",
+                   help="the course directory (default: the current directory, as for nbgrader)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

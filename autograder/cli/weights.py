@@ -1,10 +1,11 @@
 """Train the reference models: execute the solution notebooks in training mode.
 
-    python -m autograder weights [NOTEBOOK ...] [--force]    # make weights
+    python -m autograder weights [NOTEBOOK ...] [--force] [--course DIR]   # make weights
 
 Weights and executed notebooks go to ``reference/`` (or ``AUTOGRADER_REFERENCE_DIR``), never to
 ``solutions/``: nbgrader would copy them into the release. Notebooks are named ``NAME`` or
-``ASSIGNMENT/NAME`` (course manifest); without names, every notebook of the course.
+``ASSIGNMENT/NAME`` (course manifest); without names, every notebook of the course. The course
+is the current directory (``--course`` names another), as for nbgrader.
 """
 from __future__ import annotations
 
@@ -184,10 +185,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="NAME or ASSIGNMENT/NAME (default: every notebook: "
                              f"{', '.join(f'{nb.assignment}/{nb.name}' for nb in NOTEBOOKS)})")
     parser.add_argument("--force", action="store_true", help="retrain even if the weights exist")
+    parser.add_argument("--course", type=Path, default=Path("."), metavar="DIR",
+                        help="the course directory: solutions/ is read, reference/ written there "
+                             "(default: the current directory)")
     args = parser.parse_args(argv)
     try:
         resolve(args.notebooks)
     except KeyError as exc:
         parser.error(str(exc.args[0]))
-    train_weights(args.notebooks or None, force=args.force)
+    train_weights(args.notebooks or None, course=args.course.resolve(), force=args.force)
     return 0

@@ -125,8 +125,8 @@ def assignment_of(course: Path, assignment: str | None = None) -> str:
     return names[0]
 
 
-def _config_text(config: str) -> str:
-    text = (COURSE_ROOT / "nbgrader_config.py").read_text()
+def _config_text(config: str, course: Path = COURSE_ROOT) -> str:
+    text = (course / "nbgrader_config.py").read_text()
     if "configure(c)" not in text:
         text += "\nfrom autograder.grading.pipeline import configure\nconfigure(c)\n"
     return text + f"\n{config}\n"
@@ -157,17 +157,18 @@ def make_course(tmp_path: Path, source_notebooks: dict[str, NotebookNode],
 
 
 def build_course(workdir: Path, assignments: tuple[str, ...] | None = None, *,
-                 config: str = "") -> Path:
-    """A fresh copy of this course (config and source notebooks) in ``workdir``, released."""
+                 config: str = "", course: Path = COURSE_ROOT) -> Path:
+    """A fresh copy of ``course`` (config and source notebooks; default: this repository's) in
+    ``workdir``, released."""
     from ..manifest import assignments as all_assignments
 
     names = assignments or all_assignments()
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    (workdir / "nbgrader_config.py").write_text(_config_text(config))
+    (workdir / "nbgrader_config.py").write_text(_config_text(config, course))
     for name in names:
-        shutil.copytree(COURSE_ROOT / SOURCE / name, workdir / SOURCE / name,
+        shutil.copytree(course / SOURCE / name, workdir / SOURCE / name,
                         ignore=shutil.ignore_patterns("*.pth", ".ipynb_checkpoints"))
         _generate(workdir, name)
     return workdir
