@@ -30,10 +30,10 @@ TRAINED_EPOCHS = 3
 
 @pytest.fixture(scope="module")
 def kits(tmp_path_factory) -> Path:
-    """Every kit and the hub recipe, built by the command an instructor runs."""
+    """Every kit and the hub recipe, built by the command an instructor runs in the course."""
     out = tmp_path_factory.mktemp("kits")
-    proc = subprocess.run([sys.executable, "-m", "autograder", "kit", "--course", str(ROOT), "--out", str(out)],
-                          cwd=out, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "autograder", "kit", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
