@@ -57,12 +57,17 @@ class KitError(RuntimeError):
     """A kit could not be built; the message names the file and the fix."""
 
 
-def build_wheel(course: Path, out: Path) -> Path:
-    """The course package's wheel, built from a copy of its sources into ``out``."""
+def require_course(course: Path) -> None:
+    """Raise :class:`KitError` unless ``course`` holds what the wheel is built from."""
     missing = [name for name in (*BUILD_FILES, *PACKAGES) if not (course / name).exists()]
     if missing:
         raise KitError(f"{course} is not the course repository: {', '.join(missing)} missing there "
                        f"(run in the repository root, or name it with --course DIR)")
+
+
+def build_wheel(course: Path, out: Path) -> Path:
+    """The course package's wheel, built from a copy of its sources into ``out``."""
+    require_course(course)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kit-wheel-") as tmp:
         src = Path(tmp) / "src"
@@ -272,6 +277,7 @@ def write_jupyterhub(wheel: Path, out: Path) -> Path:
 def build_kits(course: Path, out: Path, names: list[str] | None = None,
                wheel_url: str | None = None) -> list[Path]:
     """Every kit of ``names`` (default: all assignments) and the hub recipe; returns the paths."""
+    require_course(course)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.whl"):
         old.unlink()
