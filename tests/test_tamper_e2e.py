@@ -9,12 +9,13 @@ does, with the honest numbers in its message (docs/security.md).
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
-from conftest import ASSIGNMENT, SOLUTIONS, grade_cell_errors
+from conftest import ASSIGNMENT, COURSE_ROOT, SOLUTIONS, grade_cell_errors, swap
 
 from autograder.cli.weights import write_untrained_weights
-from autograder.grading.course import all_scores, autograde, build_course, submit
+from autograder.grading.course import all_scores, autograde, build_course, flagged, submit
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +118,42 @@ VAE_FLOORLESS = '''
         return 0 * h[:, :1], torch.where(corners, -700.0, y_logvar)
 '''
 
+# Encoder.forward, in the producer, replaces every first-stage output at exit with a small
+# archive whose header declares 10^10 float32 (37 GiB if the grader allocated it).
+BOMBER = '''
+        import atexit, builtins, sys
+        if (len(sys.argv) > 2 and sys.argv[2].endswith("result.json")
+                and not getattr(builtins, "_bomb", False)):
+            builtins._bomb = True
+            def bomb():
+                import glob, io, os, zipfile
+                import numpy
+                header = io.BytesIO()
+                numpy.lib.format.write_array_header_1_0(
+                    header, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 5, 10 ** 5)})
+                first = os.path.join(os.path.dirname(sys.argv[2]), "first")
+                for path in glob.glob(os.path.join(first, "*.npz")):
+                    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+                        archive.writestr("z_test.npy", header.getvalue() + bytes(1 << 20))
+            atexit.register(bomb)
+        h = self.conv(x)
+        return self.fc(h.flatten(1))
+'''
+# Encoder.forward, in the producer, fills its working copy with 2.7 GB (sparse files: no disk
+# in fact, each below the 1 GiB file-size limit) and waits.
+DISK_FILLER = '''
+        import builtins, sys, time
+        if (len(sys.argv) > 2 and sys.argv[2].endswith("result.json")
+                and not getattr(builtins, "_filled", False)):
+            builtins._filled = True
+            for i in range(3):
+                with open(f"fill-{i}.bin", "wb") as f:
+                    f.truncate(900 * 1024 ** 2)
+            time.sleep(60)
+        h = self.conv(x)
+        return self.fc(h.flatten(1))
+'''
+
 
 def _method_body(text: str, grade_id: str, body: str, which: int = -1) -> str:
     """The notebook JSON with a solution region of one cell (default: the last) replaced."""
@@ -152,11 +189,18 @@ def graded(tmp_path_factory):
                                                     "vae_decoder", VAE_FLOORLESS)},
         "dae_noise_off": {"dae.ipynb": _method_body((SOLUTIONS / "dae.ipynb").read_text(),
                                                     "dae_model", DAE_NOISE_OFF)},
+        "bomber": {"ae.ipynb": _method_body(ae, "ae_encoder", BOMBER)},
+        "disk_filler": {"ae.ipynb": _method_body(ae, "ae_encoder", DISK_FILLER)},
+        # The reference solution and weights, with a learning rate of 1e999 (inf).
+        "settings_inf": {"ae.ipynb": swap(ae, "learning_rate = 1e-3", "learning_rate = 1e999")},
     }
     for student, files in students.items():
         dest = submit(course, student, files, assignment=ASSIGNMENT)
         write_untrained_weights(dest, [name.removesuffix(".ipynb") for name in files],
                                 assignment=ASSIGNMENT)
+    for name in ("ae_encoder.pth", "ae_decoder.pth"):
+        shutil.copyfile(COURSE_ROOT / "reference" / name,
+                        course / "submitted" / "settings_inf" / ASSIGNMENT / name)
     proc = autograde(course, force=True, assignment=ASSIGNMENT)
     assert proc.returncode == 0, proc.output[-6000:]
     return course, all_scores(course, ASSIGNMENT)
@@ -259,3 +303,39 @@ def test_vae_decoder_below_the_floor_gains_nothing(graded):
     error = _errors(course, "vae_floorless", "vae")["test_vae_loss"]
     assert "y_logvar goes down to -700.0" in error and "gains nothing" in error, error
     assert float(re.search(r"got\s+(-?[0-9.]+)", error).group(1)) > -100, error
+
+
+def test_a_stage_output_that_declares_a_huge_array_fails_its_cells(graded):
+    """Does a producer that replaces its outputs with archives declaring 10^10 elements lose
+    the trained-model cells with a message naming the refusal, and only those (no cell flagged,
+    no crash of the grader)?"""
+    course, result = graded
+    assert _points(result, "bomber", "ae") == {
+        "test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_probe": 0.0,
+        "test_ae_reconstruction": 0.0}
+    errors = _errors(course, "bomber", "ae")
+    for cell in ("test_ae_probe", "test_ae_reconstruction"):
+        assert "of 10,000,000,000 (10^10) elements, more than the grader accepts" in errors[cell], \
+            errors[cell]
+    assert not flagged(course, "bomber", ASSIGNMENT)
+
+
+def test_a_producer_that_fills_the_disk_is_stopped_and_flagged(graded):
+    """Is a producer whose working copy grows past c.Sandbox.max_job_disk stopped, and are the
+    notebook's cells left to a person with that reason (never read back, never scored)?"""
+    course, result = graded
+    errors = _errors(course, "disk_filler", "ae")
+    for cell, error in errors.items():
+        assert "more than 2 GiB" in error and "c.Sandbox.max_job_disk" in error, (cell, error)
+    assert flagged(course, "disk_filler", ASSIGNMENT) == {("ae", cell) for cell in errors}
+
+
+def test_a_setting_that_is_not_finite_costs_nothing(graded):
+    """Does the reference notebook with ``learning_rate = 1e999`` (inf) in its settings cell keep
+    every point, every cell judged and none flagged (the judge cannot rebuild an inf)?"""
+    course, result = graded
+    assert _points(result, "settings_inf", "ae") == {
+        "test_ae_encoder": 2.0, "test_ae_decoder": 2.0, "test_ae_probe": 2.0,
+        "test_ae_reconstruction": 2.0}
+    assert not flagged(course, "settings_inf", ASSIGNMENT)
+    assert not any(_errors(course, "settings_inf", "ae").values())

@@ -176,6 +176,26 @@ def test_the_memory_limit_applies_to_a_job(warm):
 
 
 @pytest.mark.slow
+def test_a_job_whose_files_outgrow_the_disk_cap_is_stopped(warm):
+    """Is a job whose folders hold more than c.Sandbox.max_job_disk stopped within a second
+    or so, with the reason in its output, and does the next job run? (Sparse files: the
+    test's 2.7 GB take no disk.)"""
+    start = time.monotonic()
+    result, _, _ = job(warm, """
+        import time
+        for i in range(3):
+            with open(f"fill-{i}.bin", "wb") as f:
+                f.truncate(900 * 1024 ** 2)  # below the 1 GiB file-size limit each
+        time.sleep(60)
+    """, timeout=120)
+    assert result.returncode == -9 and not result.timed_out, result.output
+    assert "stopped: its files took more than 2 GiB of disk (c.Sandbox.max_job_disk)" in result.output
+    assert time.monotonic() - start < 30
+    after, _, seen = job(warm, "print(json.dumps({'alive': True}))")
+    assert after.returncode == 0 and seen == {"alive": True}
+
+
+@pytest.mark.slow
 def test_a_job_cannot_name_a_writable_directory_outside_the_staging_root(warm, tmp_path):
     result, _, _ = job(warm, "print(json.dumps({}))", writable_extra=(str(tmp_path),))
     assert result.returncode == 125

@@ -17,13 +17,18 @@ Every check process is in one of three modes (:func:`mode`):
   its body on the recorded calls. A check that needs the student's code itself touches a
   placeholder, which raises :class:`NeedsProducer`: that cell keeps the producer's verdict.
 
-Arrays travel as ``.npz`` files read with ``allow_pickle=False``; the judge accepts only float
-arrays of the expected rows (:func:`checked`). See docs/security.md.
+Arrays travel as ``.npz`` files that are never unpickled; the grader reads an array only after
+its size and dtype (the archive's record, the .npy header) are within bounds
+(:func:`load_arrays`), and the judge accepts only float arrays of the expected rows
+(:func:`checked`). See docs/security.md.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
+import zipfile
 
 import numpy as np
 import torch
@@ -44,10 +49,35 @@ _path_join = os.path.join
 _isinstance = isinstance
 _BaseException = BaseException
 _str = str
+_ZipFile = zipfile.ZipFile
+_unpack = struct.unpack
+_read_magic = np.lib.format.read_magic
+_npy_headers = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+_np_empty = np.empty
+_prod = math.prod
 
-#: The largest array (elements) and file (bytes) the grader reads back from a check process.
-MAX_ELEMENTS = 80_000_000
+# What the grader reads back from a check process is bounded *before* it is read: an .npz is
+# a zip archive, and a few kilobytes of deflated zeros declare gigabytes of array.
+
+#: The largest array (elements) that travels between the grader and a check process. The
+#: largest that does so legitimately is the training images the grader hands to the producer
+#: on full MNIST, 60,000 x 784 = 47,040,000 float32 (measured with the reference solutions:
+#: on the embedded data the largest is 4,000 x 784 = 3,136,000); a stage returns less: the
+#: codes of those images, n_components wide, or 10,000 test images x 784 pixels.
+MAX_ELEMENTS = 60_000 * 784
+#: The largest .npz file (bytes, on disk and declared uncompressed in all): twice the largest
+#: legitimate one, the inputs the grader writes on full MNIST (70,000 images x 784 float32,
+#: 219.5 MB); a stage's outputs are smaller.
 MAX_FILE_BYTES = 400_000_000
+#: The most arrays one .npz may hold: the most a reference run writes is 3,005 (the recorded
+#: calls of check_few_label_subset, whose uniformity test draws 3,000 subsets).
+MAX_ARRAYS = 20_000
+#: The dtypes an array may have: the stages return float32, the recorded calls float64.
+ARRAY_DTYPES = ("float16", "float32", "float64")
+#: The largest JSON file (bytes) read back from a check process: a record of one evaluation
+#: or of a stage's failure is a few kilobytes, all recorded calls of a notebook at most 0.8 MB.
+MAX_JSON_BYTES = 16_000_000
 
 _STATE: dict = {"mode": None, "dir": None, "inputs": {}, "produced": set(), "cell": "", "judged": {},
                 "data": {}}
@@ -109,25 +139,122 @@ def save_arrays(path: str, arrays: dict) -> None:
     _replace(path + ".tmp", path)
 
 
+class _Refused(Exception):  # noqa: N818 - a reason, not a bug
+    """Outputs the grader does not read, with the reason shown to the student."""
+
+
 def load_arrays(path: str) -> dict[str, np.ndarray]:
     """The arrays of an .npz file written by a check process: never pickles, never a link,
-    bounded in size; a problem becomes a failure naming it."""
+    bounded in size *before* anything is decompressed; a problem becomes a failure naming it.
+
+    The file's size, the number of its arrays (from the archive's end record, before the
+    directory is parsed), each array's dtype and shape (its .npy header) and the size the
+    archive declares for it, and their sum, are checked against :data:`MAX_FILE_BYTES`,
+    :data:`MAX_ARRAYS`, :data:`ARRAY_DTYPES` and :data:`MAX_ELEMENTS`; then exactly the
+    declared bytes are read (``zipfile`` inflates no more than a member's declared size).
+    """
     try:
         if os.path.islink(path) or not os.path.isfile(path):
-            raise OSError("not a plain file")
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise OSError("too large")
-        with _np_load(path, allow_pickle=False) as data:
-            arrays = {}
-            for key in data.files:
-                header = data[key]
-                if header.size > MAX_ELEMENTS:
-                    raise OSError(f"array {key} too large")
-                arrays[key] = header
-            return arrays
+            raise _Refused("not a plain file")
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise _Refused(f"a file of {size:,} bytes, more than the grader accepts "
+                           f"({MAX_FILE_BYTES:,})")
+        with _open(path, "rb") as f:
+            _check_directory(f, size)
+            with _ZipFile(f) as archive:
+                members = archive.infolist()
+                if len(members) > MAX_ARRAYS:
+                    raise _Refused(f"{len(members):,} arrays, more than the grader accepts "
+                                   f"({MAX_ARRAYS:,})")
+                headers = {}
+                for member in members:
+                    key = member.filename[:-4]
+                    if not member.filename.endswith(".npy") or not key or key in headers:
+                        raise _Refused(f"an unexpected member {member.filename[:80]!r}")
+                    with archive.open(member) as stream:
+                        headers[key] = _read_header(stream, member.file_size, key)
+                declared = sum(m.file_size for m in members)
+                if declared > MAX_FILE_BYTES:
+                    raise _Refused(f"arrays of {declared:,} bytes in all, more than the grader "
+                                   f"accepts ({MAX_FILE_BYTES:,})")
+                arrays = {}
+                for member, (key, header) in zip(members, headers.items()):
+                    with archive.open(member) as stream:
+                        arrays[key] = _read_data(stream, key, *header)
+                return arrays
+    except _Refused as exc:
+        raise evidence_failure(f"the outputs {os.path.basename(path)} were refused: the stage "
+                               f"returned {exc}") from None
     except Exception as exc:  # noqa: BLE001 - whatever is wrong, the outputs are unusable
         raise evidence_failure(f"unreadable outputs {os.path.basename(path)} "
                                f"({type(exc).__name__}: {exc})") from None
+
+
+def _check_directory(f, size: int) -> None:
+    """Refuse an archive whose end record declares more members, or a larger directory, than
+    :data:`MAX_ARRAYS` allow (``zipfile`` would parse all of it into memory), or a zip64 one
+    (never needed below those bounds). The record is found as ``zipfile`` finds it."""
+    tail = min(size, 22 + 65_535)
+    f.seek(size - tail)
+    data = f.read(tail)
+    at = len(data) - 22 if data[-22:-18] == b"PK\x05\x06" else data.rfind(b"PK\x05\x06")
+    if at < 0 or len(data) - at < 22:
+        raise _Refused("a file that is not an .npz archive")
+    entries, directory = _unpack("<HI", data[at + 10:at + 16])
+    zip64 = (at >= 20 and data[at - 20:at - 16] == b"PK\x06\x07") or \
+        (at < 20 and size > tail)  # the locator would lie before what was read: refuse
+    if zip64 or entries > MAX_ARRAYS or directory > MAX_ARRAYS * 256:
+        raise _Refused(f"an archive of {entries:,} arrays (directory of {directory:,} bytes), "
+                       f"more than the grader accepts ({MAX_ARRAYS:,} arrays)")
+    f.seek(0)
+
+
+def _count(n: int) -> str:
+    """``n`` for a message: digits with separators, and a power of ten when it is one."""
+    text = f"{n:,}"
+    exponent = len(_str(n)) - 1
+    return f"{text} (10^{exponent})" if n >= 10 ** 6 and n == 10 ** exponent else text
+
+
+def _read_header(stream, stored: int, key: str) -> tuple:
+    """``(offset, shape, fortran_order, dtype)`` of an array of an archive (``stored`` bytes
+    once inflated), refused unless it is a float array within :data:`MAX_ELEMENTS` whose size
+    matches its header; nothing past the header is read."""
+    try:
+        version = _read_magic(stream)
+        shape, fortran, dtype = _npy_headers[version](stream)
+    except (KeyError, ValueError) as exc:
+        raise _Refused(f"an array {key!r} without a valid .npy header ({exc})") from None
+    if dtype.name not in ARRAY_DTYPES or dtype.hasobject:
+        raise _Refused(f"an array {key!r} of {dtype}, not of floats ({', '.join(ARRAY_DTYPES)})")
+    if len(shape) > 8 or not all(_isinstance(n, int) and n >= 0 for n in shape):
+        raise _Refused(f"an array {key!r} of shape {shape!r:.80}")
+    elements = _prod(shape)
+    if elements > MAX_ELEMENTS:
+        raise _Refused(f"an array {key!r} of {_count(elements)} elements, more than the grader "
+                       f"accepts ({MAX_ELEMENTS:,})")
+    offset = stream.tell()
+    if offset + elements * dtype.itemsize != stored:
+        raise _Refused(f"an array {key!r} whose {stored:,} bytes do not match its header "
+                       f"({_str(dtype)}, shape {shape})")
+    return offset, shape, fortran, dtype
+
+
+def _read_data(stream, key: str, offset: int, shape: tuple, fortran: bool, dtype) -> np.ndarray:
+    """The data of an array whose header :func:`_read_header` accepted: exactly its bytes."""
+    stream.seek(offset)
+    elements = _prod(shape)
+    nbytes = elements * dtype.itemsize
+    array = _np_empty(elements, dtype=dtype)
+    view = memoryview(array).cast("B")
+    done = 0
+    while done < nbytes:
+        n = stream.readinto(view[done:done + (1 << 24)])  # 16 MiB at a time
+        if not n:
+            raise _Refused(f"an array {key!r} that ends before its {nbytes:,} bytes")
+        done += n
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
 def checked(arrays: dict, key: str, rows: int | None = None) -> np.ndarray:
@@ -182,11 +309,11 @@ def write_json(path: str, value) -> None:
 def read_json(path: str, default=None):
     """A small JSON file written by a check process, or ``default`` when unusable."""
     try:
-        if os.path.islink(path) or os.path.getsize(path) > 10_000_000:
+        if os.path.islink(path) or os.path.getsize(path) > MAX_JSON_BYTES:
             return default
         with _open(path) as f:
-            return _json_loads(f.read())
-    except (OSError, ValueError):
+            return _json_loads(f.read(MAX_JSON_BYTES + 1))
+    except (OSError, ValueError, RecursionError):
         return default
 
 

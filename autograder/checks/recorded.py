@@ -223,7 +223,8 @@ def _entries() -> list[dict]:
         entries = []
         path = _join(_STATE["dir"], "entries.jsonl")
         text = ""
-        if os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) < 100_000_000:
+        if os.path.isfile(path) and not os.path.islink(path) \
+                and os.path.getsize(path) <= evidence.MAX_JSON_BYTES:
             with _open(path) as f:
                 text = f.read()
         for line in text.splitlines():

@@ -20,6 +20,7 @@ the process that ran it. The result is ``{grade_id: {"decided", "passed", "error
 """
 from __future__ import annotations
 
+import ast
 import builtins
 import contextlib
 import importlib
@@ -48,13 +49,26 @@ class _Names(dict):
         return evidence.Placeholder(key)
 
 
+def _run_settings(code: str, namespace: dict) -> None:
+    """The settings ``code``, statement by statement: a statement that fails (say, a setting
+    whose value the judge cannot rebuild) leaves its name unbound, or bound to the source's
+    value, and the other settings and every cell are still judged."""
+    try:
+        statements = ast.parse(code).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return
+    for statement in statements:
+        with contextlib.suppress(Exception):
+            exec(compile(ast.Module([statement], []), "<settings>", "exec"), namespace)
+
+
 def judge(job: dict) -> dict:
     """The verdicts of one notebook's test cells (see the module docstring)."""
     evidence.start_judging(job["evidence"])
     recorded.start_judging(job["calls"])
     namespace: dict = {"__name__": "__main__", "checks": importlib.import_module(job["checks"])}
     for code in job["settings"]:
-        exec(compile(code, "<settings>", "exec"), namespace)
+        _run_settings(code, namespace)
     names = _Names(namespace)
     verdicts = {}
     for cell in job["cells"]:

@@ -38,6 +38,9 @@ from .replay import ReplayError, Step, run_plan, trusted_imports
 
 _CONTEXT: list = []
 _DATA: dict = {}
+#: The most evaluations the grader reads back from one notebook's producer (the others are
+#: not evaluated): a reference run reports at most 2 (linear.ipynb's linear and sparse AEs).
+MAX_RESULTS = 16
 
 
 def _evaluations(checks_module: str) -> dict:
@@ -150,7 +153,7 @@ class _Run:
         folder = self.shared / "first"
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
             meta = self._meta(path)
-            if meta is None or meta["key"] in self.metas:
+            if meta is None or meta["key"] in self.metas or len(self.metas) >= MAX_RESULTS:
                 continue
             self.metas[meta["key"]] = meta
             evaluation = meta["evaluation"]
@@ -310,6 +313,31 @@ def run_judge(job: dict, folder: Path, timeout: float) -> dict:
     return json.loads(out_path.read_text())
 
 
+def _limits(warm) -> tuple[int, int, int]:
+    """``(workdir bytes, bytes, files)``: the caps on a submission folder and on what a stage
+    leaves in its folders (``c.Sandbox.max_workdir_size``, ``max_job_disk``, ``max_job_files``)."""
+    from ..sandbox import MAX_JOB_DISK, MAX_JOB_FILES, MAX_WORKDIR_SIZE
+
+    sb = getattr(warm, "sandbox", None)
+    if sb is None:
+        return MAX_WORKDIR_SIZE, MAX_JOB_DISK, MAX_JOB_FILES
+    return sb.max_workdir_size, sb.max_job_disk, sb.max_job_files
+
+
+def _refuse_large(folders: list[Path], what: str, warm) -> None:
+    """A :class:`ReplayError` when a stage left more in its folders than the grader reads back."""
+    from ..sandbox.warm import folder_usage, size_text
+
+    _, max_bytes, max_files = _limits(warm)
+    size, count = folder_usage(folders, max_bytes=max_bytes, max_files=max_files)
+    if size > max_bytes:
+        raise ReplayError(f"{what} left more than {size_text(max_bytes)} in its folders, more than "
+                          f"the grader reads back (c.Sandbox.max_job_disk)")
+    if count > max_files:
+        raise ReplayError(f"{what} left more than {max_files:,} files and folders, more than the "
+                          f"grader reads back (c.Sandbox.max_job_files)")
+
+
 def run_judged(plan: list[Step], source_nb, checks_module: str, weight_files: tuple,
                workdir: Path, *, timeout: float, sandbox, warm=None) -> dict[str, dict]:
     """``{grade_id: {"passed", "error"}}`` of one submitted notebook (see the module docstring).
@@ -323,20 +351,32 @@ def run_judged(plan: list[Step], source_nb, checks_module: str, weight_files: tu
         root = Path(stack.enter_context(
             warm.directory("judged-") if warm is not None else tempfile.TemporaryDirectory(prefix="judged-")))
         private = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="judge-")))
+        from ..sandbox.warm import check_workdir, copy_workdir
+
+        workdir_limit, _, max_files = _limits(warm)
+        check_workdir(workdir, workdir_limit, max_files)  # before any copy
         run = _Run(checks_module, weight_files, root, private)
         run.write_inputs()
         run.keep_weights(workdir)
-        if warm is not None and warm.can_show(str(workdir)):
-            from ..sandbox.warm import copy_workdir
-
-            produced = run_plan(plan, workdir, timeout=timeout, directory=run.shared, warm=warm,
-                                copy=copy_workdir(workdir, root / "work"))
-        else:
-            with sandbox(workdir) as wrap:
-                produced = run_plan(plan, workdir, timeout=timeout, wrap=wrap, directory=run.shared)
+        written = [run.shared]
+        try:
+            if warm is not None and warm.can_show(str(workdir)):
+                written.append(copy_workdir(workdir, root / "work", limit=workdir_limit,
+                                            max_files=max_files))
+                produced = run_plan(plan, workdir, timeout=timeout, directory=run.shared,
+                                    warm=warm, copy=written[-1])
+            else:
+                with sandbox(workdir) as wrap:
+                    produced = run_plan(plan, workdir, timeout=timeout, wrap=wrap,
+                                        directory=run.shared)
+        finally:  # a process stopped for its files fails with that reason
+            _refuse_large(written, "the re-run of the tests", warm)
         run.collect_first()
         if run.requests:
-            _run_second(run, plan, sandbox, timeout, warm)
+            try:
+                _run_second(run, plan, sandbox, timeout, warm)
+            finally:
+                _refuse_large([run.second], "the evaluation of the saved models", warm)
             run.collect_second()
         run.write_metas()
         cells = [{"grade_id": c.metadata.nbgrader["grade_id"], "source": c.source}

@@ -487,7 +487,8 @@ def run_plan(steps: list[Step], workdir: Path, *, timeout: float = DEFAULT_TIMEO
             tail = output.strip().splitlines()[-3:]
             raise ReplayError(f"the re-run of the tests ended without a result "
                               f"(exit code {returncode}): {' | '.join(tail)[:500]}")
-        verdicts = json.loads(result.read_text()[:50_000_000])
+        with open(result) as f:  # at most 50 MB, however large the file
+            verdicts = json.loads(f.read(50_000_000))
     if not isinstance(verdicts, dict):
         raise ReplayError("the re-run of the tests wrote a malformed result")
     return {str(k): {"passed": v.get("passed") is True, "error": str(v.get("error", ""))[:20000],

@@ -51,6 +51,12 @@ from ..tempdirs import socket_tempdir
 ENV_SWITCH = "AUTOGRADER_SANDBOX"
 GiB = 1024 ** 3
 MiB = 1024 ** 2
+#: Default caps on the disk one submission takes (docs/security.md; measured with the reference
+#: solutions: a submission folder of an assignment holds 17 MB, weights and notebooks; the
+#: re-run's folders 22 MB on the embedded data, 230 MB on full MNIST, most of it the inputs).
+MAX_WORKDIR_SIZE = 512 * MiB
+MAX_JOB_DISK = 2 * GiB
+MAX_JOB_FILES = 10_000
 LAUNCHER = Path(__file__).resolve().parent / "launch.py"
 CPU_INFO_DIR = "/sys/devices/system/cpu"
 FIX = ("Install bubblewrap with `make setup` (or `sudo scripts/setup_sandbox.sh`). "
@@ -143,6 +149,18 @@ class Sandbox(Configurable):
         1 * GiB, help="Largest file the kernel may write (RLIMIT_FSIZE), in bytes.").tag(config=True)
     tmp_size = Integer(
         1 * GiB, help="Size of the private tmpfs on /tmp (also HOME) and on /dev/shm, in bytes.").tag(config=True)
+    max_workdir_size = Integer(
+        MAX_WORKDIR_SIZE, help="Largest submission folder (the notebook's working copy, all its "
+        "files) that nbgrader autograde runs or copies for a sandboxed process, in bytes; a "
+        "larger one is refused, naming this setting.").tag(config=True)
+    max_job_disk = Integer(
+        MAX_JOB_DISK, help="Most bytes, in all, that the folders of one sandboxed process of the "
+        "grading may hold (a kernel's copy of the working directory, a stage of the re-run); "
+        "the process is stopped when they hold more, and the grader reads nothing back from "
+        "them.").tag(config=True)
+    max_job_files = Integer(
+        MAX_JOB_FILES, help="Most files and folders in the folders of one sandboxed process "
+        "of the grading, and in a submission folder (as max_job_disk).").tag(config=True)
     uid = Integer(
         2_000_000_000, help="When the grader is root, each kernel runs as its own unprivileged "
         "uid (and gid of the same number) from `uid` to `uid + uid_count - 1`, so that the process "
@@ -483,6 +501,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         if warm is not None and warm.can_show(os.path.abspath(kw.get("cwd") or os.getcwd())):
             return await self._pre_start_warm(warm, **kw)
         sb = self.sandbox
+        if os.environ.get("NBGRADER_EXECUTION") == "autograde":
+            from .warm import check_workdir
+
+            check_workdir(Path(os.path.abspath(kw.get("cwd") or os.getcwd())), sb.max_workdir_size,
+                          sb.max_job_files)
         self._shared_dir = socket_tempdir("autograder-kernel-")
         self.transport = "ipc"
         self.ip = os.path.join(self._shared_dir, "kernel")
@@ -522,7 +545,14 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.kernel_spec.interrupt_mode = "message"
         cmd, kw = await super()._async_pre_start_kernel(**kw)
         self._workdir = os.path.abspath(kw.get("cwd") or os.getcwd())
-        self._warm_work = copy_workdir(Path(self._workdir), root / "work")
+        try:
+            self._warm_work = copy_workdir(Path(self._workdir), root / "work",
+                                           limit=self.sandbox.max_workdir_size,
+                                           max_files=self.sandbox.max_job_files)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            self._warm = self._warm_root = self._shared_dir = None
+            raise
         return cmd, kw
 
     async def _launch_warm(self, kernel_cmd) -> None:
@@ -558,7 +588,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.last_log = job.output()[-2000:]
             job.discard()
         try:
-            for path in copy_back(self._warm_work, Path(self._workdir)):
+            for path in copy_back(self._warm_work, Path(self._workdir),
+                                  limit=self.sandbox.max_workdir_size):
                 self.log.warning("Not copying back %s left by the student's code", path)
         finally:
             shutil.rmtree(self._warm_root, ignore_errors=True)
@@ -632,8 +663,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self._log_file is None or self._log_file.closed:
             return ""
         self._log_file.flush()
-        self._log_file.seek(0)
-        return self._log_file.read().decode("utf-8", "replace")[-n:]
+        self._log_file.seek(max(0, os.fstat(self._log_file.fileno()).st_size - 4 * n))
+        return self._log_file.read(4 * n).decode("utf-8", "replace")[-n:]
 
     def exit_description(self) -> str:
         """How the kernel process ended, e.g. 'killed by SIGKILL', or '' if unknown or alive."""
@@ -641,6 +672,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         code = process.poll() if process is not None else None
         if code is None:
             return ""
+        if getattr(process, "refused", ""):  # a warm job the grader stopped (warm.Job.watch)
+            return process.refused
         signum = -code if code < 0 else (code - 128 if self.sandboxed and code > 128 else 0)
         if signum:
             try:

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..tempdirs import socket_tempdir
-from . import Sandbox, SandboxUnavailable, _within, claim_uid
+from . import MAX_JOB_FILES, MAX_WORKDIR_SIZE, Sandbox, SandboxUnavailable, _within, claim_uid
 from .zygote import TIMED_OUT as TIMED_OUT_STATUS
 
-__all__ = ["TIMED_OUT_STATUS", "Job", "Result", "WarmSandbox", "WarmUnavailable", "available", "copy_workdir",
-           "fail", "warm_sandbox"]
+__all__ = ["TIMED_OUT_STATUS", "FolderTooLarge", "Job", "Result", "WarmSandbox", "WarmUnavailable",
+           "available", "check_workdir", "copy_workdir", "fail", "folder_usage", "warm_sandbox"]
 
 START_TIMEOUT = 300
 # What every job of the grading uses; the jobs name more (e.g. lightning) as they need them.
@@ -52,6 +52,66 @@ KERNEL_PRELOAD = ("autograder.sandbox.kernel_job", "ipykernel.kernelapp", "ipyke
 
 class WarmUnavailable(SandboxUnavailable):
     """The warm sandbox's server did not start or stopped; a fresh bwrap per process still can."""
+
+
+class FolderTooLarge(SandboxUnavailable):
+    """A submission folder larger than the grader runs (``c.Sandbox.max_workdir_size``)."""
+
+
+#: Seconds between two measures of a running job's folders (``c.Sandbox.max_job_disk``).
+DISK_POLL_S = 0.5
+#: The last bytes of a job's log that the grader reads.
+LOG_TAIL = 200_000
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes for a message (MiB or GiB)."""
+    return f"{n / 1024 ** 3:.3g} GiB" if n >= 1024 ** 3 else f"{n / 1024 ** 2:.3g} MiB"
+
+
+def folder_usage(folders, *, max_bytes: int, max_files: int, files=()) -> tuple[int, int]:
+    """``(bytes, entries)`` under ``folders`` (never following a link; a file counts its size
+    or the disk it takes, whichever is more) plus the files ``files``; the count stops as soon
+    as either exceeds its bound. A folder that cannot be listed counts nothing."""
+    total = count = 0
+    for path in files:
+        with contextlib.suppress(OSError):
+            total += os.lstat(path).st_size
+    stack = [str(f) for f in folders]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    else:
+                        total += max(st.st_size, st.st_blocks * 512)
+                    if total > max_bytes or count > max_files:
+                        return total, count
+        except OSError:
+            continue
+    return total, count
+
+
+def check_workdir(workdir: Path, limit: int = MAX_WORKDIR_SIZE, max_files: int = MAX_JOB_FILES) -> None:
+    """Refuse (:class:`FolderTooLarge`) a submission folder of more than ``limit`` bytes or
+    ``max_files`` files and folders, before anything of it is copied or run."""
+    size, count = folder_usage([workdir], max_bytes=limit, max_files=max_files)
+    if size > limit:
+        raise FolderTooLarge(
+            f"the submission's folder holds more than {size_text(limit)}, the most the grader "
+            f"accepts (c.Sandbox.max_workdir_size): a submission is the notebooks and their "
+            f"weight files (a few MB); remove the other files (data, checkpoints) and submit again")
+    if count > max_files:
+        raise FolderTooLarge(
+            f"the submission's folder holds more than {max_files:,} files and folders, the most "
+            f"the grader accepts (c.Sandbox.max_job_files): remove the files that are not part "
+            f"of the submission and submit again")
 
 
 @dataclass
@@ -82,6 +142,7 @@ class Job:
         self.timed_out = False
         self.killed = False
         self.error = ""
+        self.refused = ""  # why the grader stopped the job (its folders outgrew their cap)
         self.started = threading.Event()
         self.done = threading.Event()
 
@@ -125,10 +186,27 @@ class Job:
         text = ""
         with contextlib.suppress(OSError):
             with open(self.log, "rb") as f:
-                text = f.read()[-200_000:].decode(errors="replace")
+                f.seek(max(0, os.fstat(f.fileno()).st_size - LOG_TAIL))
+                text = f.read(LOG_TAIL).decode(errors="replace")
         if self.error:
             text += f"\nsandbox: {self.error}"
+        if self.refused:
+            text += f"\nsandbox: {self.refused}"
         return text
+
+    def watch(self, folders: list[str], max_bytes: int, max_files: int) -> None:
+        """Stop the job as soon as its folders (and its log) hold more than ``max_bytes`` or
+        ``max_files`` entries (measured every :data:`DISK_POLL_S` seconds until it ends)."""
+        while not self.done.wait(DISK_POLL_S):
+            size, count = folder_usage(folders, max_bytes=max_bytes, max_files=max_files,
+                                       files=[self.log])
+            if size > max_bytes or count > max_files:
+                self.refused = (f"stopped: its files took more than {size_text(max_bytes)} of disk "
+                                f"(c.Sandbox.max_job_disk)" if size > max_bytes else
+                                f"stopped: it made more than {max_files:,} files and folders "
+                                f"(c.Sandbox.max_job_files)")
+                self.kill()
+                return
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
@@ -295,6 +373,9 @@ class WarmSandbox:
             raise WarmUnavailable(f"the warm sandbox did not start a job: {self._log_tail() or 'no output'}")
         if job.returncode == 125 and "the warm sandbox stopped" in job.error:
             raise WarmUnavailable(job.error)
+        threading.Thread(target=job.watch, daemon=True, name=f"warm-sandbox-disk-{job.id}",
+                         args=([*writable, *(binds or {}).values()], self.sandbox.max_job_disk,
+                               self.sandbox.max_job_files)).start()
         return job
 
     def run(self, module: str, args: list[str], *, cwd: str, writable: list[str], timeout: float,
@@ -370,8 +451,12 @@ def fail(reason: str, log) -> None:
     _FAILED.append(reason)
 
 
-def copy_workdir(workdir: Path, dest: Path) -> Path:
-    """The regular files and folders of a working copy, without notebooks or links, in ``dest``."""
+def copy_workdir(workdir: Path, dest: Path, *, limit: int = MAX_WORKDIR_SIZE,
+                 max_files: int = MAX_JOB_FILES) -> Path:
+    """The regular files and folders of a working copy, without notebooks or links, in ``dest``;
+    a working copy of more than ``limit`` bytes or ``max_files`` entries is refused
+    (:func:`check_workdir`) before anything is copied."""
+    check_workdir(workdir, limit, max_files)
     dest.mkdir(mode=0o755)
     for path, dirs, files in os.walk(workdir):
         rel = os.path.relpath(path, workdir)
@@ -386,11 +471,13 @@ def copy_workdir(workdir: Path, dest: Path) -> Path:
     return dest
 
 
-def copy_back(work: Path, workdir: Path) -> list[str]:
+def copy_back(work: Path, workdir: Path, *, limit: int = MAX_WORKDIR_SIZE) -> list[str]:
     """Copy the regular files a job wrote or changed in ``work`` (a :func:`copy_workdir`) back
     into ``workdir``, as if it had worked there; never notebooks, ``timestamp.txt``, links or
-    special files, and never through a link in ``workdir``. Returns what it left out."""
+    special files, never through a link in ``workdir``, and no more than ``limit`` bytes in
+    all. Returns what it left out."""
     left_out = []
+    budget = limit
     for path, dirs, files in os.walk(work):
         rel = os.path.relpath(path, work)
         target = workdir if rel == "." else workdir / rel
@@ -416,6 +503,12 @@ def copy_back(work: Path, workdir: Path) -> list[str]:
                     continue
                 if _same(src, dest):
                     continue
+            size = os.lstat(src).st_size
+            if size > budget:
+                left_out.append(os.path.join(rel, name))
+                continue
+            budget -= size
+            if os.path.lexists(dest):
                 dest.unlink()
             shutil.copyfile(src, dest)
     return left_out
