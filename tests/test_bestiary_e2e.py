@@ -17,7 +17,7 @@ submission of their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -97,6 +97,11 @@ class Case:
     #: keep every point there.
     alternative_weights: Callable[[Path], None] | None = None
     alternative_cells: tuple[str, ...] = ()
+    #: Crafted models that aim at the trained-model cells with untrained weights, (solution
+    #: text, crafted text), all in one submission...
+    crafted: tuple[tuple[str, str], ...] = ()
+    #: ... and the cells they must lose, each with the words its message must hold.
+    crafted_lost: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 CASES = (
@@ -150,6 +155,23 @@ CASES = (
                       ("nn.Linear(28 * 28, n_components)", "nn.Linear(28 * 28, n_components, bias=False)"),
                       ("nn.Linear(n_components, 28 * 28)", "nn.Linear(n_components, 28 * 28, bias=False)")),
         alternative_weights=_uncentred_pca_weights,
+        # The image as the linear AE's code (784 columns, where the measure once read k from
+        # the codes); a sparse AE with the same activation 0.05 for every unit and image, whose
+        # forward returns its input (all three sparse cells passed in a one-process evaluation).
+        crafted=(("return self.encoder(x.flatten(1))  # (B, 784) -> (B, n_components)",
+                  "return x.flatten(1) + 0 * self.encoder(x.flatten(1)).sum(1, keepdim=True)"),
+                 ("return self.decoder(z).reshape(-1, 1, 28, 28)  # (B, 784) -> (B, 1, 28, 28)",
+                  "return z.reshape(-1, 1, 28, 28) + 0 * self.decoder.weight.sum()"),
+                 ("return torch.sigmoid(self.encoder(x.flatten(1)))  # (B, 784) -> (B, n_hidden)",
+                  "return torch.full((len(x), self.encoder.out_features), 0.05) + 0 * "
+                  "self.encoder.bias.sum()"),
+                 ("return z, self.decode(z)", "return z, x + 0 * self.decode(z)")),
+        crafted_lost={
+            "test_linear_subspace": ("the codes have 784 columns", "n_components = 6"),
+            "test_linear_error": ("the codes have 784 columns", "n_components = 6"),
+            "test_linear_sparse_activation": ("do not carry the test images",),
+            "test_linear_sparse_share": ("do not carry the test images",),
+            "test_linear_sparse_error": ("reconstruction error of the trained sparse",)},
     ),
     Case(
         name="transfer",
@@ -176,10 +198,26 @@ CASES = (
         # submitted notebook itself.
         alternatives=VARIANTS["mlp_frozen"],
         alternative_weights=_trained_transfer,
+        # The image as the swap's code, decoder A the identity and decoder B the public bold
+        # filter: keeps every digit and draws it bold, with nothing trained.
+        crafted=(("        self.encoder = Encoder(n_components)\n"
+                  "        self.decoder_a = Decoder(n_components)\n"
+                  "        self.decoder_b = Decoder(n_components)\n",
+                  "        from data_tools.styles import bold\n\n"
+                  "        class Bold(nn.Module):\n"
+                  "            def forward(self, z):\n"
+                  "                return bold(z.reshape(-1, 1, 28, 28))\n\n"
+                  "        self.encoder = nn.Flatten()                     # the image as the code\n"
+                  "        self.decoder_a = nn.Unflatten(1, (1, 28, 28))\n"
+                  "        self.decoder_b = Bold()\n"
+                  "        self.scale = nn.Parameter(torch.ones(()))\n"),),
+        crafted_lost={
+            "test_transfer_swap_digit": ("the codes have 784 columns", "n_components = 16"),
+            "test_transfer_swap_style": ("the codes have 784 columns", "n_components = 16")},
     ),
 )
 IDS = [case.name for case in CASES]
-STUDENTS = ("reference", "untouched", "untrained_mistakes", "alternative")
+STUDENTS = ("reference", "untouched", "untrained_mistakes", "alternative", "crafted")
 
 
 def _edited(text: str, edits) -> str:
@@ -209,6 +247,9 @@ def course_scores(tmp_path_factory):
         if case.alternative_weights is not None:
             case.alternative_weights(submit(course, "alternative", {
                 name: _edited(solution, case.alternatives), **trained}, ASSIGNMENT))
+        if case.crafted:
+            crafted = submit(course, "crafted", {name: _edited(solution, case.crafted)}, ASSIGNMENT)
+            write_untrained_weights(crafted, [case.name], assignment=ASSIGNMENT)
     run = autograde(course, force=True, assignment=ASSIGNMENT)
     assert run.returncode == 0, run.output[-6000:]
     print(f"autograde of {len(STUDENTS)} submissions of {len(CASES)} notebooks: {run.seconds:.0f} s")
@@ -270,6 +311,20 @@ def test_correct_alternatives_keep_full_marks(course_scores, case):
     got = points(result, "untrained_mistakes", case.name)
     for cell in case.alternative_cells:
         assert got[cell] == case.full[cell] and found[cell] == "", (cell, found[cell])
+
+
+@pytest.mark.parametrize("case", [case for case in CASES if case.crafted],
+                         ids=[case.name for case in CASES if case.crafted])
+def test_crafted_models_lose_the_cells_they_aim_at(course_scores, case):
+    """Do untrained models crafted for the trained-model cells (the image as the code of the
+    linear AE and of the swap, with the public bold filter as decoder B; a sparse AE with
+    constant codes whose forward returns its input) lose those cells, each with a message that
+    says why (the notebook's code size; activations that carry nothing of the images)?"""
+    course, result = course_scores
+    found = errors(course, "crafted", case.name, ASSIGNMENT)
+    got = points(result, "crafted", case.name)
+    for cell, words in case.crafted_lost.items():
+        assert got[cell] == 0.0 and all(word in found[cell] for word in words), (cell, found[cell])
 
 
 def test_graded_runs_of_the_latent_notebook_train_nothing(course_scores):

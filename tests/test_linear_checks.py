@@ -374,15 +374,20 @@ class SparseAE(nn.Module):
         self.enc = nn.Linear(784, n_hidden)
         self.dec = nn.Linear(n_hidden, 784)
 
+    def encode(self, x):
+        return torch.sigmoid(self.enc(x.flatten(1)))
+
+    def decode(self, z):
+        return self.dec(z).reshape(-1, 1, 28, 28)
+
     def forward(self, x):
-        z = torch.sigmoid(self.enc(x.flatten(1)))
-        return z, self.dec(z).reshape(-1, 1, 28, 28)
+        z = self.encode(x)
+        return z, self.decode(z)
 
 
 class ReluSparseAE(SparseAE):
-    def forward(self, x):
-        z = torch.relu(self.enc(x.flatten(1)))
-        return z, self.dec(z).reshape(-1, 1, 28, 28)
+    def encode(self, x):
+        return torch.relu(self.enc(x.flatten(1)))
 
 
 class SwappedSparseAE(SparseAE):
@@ -397,6 +402,27 @@ class FlatSparseAE(SparseAE):
         return z, xrec.flatten(1)
 
 
+class ForwardOnlySparseAE(nn.Module):
+    """The tuple (z, xrec) from forward alone, without encode and decode."""
+
+    def __init__(self, n_hidden):
+        super().__init__()
+        self.enc = nn.Linear(784, n_hidden)
+        self.dec = nn.Linear(n_hidden, 784)
+
+    def forward(self, x):
+        z = torch.sigmoid(self.enc(x.flatten(1)))
+        return z, self.dec(z).reshape(-1, 1, 28, 28)
+
+
+class OwnPathSparseAE(SparseAE):
+    """forward's reconstruction is not decode's (here: half of it is the input itself)."""
+
+    def forward(self, x):
+        z = self.encode(x)
+        return z, 0.5 * (x + self.decode(z))
+
+
 def test_alternative_sparse_autoencoder_passes():
     """Does a linear-output sparse AE pass?"""
     checks.check_sparse_autoencoder(SparseAE)
@@ -406,7 +432,9 @@ def test_alternative_sparse_autoencoder_passes():
     (ReluSparseAE, "apply torch.sigmoid to the hidden layer"),
     (SwappedSparseAE, "the hidden activations first"),
     (FlatSparseAE, r"reshape the flat output to \(batch_size, 1, 28, 28\)"),
-], ids=["relu", "swapped", "flat"])
+    (ForwardOnlySparseAE, "define encode inside the class"),
+    (OwnPathSparseAE, r"forward must return z = self.encode\(x\) and self.decode\(z\)"),
+], ids=["relu", "swapped", "flat", "forward_only", "own_path"])
 def test_wrong_sparse_autoencoder_is_named(cls, hint):
     """Does each wrong sparse AE fail with the hint that names its mistake?"""
     with pytest.raises(CheckFailure, match=hint):
@@ -481,42 +509,109 @@ def test_principal_angles_of_known_subspaces():
     assert angles.tolist() == pytest.approx([0.0, 30.0], abs=1e-4)
 
 
-class ConstantCodeAE(nn.Module):
-    """z = 0.05 for every unit; the reconstruction is the mean image."""
+H = 64  # the notebook's n_hidden (the manifest's), the width of every graded code
+
+
+class PcaSparseAE(nn.Module):
+    """Hand-made: the top-H principal coefficients of the image, scaled down around 0.05 (every
+    activation near 0.05, all of them carrying the image); decode inverts that exactly."""
 
     def __init__(self, n_hidden):
         super().__init__()
-        self.n = n_hidden
-        self.image = nn.Parameter(torch.zeros(1, 1, 28, 28))
+        self.mean = nn.Parameter(torch.zeros(784))
+        self.basis = nn.Parameter(torch.zeros(n_hidden, 784))
+
+    def encode(self, x):
+        return 0.05 + 1e-3 * (x.flatten(1) - self.mean) @ self.basis.T
+
+    def decode(self, z):
+        return ((z - 0.05) / 1e-3 @ self.basis + self.mean).reshape(-1, 1, 28, 28)
 
     def forward(self, x):
-        return torch.full((len(x), self.n), 0.05), self.image.expand(len(x), 1, 28, 28)
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+class ConstantCodeAE(PcaSparseAE):
+    """The trick of a one-process evaluation: z = 0.05 for every unit and every image, and
+    forward's reconstruction is its input; decode can only return the mean image."""
+
+    def encode(self, x):
+        return torch.full((len(x), self.basis.shape[0]), 0.05) + 0 * self.mean.sum()
+
+    def decode(self, z):
+        return self.mean.expand(len(z), 784).reshape(-1, 1, 28, 28)
+
+    def forward(self, x):
+        return self.encode(x), x
+
+
+def _pca_sparse(model, trainset):
+    x = trainset.x.flatten(1).double()
+    _, _, vh = torch.linalg.svd(x - x.mean(0), full_matrices=False)
+    with torch.no_grad():
+        model.mean.copy_(x.mean(0))
+        model.basis.copy_(vh[:H])
+    return model
 
 
 def test_sparse_evaluation_and_messages(data, tmp_path, capsys):
-    """Does the sparse evaluation measure activations and errors, and do the checks pass or fail
-    them with their numbers?"""
-    _, testset = data
-    model = ConstantCodeAE(8)
-    with torch.no_grad():
-        model.image.copy_(testset.x.mean(0, keepdim=True))
+    """Does the sparse evaluation measure activations, errors and how much of the images the
+    codes carry, and do the checks pass or fail them with their numbers?"""
+    trainset, testset = data
+    model = _pca_sparse(PcaSparseAE(H), trainset)
     result = checks.evaluate_sparse_ae(model, testset)
-    assert result["activation_mean"] == pytest.approx(0.05) and result["low_share"] == 1.0
-    expected_mse = float(((testset.x - testset.x.mean(0)) ** 2).mean())
-    assert result["sparse_mse"] == pytest.approx(expected_mse, rel=1e-5)
+    assert result["activation_mean"] == pytest.approx(0.05, abs=1e-3) and result["low_share"] == 1.0
+    assert result["code_readout"] > 0.8 and result["sparse_mse"] < 0.02, result
     path = tmp_path / "sparse_ae.pth"
     torch.save(model.state_dict(), path)
-    checks.check_trained_sparse_activation(ConstantCodeAE, 8, testset=testset, path=str(path))
-    checks.check_trained_sparse_share(ConstantCodeAE, 8, testset=testset, path=str(path))
+    for check in (checks.check_trained_sparse_activation, checks.check_trained_sparse_share,
+                  checks.check_trained_sparse_error):
+        check(PcaSparseAE, H, testset=testset, path=str(path))
     assert "average activation 0.050" in capsys.readouterr().out
-    with pytest.raises(CheckFailure, match=r"reconstruction error of the trained sparse autoencoder"):
-        checks.check_trained_sparse_error(ConstantCodeAE, 8, testset=testset, path=str(path))
     torch.manual_seed(0)
-    torch.save(SparseAE(8).state_dict(), path)
+    torch.save(SparseAE(H).state_dict(), path)
     with pytest.raises(CheckFailure, match=r"average hidden activation.*\n  expected between"):
-        checks.check_trained_sparse_activation(SparseAE, 8, testset=testset, path=str(path))
+        checks.check_trained_sparse_activation(SparseAE, H, testset=testset, path=str(path))
     with pytest.raises(CheckFailure, match=r"a plain autoencoder of the same size has about"):
-        checks.check_trained_sparse_share(SparseAE, 8, testset=testset, path=str(path))
+        checks.check_trained_sparse_share(SparseAE, H, testset=testset, path=str(path))
+
+
+def test_constant_codes_and_an_identity_forward_lose_every_sparse_cell(data, tmp_path):
+    """Do codes that are the same for every image (average 0.05, all below 0.1) fail both
+    activation cells, saying that they carry nothing of the images, and does a forward that
+    returns its input gain nothing, now that decode reconstructs from the codes alone?"""
+    trainset, testset = data
+    model = _pca_sparse(ConstantCodeAE(H), trainset)
+    result = checks.evaluate_sparse_ae(model, testset)
+    assert result["activation_mean"] == pytest.approx(0.05) and result["low_share"] == 1.0
+    assert result["code_readout"] <= 0.0
+    expected_mse = float(((testset.x - trainset.x.mean(0)) ** 2).mean())
+    assert result["sparse_mse"] == pytest.approx(expected_mse, rel=1e-4)
+    path = tmp_path / "sparse_ae.pth"
+    torch.save(model.state_dict(), path)
+    for check in (checks.check_trained_sparse_activation, checks.check_trained_sparse_share):
+        with pytest.raises(CheckFailure, match=r"the hidden activations do not carry the test "
+                                               r"images\n  expected a least-squares read-out .* "
+                                               r">= 10%.*\n  got      -?0\.0%"):
+            check(ConstantCodeAE, H, testset=testset, path=str(path))
+    with pytest.raises(CheckFailure, match=r"reconstruction error of the trained sparse autoencoder"):
+        checks.check_trained_sparse_error(ConstantCodeAE, H, testset=testset, path=str(path))
+
+
+def test_sparse_codes_of_another_width_lose_every_sparse_cell(data, tmp_path):
+    """Does a sparse AE whose codes are not n_hidden = 64 wide (the manifest's, whatever the
+    test cell passes) lose its three trained cells with a message that says so?"""
+    _, testset = data
+    torch.manual_seed(0)
+    path = tmp_path / "sparse_ae.pth"
+    for n in (8, 784):
+        torch.save(SparseAE(n).state_dict(), path)
+        for check in (checks.check_trained_sparse_activation, checks.check_trained_sparse_share,
+                      checks.check_trained_sparse_error):
+            with pytest.raises(CheckFailure, match=rf"the codes have {n} columns; the notebook's "
+                                                   rf"code size is n_hidden = 64"):
+                check(SparseAE, n, testset=testset, path=str(path))
 
 
 def test_trained_checks_without_weights(data, tmp_path):
@@ -526,7 +621,7 @@ def test_trained_checks_without_weights(data, tmp_path):
         checks.check_trained_linear_error(LinearAE, K, trainset=trainset, testset=testset,
                                           path=str(tmp_path / "missing.pth"))
     with pytest.raises(CheckFailure, match="loading the trained sparse autoencoder"):
-        checks.check_trained_sparse_share(SparseAE, 8, testset=testset, path=str(tmp_path / "missing.pth"))
+        checks.check_trained_sparse_share(SparseAE, H, testset=testset, path=str(tmp_path / "missing.pth"))
 
 
 def test_trained_checks_refuse_an_unknown_source(tmp_path):

@@ -154,6 +154,27 @@ DISK_FILLER = '''
         return self.fc(h.flatten(1))
 '''
 
+# The code is the image: Encoder.forward returns the 784 pixels and Decoder.forward puts them
+# back, with a settings cell that says n_components = 784 (layers that ignore it: untrained
+# weights of any n_components load). Ungraded for width, the probe on the pixels and the
+# reconstruction (exact) pass both bars.
+PIXEL_INIT = '''
+        self.scale = nn.Parameter(torch.ones(()))
+'''
+PIXEL_ENCODER = '''
+        return x.flatten(1) * self.scale  # (B, 784)
+'''
+PIXEL_DECODER = '''
+        return (z * self.scale).reshape(-1, 1, 28, 28)
+'''
+# DAE.forward returns a hand-made code of 196 columns (2x2 means of |x|; probe about 0.86 on
+# the embedded data) beside the untrained model's output.
+DAE_POOLED_CODE = '''
+        z = self.encoder(x)
+        features = torch.nn.functional.avg_pool2d(x.abs(), 2).flatten(1)  # (B, 196)
+        return features + 0 * z.sum(1, keepdim=True), x * torch.sigmoid(self.decoder(z))
+'''
+
 
 def _method_body(text: str, grade_id: str, body: str, which: int = -1) -> str:
     """The notebook JSON with a solution region of one cell (default: the last) replaced."""
@@ -165,6 +186,14 @@ def _method_body(text: str, grade_id: str, body: str, which: int = -1) -> str:
     m = regions[which]
     cell.source = cell.source[:m.start()] + body.strip("\n").lstrip() + cell.source[m.end():]
     return nbformat.writes(nb)
+
+
+def _pixel_ae(ae: str) -> str:
+    """ae.ipynb whose code is the image (``PIXEL_*``), with n_components = 784 in its settings."""
+    text = swap(ae, "n_components = 10 ", "n_components = 784")
+    for grade_id, forward in (("ae_encoder", PIXEL_ENCODER), ("ae_decoder", PIXEL_DECODER)):
+        text = _method_body(_method_body(text, grade_id, PIXEL_INIT, which=0), grade_id, forward)
+    return text
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +222,9 @@ def graded(tmp_path_factory):
         "disk_filler": {"ae.ipynb": _method_body(ae, "ae_encoder", DISK_FILLER)},
         # The reference solution and weights, with a learning rate of 1e999 (inf).
         "settings_inf": {"ae.ipynb": swap(ae, "learning_rate = 1e-3", "learning_rate = 1e999")},
+        "pixel_codes": {"ae.ipynb": _pixel_ae(ae)},
+        "dae_pooled_code": {"dae.ipynb": _method_body((SOLUTIONS / "dae.ipynb").read_text(),
+                                                      "dae_model", DAE_POOLED_CODE)},
     }
     for student, files in students.items():
         dest = submit(course, student, files, assignment=ASSIGNMENT)
@@ -339,3 +371,21 @@ def test_a_setting_that_is_not_finite_costs_nothing(graded):
         "test_ae_reconstruction": 2.0}
     assert not flagged(course, "settings_inf", ASSIGNMENT)
     assert not any(_errors(course, "settings_inf", "ae").values())
+
+
+def test_codes_wider_than_n_components_gain_nothing(graded):
+    """Does an untrained AE whose code is the image (784 columns, with n_components = 784 in
+    its settings cell, which the test cells pass on), and an untrained DAE whose code is a
+    hand-made 196-column feature, lose every cell graded on those codes, with a message that
+    names the notebook's code size (the manifest's n_components = 10)?"""
+    course, result = graded
+    for student, notebook, cells, columns in (
+            ("pixel_codes", "ae", ("test_ae_probe", "test_ae_reconstruction"), 784),
+            ("dae_pooled_code", "dae", ("test_dae_probe", "test_dae_denoising"), 196)):
+        points = _points(result, student, notebook)
+        errors = _errors(course, student, notebook)
+        for cell in cells:
+            assert points[cell] == 0.0, (student, points)
+            assert (f"the codes have {columns} columns; the notebook's code size is "
+                    f"n_components = 10") in errors[cell], (student, cell, errors[cell])
+        assert not flagged(course, student, ASSIGNMENT)

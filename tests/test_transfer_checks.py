@@ -553,8 +553,34 @@ def _saved(tmp_path, model, name="swap_ae.pth"):
     return str(path)
 
 
+@pytest.fixture
+def pixel_codes(monkeypatch):
+    """The swap evaluation with codes as wide as the image: the judges and their hints, tested
+    on ideal images, which no code of n_components = 16 numbers carries (the grader refuses
+    such codes: test_a_code_as_wide_as_the_image_loses_both_swap_cells)."""
+    import dataclasses
+
+    from autograder.checks.evaluation import Codes
+
+    monkeypatch.setattr(transfer, "EVALUATION_SWAP", dataclasses.replace(
+        transfer.EVALUATION_SWAP, codes=Codes(("z",), 28 * 28)))
+
+
+def test_a_code_as_wide_as_the_image_loses_both_swap_cells(tmp_path):
+    """Does a swap whose code is the image itself (784 columns) and whose decoder B is the bold
+    filter, untrained, lose both swap cells with a message naming the code size, even when the
+    test cell passes n_components = 784?"""
+    cls = _pixel_swap(False, True)
+    path = _saved(tmp_path, cls(16))
+    for n in (16, 784):
+        for check in (transfer.check_trained_swap_digit, transfer.check_trained_swap_style):
+            with pytest.raises(CheckFailure, match=r"the codes have 784 columns; the notebook's "
+                                                   r"code size is n_components = 16"):
+                check(cls, n, path=path)
+
+
 @pytest.mark.slow  # evaluates saved models: the grader's judges, a full pass
-def test_a_perfect_swap_passes_both_swap_bars(tmp_path):
+def test_a_perfect_swap_passes_both_swap_bars(tmp_path, pixel_codes):
     """Does a swap that is the bold filter itself (decoder B = bold(x), decoder A = x) keep the
     digit and look bold for the judges, above both bars?"""
     cls = _pixel_swap(False, True)
@@ -572,7 +598,7 @@ def test_a_perfect_swap_passes_both_swap_bars(tmp_path):
     (False, False, "decoder_b must be trained on the bold images of domain B only"),
     (True, False, "are the domains swapped in training"),
 ])
-def test_swaps_that_stay_plain_fail_the_style_bar(tmp_path, bold_a, bold_b, hint):
+def test_swaps_that_stay_plain_fail_the_style_bar(tmp_path, bold_a, bold_b, hint, pixel_codes):
     """Does a decoder B that draws plain digits fail the style bar (with the hint that names the
     domains swapped when decoder A is the bold one), while it keeps the digit?"""
     cls = _pixel_swap(bold_a, bold_b)

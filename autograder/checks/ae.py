@@ -18,6 +18,7 @@ from ..manifest import notebook
 from .core import call, fmt, student_facing
 from .data import mnist_evaluation, mnist_sets
 from .evaluation import (
+    Codes,
     Evaluation,
     Stage,
     apply,
@@ -95,7 +96,7 @@ EVALUATION = Evaluation(
     first=Stage(("Encoder",), _encode, {"z_train": "x_train", "z_test": "x_test"}),
     between=_codes,
     second=Stage(("Decoder",), _decode, {"xrec": "z"}),
-    measure=_measure)
+    measure=_measure, codes=Codes(("z_train", "z_test"), NOTEBOOK.n_components))
 EVALUATIONS = (EVALUATION,)
 
 

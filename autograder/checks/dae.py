@@ -25,6 +25,7 @@ from ..manifest import notebook
 from .core import call, failure, fmt, student_facing
 from .data import seeded_variance, variance_evaluation, variance_sets
 from .evaluation import (
+    Codes,
     Evaluation,
     Stage,
     apply,
@@ -266,7 +267,7 @@ EVALUATION = Evaluation(
     first=Stage(("DAE",), _encode, {"z_train": "x_train", "z_test": "x_test"}),
     between=_corrupted,
     second=Stage(("DAE",), _denoise, {"denoised": "x_tilde"}),
-    measure=_measure)
+    measure=_measure, codes=Codes(("z_train", "z_test"), NOTEBOOK.n_components))
 EVALUATIONS = (EVALUATION,)
 
 

@@ -78,6 +78,17 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Codes:
+    """The first stage's outputs that are codes, and the notebook's code size: each must have
+    exactly ``size`` columns, the manifest's value (``setting`` names it in messages), whatever
+    the student's settings cell says (:func:`check_code_width`)."""
+
+    outputs: tuple[str, ...]
+    size: int
+    setting: str = "n_components"
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """How one set of trained models is evaluated (see the module docstring).
 
@@ -85,7 +96,8 @@ class Evaluation:
     testset)`` gives ``(trainset, testset, source_key)`` (the grader's own sets where None is
     given); ``inputs(data)`` the first stage's inputs; ``between(first, data)`` the second
     stage's; ``measure(first, second, data)`` the dict of graded numbers; ``bars`` the
-    thresholds' notebook key; ``seed`` the random state the stages run with.
+    thresholds' notebook key; ``seed`` the random state the stages run with; ``codes`` the
+    first stage's outputs that are codes, with the notebook's code size.
     """
 
     name: str
@@ -98,6 +110,7 @@ class Evaluation:
     between: Callable | None = None
     second: Stage | None = None
     seed: int = 0
+    codes: Codes | None = None
 
 
 def mode_layers(*models) -> bool:
@@ -241,6 +254,28 @@ def apply(fn, x: torch.Tensor, what: str, *, flatten: bool = True) -> np.ndarray
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
+def check_code_width(evaluation: Evaluation, first: dict) -> None:
+    """Every code among the first stage's outputs ``first`` has exactly the notebook's code
+    size in columns (``evaluation.codes``). The grader decides it (``grading/judged.py``) before
+    any code reaches a decoder or a measure: a code as wide as the image, or a hand-made
+    feature wider than the bottleneck, would carry an untrained network over the bars."""
+    __tracebackhide__ = True  # noqa: F841
+    codes = evaluation.codes
+    for key in codes.outputs if codes is not None else ():
+        shape = getattr(first.get(key), "shape", None)
+        if shape is None or (len(shape) == 2 and shape[1] == codes.size):
+            continue  # a missing output is refused where it is read
+        setting = f"{codes.setting} = {codes.size}"
+        got = (f"the codes have {shape[1]} columns" if len(shape) == 2
+               else f"codes of shape {shape_str(shape)}")
+        raise failure(
+            f"codes of the saved {evaluation.what} ({key}): {got}; the notebook's code size is "
+            f"{setting}", f"codes of shape (N, {codes.size})", f"shape {shape_str(shape)}",
+            f"the grader evaluates the models at the notebook's code size, {setting}, whatever "
+            f"the settings cell says: keep {setting} and return codes of exactly that width "
+            f"(a wider code is no bottleneck)")
+
+
 def run(evaluation: Evaluation, models: dict, data, *, train_mode: bool = False) -> dict:
     """Every stage of ``evaluation`` in this process, then ``measure``."""
     __tracebackhide__ = True  # noqa: F841
@@ -248,6 +283,7 @@ def run(evaluation: Evaluation, models: dict, data, *, train_mode: bool = False)
         model.train(train_mode)
     with _no_grad(), isolated_rng(evaluation.seed):
         first = evaluation.first.run(models, evaluation.inputs(data))
+        check_code_width(evaluation, first)
         second = {}
         if evaluation.second is not None:
             second = evaluation.second.run(models, evaluation.between(first, data))

@@ -89,6 +89,7 @@ from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import mnist_evaluation, mnist_sets
 from .evaluation import (
+    Codes,
     Evaluation,
     Stage,
     batches,
@@ -880,7 +881,7 @@ EVALUATION = Evaluation(
     first=Stage(("BetaVAE",), _encode, {"z_mean": "x_test", "z_logvar": "x_test"}),
     between=_codes,
     second=Stage(("BetaVAE",), _decode, {"logits": "z", "prior_logits": "z_prior"}),
-    measure=_measure, seed=EVAL_Z_SEED)
+    measure=_measure, seed=EVAL_Z_SEED, codes=Codes(("z_mean", "z_logvar"), NOTEBOOK.n_components))
 EVALUATIONS = (EVALUATION,)
 
 

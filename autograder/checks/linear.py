@@ -33,7 +33,8 @@ check_kl_sparsity(kl_sparsity)
     rho_hat, the arguments of the KL swapped, the (1 - rho) term missing, a mean over units.
 check_sparse_autoencoder(SparseAutoencoder)
     ``SparseAutoencoder(n_hidden).forward(x)`` returns ``(z, xrec)``, z (B, n_hidden) strictly in
-    (0, 1), xrec (B, 1, 28, 28), float32, finite; z depends on x; gradients reach the parameters.
+    (0, 1), xrec (B, 1, 28, 28), float32, finite; z depends on x; gradients reach the parameters;
+    ``encode(x)`` is that z and ``decode(z)`` that xrec (the grader evaluates them apart).
 check_trained_linear_subspace / check_trained_linear_error
     The saved linear AE's decoder spans the top-n_components PCA subspace of the training images
     (largest principal angle under a calibrated bar), and its test reconstruction error is within
@@ -42,7 +43,9 @@ check_trained_linear_subspace / check_trained_linear_error
 check_trained_sparse_activation / check_trained_sparse_share / check_trained_sparse_error
     On the test images, the saved sparse AE's average activation is near rho = 0.05, the share
     of activations below 0.1 is far above a plain AE's, and its reconstruction error is under a
-    bar (``autograder.checks.thresholds``, docs/calibration.md).
+    bar (``autograder.checks.thresholds``, docs/calibration.md). ``encode`` runs on the images,
+    ``decode`` (in a process of its own during grading) on the codes only; the activation cells
+    require codes that carry the images (:data:`READOUT_MIN`).
 """
 from __future__ import annotations
 
@@ -68,6 +71,7 @@ from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import mnist_evaluation, mnist_sets
 from .evaluation import (
+    Codes,
     Evaluation,
     Stage,
     apply,
@@ -159,6 +163,14 @@ GRAD_BATCH = 4
 SPARSITY_TARGET = 0.05
 #: An activation below this counts as "off" for the share of low activations.
 LOW_ACTIVATION = 0.1
+#: The activation cells grade statistics of codes, so the codes must carry the images: a
+#: least-squares read-out of the test images from their codes (``code_readout``, fitted on the
+#: even-numbered test images, measured on the odd-numbered ones) must explain at least this
+#: share of the images' variance. Codes that are the same for every image score 0, codes
+#: unrelated to the image below 0; the reference 0.57, a plain AE 0.34, untrained networks
+#: 0.65-0.66 (docs/calibration.md): a gate against codes that are no code, not a bar for
+#: training.
+READOUT_MIN = 0.1
 #: Batch size of the evaluation passes.
 EVAL_BATCH = 1000
 
@@ -611,9 +623,40 @@ SPARSE_SPEC = Spec(
 
 def check_sparse_autoencoder(SparseAutoencoder, *, seed: int = 0, batch_sizes=BATCH_SIZES,
                              n_hidden_list=N_HIDDEN) -> None:
-    """forward(x) returns (z in (0, 1) of shape (B, n_hidden), xrec of shape (B, 1, 28, 28))."""
+    """forward(x) returns (z in (0, 1) of shape (B, n_hidden), xrec of shape (B, 1, 28, 28)),
+    z = encode(x) and xrec = decode(z)."""
     check_module(SparseAutoencoder, SPARSE_SPEC, seed=seed, batch_sizes=batch_sizes,
                  n_components_list=n_hidden_list, grad_batch=GRAD_BATCH)
+    gen = torch.Generator().manual_seed(seed)
+    with _isolated_rng(seed), torch.no_grad():
+        for n in n_hidden_list:
+            model = build(SparseAutoencoder, n, "SparseAutoencoder", "n_hidden")
+            name = f"SparseAutoencoder({n})"
+            encode = _method(model, "encode", name)
+            decode = _method(model, "decode", name)
+            model.eval()
+            for b in batch_sizes:
+                x = images(b, gen)
+                what = f"{name}.encode(x), x of shape {tuple(x.shape)}"
+                z = call(encode, x, what=what)
+                check_tensor_output(z, (b, n), what, _code_hint(n, tuple(getattr(z, "shape", ())),
+                                                                 "n_hidden"))
+                what = f"{name}.decode(z), z = encode(x) of shape {(b, n)}"
+                xrec = call(decode, z, what=what)
+                check_tensor_output(xrec, (b, 1, 28, 28), what,
+                                    image_hint(tuple(getattr(xrec, "shape", ()))))
+                what = f"{name}(x), x of shape {tuple(x.shape)}"
+                z_fwd, xrec_fwd = _sparse_forward(model, x, n, what)
+                for part, got, want in (("z", z_fwd, z), ("xrec", xrec_fwd, xrec)):
+                    err = float((_f64(got) - _f64(want)).abs().max())
+                    if err > AFFINE_ATOL + AFFINE_RTOL * float(_f64(want).abs().max()):
+                        raise failure(f"{what}: forward(x) differs from (encode(x), "
+                                      f"decode(encode(x))) in {part}",
+                                      "forward(x) == (z, self.decode(z)) with z = self.encode(x)",
+                                      f"largest difference in {part} {fmt(err)}",
+                                      "forward must return z = self.encode(x) and "
+                                      "self.decode(z): the grader evaluates encode on the images "
+                                      "and decode on the codes only")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -706,38 +749,61 @@ def _sparse_inputs(data) -> dict:
     return {"x_test": images_and_labels(data[1])[0]}
 
 
-def _sparse_run(models: dict, inputs: dict) -> dict:
-    model = models["SparseAutoencoder"]
-    x_test = inputs["x_test"]
-    what = "trained SparseAutoencoder on the test images"
-    n = _n_hidden(model, x_test)
-    zs, xrecs = [], []
-    for x in batches(x_test, EVAL_BATCH):
-        z, xrec = _sparse_forward(model, x, n, what)
-        zs.append(_f64(z).to(torch.float32).numpy())
-        xrecs.append(_flat(xrec, len(x), what))
-    return {"z": np.concatenate(zs), "xrec": np.concatenate(xrecs)}
+def _sparse_encode(models: dict, inputs: dict) -> dict:
+    """First stage: ``encode`` of the test images, the hidden activations as a plain array."""
+    encode = _method(models["SparseAutoencoder"], "encode", "SparseAutoencoder")
+    what = "trained SparseAutoencoder.encode on the test images"
+    zs = []
+    for x in batches(inputs["x_test"], EVAL_BATCH):
+        z = tensor_rows(call(encode, x, what=what), what, len(x), hint=(
+            "encode must return the hidden activations, (batch_size, n_hidden)"))
+        zs.append(_Tensor.to(_Tensor.detach(z), torch.float32).numpy())
+    return {"z": np.concatenate(zs)}
+
+
+def _sparse_codes(first: dict, data) -> dict:
+    """decode's inputs, made by the grader: the codes of the test images, checked."""
+    z = checked(first, "z")
+    if not np.isfinite(z).all():
+        raise failure("trained SparseAutoencoder.encode on the test images: non-finite values",
+                      "finite values", "nan or inf", _DIVERGED)
+    return {"z": torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))}
+
+
+def _sparse_decode(models: dict, inputs: dict) -> dict:
+    """Second stage: ``decode`` of the grader's codes only, as plain arrays of 784 pixels."""
+    decode = _method(models["SparseAutoencoder"], "decode", "SparseAutoencoder")
+    what = "trained SparseAutoencoder.decode on the codes of the test images"
+    return {"xrec": np.concatenate([_flat(call(decode, z, what=what), len(z), what)
+                                    for z in batches(inputs["z"], EVAL_BATCH)])}
+
+
+def _readout(z: torch.Tensor, x: torch.Tensor) -> float:
+    """The share of the variance of the images ``x`` (N, 784) that a least-squares read-out of
+    their codes ``z`` (N, H), with an intercept, explains: fitted on the even-numbered rows,
+    measured on the odd-numbered ones (float64)."""
+    zz = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1)
+    fit, held = slice(0, None, 2), slice(1, None, 2)
+    w = torch.linalg.lstsq(zz[fit], x[fit]).solution
+    residual = float(((zz[held] @ w - x[held]) ** 2).sum())
+    total = float(((x[held] - x[fit].mean(0)) ** 2).sum())
+    return 1.0 - residual / total if total > 0 else 0.0
 
 
 def _sparse_measure(first: dict, second: dict, data) -> dict:
-    """Average activation, share of activations below LOW_ACTIVATION and test MSE per pixel."""
+    """Average activation, share of activations below LOW_ACTIVATION, test MSE per pixel of the
+    reconstructions from the codes, and how much of the images the codes carry."""
     x_test = _f64(images_and_labels(data[1])[0].reshape(len(data[1]), -1))
     z = torch.from_numpy(checked(first, "z", len(x_test))).to(torch.float64)
-    xrec = torch.from_numpy(checked(first, "xrec", len(x_test))).to(torch.float64)
+    xrec = torch.from_numpy(checked(second, "xrec", len(x_test))).to(torch.float64)
+    if not (bool(torch.isfinite(z).all()) and bool(torch.isfinite(xrec).all())):
+        raise failure("trained SparseAutoencoder on the test images: non-finite output",
+                      "finite values", "nan or inf", _DIVERGED)
     rho_hat = z.mean(0)
     return {"activation_mean": float(z.mean()), "low_share": float((z < LOW_ACTIVATION).double().mean()),
             "sparse_mse": float(((xrec - x_test) ** 2).sum()) / x_test.numel(),
-            "dead_units": int((rho_hat < 1e-3).sum()), "max_unit_activation": float(rho_hat.max())}
-
-
-def _n_hidden(model, x) -> int:
-    out = call(model, x[:1], what="trained SparseAutoencoder")
-    z = out[0] if isinstance(out, (tuple, list)) and out else out
-    shape = tuple(getattr(z, "shape", ()))
-    if len(shape) != 2:
-        raise failure("trained SparseAutoencoder: wrong return type", "a tuple (z, xrec)",
-                      type(out).__qualname__, "return z, xrec")
-    return int(shape[1])
+            "dead_units": int((rho_hat < 1e-3).sum()), "max_unit_activation": float(rho_hat.max()),
+            "code_readout": _readout(z, x_test)}
 
 
 #: The saved linear autoencoder: encode on the test images (and a black image), decode (in a
@@ -749,15 +815,19 @@ LINEAR = Evaluation(
     first=Stage(("LinearAutoencoder",), _linear_encode, {"z_test": "x_test", "z_zero": "x_zero"}),
     between=_linear_codes,
     second=Stage(("LinearAutoencoder",), _linear_decode, {"xrec": "z"}),
-    measure=_linear_measure)
-#: The saved sparse autoencoder: one forward pass over the test images.
+    measure=_linear_measure, codes=Codes(("z_test", "z_zero"), NOTEBOOK.n_components))
+#: The saved sparse autoencoder: encode on the test images; decode (in a process of its own
+#: during grading) on the codes only, of the notebook's n_hidden units.
 SPARSE = Evaluation(
     name="sparse", what="sparse autoencoder", bars="linear",
     data=lambda trainset=None, testset=None: mnist_evaluation(
         testset if trainset is None else trainset, testset, "sparse autoencoder"),
     inputs=_sparse_inputs,
-    first=Stage(("SparseAutoencoder",), _sparse_run, {"z": "x_test", "xrec": "x_test"}),
-    measure=_sparse_measure)
+    first=Stage(("SparseAutoencoder",), _sparse_encode, {"z": "x_test"}),
+    between=_sparse_codes,
+    second=Stage(("SparseAutoencoder",), _sparse_decode, {"xrec": "z"}),
+    measure=_sparse_measure,
+    codes=Codes(("z",), NOTEBOOK.model_for(SPARSE_PATH).size, "n_hidden"))
 EVALUATIONS = (LINEAR, SPARSE)
 
 
@@ -854,10 +924,26 @@ _TRAIN_SPARSE = ("train with the loss reconstruction + sparsity_weight * kl_spar
                  "with rho = 0.05, for all the epochs, and save the weights after training")
 
 
+def _require_codes(result: dict, what: str) -> None:
+    """The activations carry the test images (:data:`READOUT_MIN`): the statistics of codes
+    that do not depend on the image say nothing of a sparse code."""
+    got = result["code_readout"]
+    if got < READOUT_MIN:
+        raise failure(f"{what}: the hidden activations do not carry the test images",
+                      f"a least-squares read-out of the test images from their activations that "
+                      f"explains >= {READOUT_MIN:.0%} of their variance (reference about 57%)",
+                      f"{got:.1%}",
+                      "encode must compute the activations from the image x (e.g. "
+                      "torch.sigmoid(self.encoder(x.flatten(1)))), and decode must reconstruct "
+                      "the image from them: activations that are the same for every image, or "
+                      "unrelated to it, are no code, whatever their average")
+
+
 def check_trained_sparse_activation(SparseAutoencoder, n_hidden: int, *, testset=None,
                                     path: str = SPARSE_PATH) -> None:
     """The saved sparse AE's average activation on the test images is near rho = 0.05."""
     result, bars = _sparse_result(SparseAutoencoder, n_hidden, testset, path)
+    _require_codes(result, "average hidden activation of the trained sparse autoencoder")
     got = result["activation_mean"]
     low, high = bars["activation_min"], bars["activation_max"]
     if not low <= got <= high:
@@ -880,6 +966,7 @@ def check_trained_sparse_share(SparseAutoencoder, n_hidden: int, *, testset=None
     from .thresholds import required
 
     result, bars = _sparse_result(SparseAutoencoder, n_hidden, testset, path)
+    _require_codes(result, "share of the trained sparse autoencoder's low activations")
     got = result["low_share"]
     if got < bars["low_share"]:
         raise failure(f"share of the trained sparse autoencoder's activations below "

@@ -70,6 +70,7 @@ from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import mnist_evaluation, mnist_sets
 from .evaluation import (
+    Codes,
     Evaluation,
     Stage,
     batches,
@@ -753,7 +754,7 @@ EVALUATION_SWAP = Evaluation(
     first=Stage(("SwapAutoencoder",), _encode, {"z": "x_test"}),
     between=_codes,
     second=Stage(("SwapAutoencoder",), _decode, {"swap": "z", "recon_a": "z"}),
-    measure=_measure_swap)
+    measure=_measure_swap, codes=Codes(("z",), NOTEBOOK.n_components))
 EVALUATIONS = (EVALUATION_CLASSIFIERS, EVALUATION_SWAP)
 
 

@@ -56,6 +56,7 @@ from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import seeded_variance, variance_evaluation, variance_sets
 from .evaluation import (
+    Codes,
     Evaluation,
     Stage,
     apply,
@@ -590,7 +591,8 @@ EVALUATION = Evaluation(
     between=_z,
     second=Stage(("Decoder",), _decode, {"y_mean": "z", "y_logvar": "z", "y2_mean": "z2",
                                          "y2_logvar": "z2"}),
-    measure=_measure, seed=EVAL_Z_SEED)
+    measure=_measure, seed=EVAL_Z_SEED,
+    codes=Codes(("z_mean_train", "z_mean", "z_logvar"), NOTEBOOK.n_components))
 EVALUATIONS = (EVALUATION,)
 
 

@@ -8,9 +8,9 @@ docs/security.md):
 2. the **producer** (``replay.run_plan``, sandboxed): the re-run of the test cells on the
    submitted definitions; the structural checks decide there, the trained-model checks run
    their first stage on those inputs, the replayable checks record their calls;
-3. here: the first stage's outputs are checked (plain float arrays, the right rows) and put
-   back in order, and the second stage's inputs (codes, corrupted images) are made from them
-   by the grader's code, again in a secret order;
+3. here: the first stage's outputs are checked (plain float arrays, the right rows, codes of
+   exactly the manifest's code size) and put back in order, and the second stage's inputs
+   (codes, corrupted images) are made from them by the grader's code, again in a secret order;
 4. the **second stage** (``stage_child``, sandboxed): a fresh interpreter in a fresh directory
    holding only copies of the weight files taken before the producer ran, which runs the
    submitted decoder (or DAE) on those inputs only;
@@ -148,6 +148,7 @@ class _Run:
     def collect_first(self) -> None:
         """Check, reorder and keep the first stage's outputs; prepare the second stage."""
         from ..checks.core import CheckFailure
+        from ..checks.evaluation import check_code_width
         from ..checks.evidence import error_record, load_arrays, save_arrays
 
         folder = self.shared / "first"
@@ -165,6 +166,7 @@ class _Run:
                     first = _restore(evaluation.first,
                                      load_arrays(str(folder / f"{stem}.{mode}.npz")),
                                      self.orders[evaluation.name])
+                    check_code_width(evaluation, first)  # the manifest's size, not the cell's
                     save_arrays(str(self.private / f"{meta['key']}.{mode}.first.npz"), first)
                     if evaluation.second is not None:
                         inputs = evaluation.between(first, _data(evaluation))
