@@ -69,15 +69,16 @@ def modes():
     recorded._STATE.update(entries=None, dir=None, used={})
 
 
-def start_staged(checks_module: str, weight_files: tuple, workdir: Path):
+def start_staged(checks_module: str, weight_files: tuple, workdir: Path, secret: int | None = None):
     """A judged run of one notebook (``autograder.grading.judged``) up to the producer: the
-    grader's inputs written, the weight files of ``workdir`` kept, this process in produce
-    mode. The test then calls the checks as the producer would, and :func:`finish_staged`."""
+    grader's inputs written (drawn with ``secret``, a fresh one if None), the weight files of
+    ``workdir`` kept, this process in produce mode. The test then calls the checks as the
+    producer would, and :func:`finish_staged`."""
     from autograder.checks import evidence
     from autograder.grading import judged
 
     (workdir / "run").mkdir()
-    run = judged._Run(checks_module, weight_files, workdir / "run")
+    run = judged._Run(checks_module, weight_files, workdir / "run", secret=secret)
     run.write_inputs()
     run.keep_weights(workdir)
     evidence.start_producing(str(run.shared))
@@ -104,7 +105,8 @@ def finish_staged(run, source_path: Path, checks_module: str) -> dict:
              if c.metadata.get("nbgrader", {}).get("grade")]
     settings = [s.code for s in plan if s.kind == "trusted" and not s.grade_id]
     return judge.judge({"checks": checks_module, "cells": cells, "settings": settings,
-                        "evidence": str(run.private), "calls": str(run.shared / "calls")})
+                        "evidence": str(run.private), "calls": str(run.shared / "calls"),
+                        "secret": run.secret})
 
 
 # -- end-to-end tests: crafted submissions and their grades ----------------------------------

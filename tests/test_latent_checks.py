@@ -514,19 +514,22 @@ def _sigmoid_twice(logits, x, z_mean, z_logvar, beta):
 def test_staged_grading_gives_the_local_numbers_and_verdicts(solution, tmp_path, monkeypatch, modes):
     """Run as the grader runs them (the producer on the grader's inputs, decode in the second
     stage on shuffled codes, the judge on the recorded outputs and calls), do the trained-model
-    checks give the numbers of one process, the replayed function checks the verdicts and the
-    hint of one process, and do the structural cells stay with the producer?"""
-    from autograder.checks import evidence
+    checks give the numbers of one process with the same secret draws, the replayed function
+    checks the verdicts and the hint of one process, and do the structural cells stay with the
+    producer?"""
+    from autograder.checks import draws, evidence
     from autograder.checks.evaluation import evidence_key
 
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
     torch.save(solution["BetaVAE"](2).state_dict(), tmp_path / "beta_vae.pth")
-    local = latent.trained_results(solution["BetaVAE"])
+    secret = draws.new_secret()
+    with draws.using(secret):
+        local = latent.trained_results(solution["BetaVAE"])
     with pytest.raises(CheckFailure) as local_loss:
         check_beta_vae_loss(_sigmoid_twice, seed=1)
 
-    run = start_staged("autograder.checks.latent", ("beta_vae.pth",), tmp_path)
+    run = start_staged("autograder.checks.latent", ("beta_vae.pth",), tmp_path, secret)
     evidence.set_cell("test_latent_loss")
     for seed in (0, 1, 2):
         check_beta_vae_loss(solution["beta_vae_loss"], seed=seed)

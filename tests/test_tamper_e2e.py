@@ -106,6 +106,25 @@ DAE_NOISE_OFF = '''
         z = self.encoder(x)
         return z, x + 0 * self.decoder(z)
 '''
+# DAE.forward (untrained weights) recomputes the evaluation's noise from public code: the test
+# set's varianceMNIST samples and their corruption, from the manifest's seed 1002 with
+# data_tools (which students have); for each row it returns the clean sample of the nearest
+# public corrupted image. With the public seeds the grader drew from, that is the clean sample
+# itself: a denoising ratio of about 0.
+DAE_PUBLIC_NOISE = '''
+        from data_tools.mnist import MNIST
+        from data_tools.variance import CORRUPTION_STREAM, VarianceMNIST, seeded_normal
+        if not hasattr(type(self), "_public"):
+            test = VarianceMNIST(MNIST(train=False, verbose=False), eval_seed=1002)
+            index = list(range(len(test)))
+            clean = test.batch(index)[0]
+            noisy = clean + 0.2 * seeded_normal(1002, index, stream=CORRUPTION_STREAM)
+            type(self)._public = (clean.flatten(1), noisy.flatten(1))
+        clean, noisy = type(self)._public
+        z = self.encoder(x)
+        nearest = torch.cdist(x.flatten(1), noisy).argmin(1)
+        return z, clean[nearest].reshape(x.shape) + 0 * self.decoder(z)
+'''
 
 # Decoder.forward without a floor where it pays: mean 0 everywhere and y_logvar -700 on the
 # 2 x 2 corners, which are 0 in every sample (untrained weights elsewhere). Without a floor in
@@ -216,6 +235,8 @@ def graded(tmp_path_factory):
                                                  "vae_loss_kl", KL_PATCHER)},
         "vae_floorless": {"vae.ipynb": _method_body((SOLUTIONS / "vae.ipynb").read_text(),
                                                     "vae_decoder", VAE_FLOORLESS)},
+        "dae_public_noise": {"dae.ipynb": _method_body((SOLUTIONS / "dae.ipynb").read_text(),
+                                                       "dae_model", DAE_PUBLIC_NOISE)},
         "dae_noise_off": {"dae.ipynb": _method_body((SOLUTIONS / "dae.ipynb").read_text(),
                                                     "dae_model", DAE_NOISE_OFF)},
         "bomber": {"ae.ipynb": _method_body(ae, "ae_encoder", BOMBER)},
@@ -323,6 +344,47 @@ def test_dae_cannot_switch_the_corruption_off(graded):
     assert points["test_dae_denoising"] == 0.0, points
     error = _errors(course, "dae_noise_off", "dae")["test_dae_denoising"]
     assert re.search(r"got\s+1\.000", error), error
+
+
+def test_dae_cannot_subtract_the_public_noise(graded):
+    """Does an untrained DAE that recomputes the evaluation's samples and corruption from the
+    public seeds and images, and returns the clean sample of the row it recognises (a ratio of
+    about 0 when the grader drew from the public seeds), find no row now that every draw comes
+    from the grading run's secret, and lose the denoising cell?"""
+    course, result = graded
+    points = _points(result, "dae_public_noise", "dae")
+    assert points["test_dae_denoising"] == 0.0, points
+    error = _errors(course, "dae_public_noise", "dae")["test_dae_denoising"]
+    assert "too high" in error and float(re.search(r"got\s+([0-9.]+)", error).group(1)) > 1.0, error
+
+
+def test_the_record_keeps_each_notebooks_secret_and_reproduces_its_numbers(graded):
+    """Does grading_report.json keep the secret of each graded notebook's draws (one per
+    notebook), which no file of the submitted or autograded folders holds, and do the DAE's
+    graded numbers come out again from the student's definitions with that secret?"""
+    from conftest import definitions
+    from threadpoolctl import threadpool_limits
+
+    from autograder.checks import dae, draws
+    from autograder.grading import report
+
+    course, _ = graded
+    entries = report.load(course)["notebooks"]
+    recorded = [e["secret"] for e in entries.values() if "secret" in e]
+    students = {e["student"] for e in entries.values()}
+    assert len(set(recorded)) == len(recorded) >= len(students), entries
+    secret = entries[f"{ASSIGNMENT}/dae_public_noise/dae"]["secret"]
+    assert secret.isdigit() and int(secret).bit_length() > 64
+    for folder in ("submitted", "autograded"):
+        for path in (course / folder).rglob("*"):
+            assert not path.is_file() or secret.encode() not in path.read_bytes(), path
+    submitted = course / "submitted" / "dae_public_noise" / ASSIGNMENT
+    with draws.using(secret), threadpool_limits(limits=1):  # as the judge computes
+        again = dae.trained_results(definitions(submitted / "dae.ipynb")["DAE"], 10,
+                                    path=str(submitted / "dae.pth"))
+    errors = _errors(course, "dae_public_noise", "dae")
+    assert re.search(rf"got\s+{again['denoise_ratio']:.3f} ", errors["test_dae_denoising"])
+    assert re.search(rf"got\s+{again['probe_accuracy']:.3f}", errors["test_dae_probe"])
 
 
 def test_vae_decoder_below_the_floor_gains_nothing(graded):

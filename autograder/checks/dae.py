@@ -23,7 +23,7 @@ import torch
 
 from ..manifest import notebook
 from .core import call, failure, fmt, student_facing
-from .data import seeded_variance, variance_evaluation, variance_sets
+from .data import eval_seeds, seeded_variance, variance_evaluation, variance_sets
 from .evaluation import (
     Codes,
     Evaluation,
@@ -68,7 +68,8 @@ NOTEBOOK = notebook("dae", "autoencoders")
 #: Standard deviation of the corruption noise in the graded evaluation (the notebook's default).
 SIGMA_N = 0.2
 #: Seeds of the evaluation sets (course manifest): the varianceMNIST noise of train and test
-#: item i, and the corruption noise of test item i, are fixed by (seed, i).
+#: item i, and the corruption noise of test item i, are fixed by (seed, i). While grading, the
+#: seeds are derived from these and the run's secret (``data.eval_seeds``, ``draws``).
 EVAL_SEED_TRAIN, EVAL_SEED_TEST = NOTEBOOK.eval_seeds
 #: Batch size of the evaluation passes.
 EVAL_BATCH = 500
@@ -286,8 +287,9 @@ def evaluate_dae(model, trainset, testset, *, train_mode: bool = False) -> dict[
     ``out_min`` and ``out_max``, the range of the denoised outputs, and ``gate_ratio``, the
     ratio that ``x_tilde * output`` would reach (what a model returning the gate would denoise).
     """
-    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "DAE")
-    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "DAE")
+    train_seed, test_seed = eval_seeds(NOTEBOOK.eval_seeds)
+    trainset = seeded_variance(trainset, train_seed, "trainset", "DAE")
+    testset = seeded_variance(testset, test_seed, "testset", "DAE")
     return run(EVALUATION, {"DAE": model}, (trainset, testset, None), train_mode=train_mode)
 
 

@@ -1,13 +1,21 @@
 """The graded evaluation sets, shared by every trained-model check.
 
 The evaluation of a trained model never depends on fresh noise: varianceMNIST sets are seeded
-(the noise of item i is fixed by (seed, i)) with the seeds of the course manifest, and the bars
-follow the data source the sets came from (``thresholds``). A set whose source is unknown is an
-error, never a silent fall-back to the lenient bars of the embedded data.
+(the noise of item i is fixed by (seed, i)) with the seeds of the course manifest, or while
+grading with seeds derived from the grading run's secret (:func:`eval_seeds`, ``draws``), and
+the bars follow the data source the sets came from (``thresholds``). A set whose source is
+unknown is an error, never a silent fall-back to the lenient bars of the embedded data.
 """
 from __future__ import annotations
 
+from . import draws
 from .core import failure
+
+
+def eval_seeds(seeds: tuple[int, int]) -> tuple[int, int]:
+    """The seeds of the varianceMNIST evaluation sets: the manifest's ``seeds``, or while
+    grading seeds derived from them and the grading run's secret (``draws.seed``)."""
+    return tuple(draws.seed(s, draws.VARIANCE) for s in seeds)
 
 
 def mnist_sets(root=None):
@@ -18,11 +26,13 @@ def mnist_sets(root=None):
 
 
 def variance_sets(seeds: tuple[int, int], root=None):
-    """The seeded varianceMNIST train and test sets of the graded evaluation."""
+    """The seeded varianceMNIST train and test sets of the graded evaluation (``seeds``: the
+    manifest's; see :func:`eval_seeds`)."""
     from data_tools.variance import VarianceMNIST
 
     train, test = mnist_sets(root)
-    return VarianceMNIST(train, eval_seed=seeds[0]), VarianceMNIST(test, eval_seed=seeds[1])
+    train_seed, test_seed = eval_seeds(seeds)
+    return VarianceMNIST(train, eval_seed=train_seed), VarianceMNIST(test, eval_seed=test_seed)
 
 
 def seeded_variance(dataset, eval_seed: int, which: str, what: str):
@@ -73,6 +83,7 @@ def variance_evaluation(trainset, testset, seeds: tuple[int, int], what: str):
         default_train, default_test = variance_sets(seeds)
         trainset = default_train if trainset is None else trainset
         testset = default_test if testset is None else testset
-    trainset = seeded_variance(trainset, seeds[0], "trainset", what)
-    testset = seeded_variance(testset, seeds[1], "testset", what)
+    train_seed, test_seed = eval_seeds(seeds)
+    trainset = seeded_variance(trainset, train_seed, "trainset", what)
+    testset = seeded_variance(testset, test_seed, "testset", what)
     return trainset, testset, source_key(testset, "testset", what)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import cache, evidence
+from . import cache, draws, evidence
 from .core import call, failure, isolated_rng, shape_str
 from .modules import build, load_weights
 from .thresholds import (
@@ -328,7 +328,8 @@ def results(evaluation: Evaluation, n_components: int, specs: tuple, given: tupl
             return result
 
         result = cache.evaluation((*(cls for cls, _, _ in specs), *given),
-                                  (evaluation.name, n_components, source_key, train_mode), paths,
+                                  (evaluation.name, n_components, source_key, train_mode,
+                                   draws.current()), paths,
                                   compute)
     result["source"], result["bars"] = source_key, threshold(source_key, evaluation.bars)
     result["evaluation"] = evaluation.name

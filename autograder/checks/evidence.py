@@ -35,6 +35,7 @@ import torch
 
 from . import core as _core
 from .core import CheckFailure, failure
+from .draws import current as _secret
 
 # Own references, taken before any student code runs in this process.
 _np_load = np.load
@@ -397,8 +398,12 @@ def preload_data(evaluations) -> None:
 
 
 def judge_data(evaluation):
-    """The judge's own evaluation data of ``evaluation`` (read once per process)."""
-    data = _STATE["data"].get(evaluation.name) or _PRELOADED.get(evaluation.name)
+    """The judge's own evaluation data of ``evaluation`` (read once per process), drawn with
+    the grading run's secret (``draws``): the server's preloaded data, read before any secret
+    was set, serves only a judge without one."""
+    data = _STATE["data"].get(evaluation.name)
+    if data is None and _secret() is None:
+        data = _PRELOADED.get(evaluation.name)
     if data is None:
         data = evaluation.data(None, None)
     _STATE["data"][evaluation.name] = data

@@ -40,8 +40,9 @@ check_lightning(BetaVAE)
     with the model's learning rate.
 check_trained_elbo(BetaVAE) / check_trained_samples(BetaVAE)
     The saved weights load into ``BetaVAE(n_components)``; the negative ELBO per test image (beta = 1, one
-    z per image drawn with a fixed seed, float64, the grader's own formulas) is under its bar;
-    and images decoded from a fixed seeded set of z ~ N(0, I) look like digits to a
+    z per image drawn by the grader, float64, the grader's own formulas) is under its bar;
+    and images decoded from a seeded set of z ~ N(0, I) (while grading, both drawn from the
+    run's secret: ``draws``) look like digits to a
     logistic-regression classifier that the grader fits on the training images: the mean
     confidence of its predictions and the number of digit classes it sees among the samples
     clear calibrated bars (docs/calibration.md, "Bestiary: latent spaces"). The evaluation
@@ -88,6 +89,8 @@ from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
 from .data import mnist_evaluation, mnist_sets
+from .draws import LATENT_EPS, PRIOR
+from .draws import seed as _draw_seed
 from .evaluation import (
     Codes,
     Evaluation,
@@ -164,7 +167,8 @@ FIT_BETA = 2.0
 FIT_LEARNING_RATE = 3.7e-4
 
 #: Trained-model evaluation: seeds of the z drawn for the ELBO (one per test image) and of the
-#: z ~ N(0, I) decoded for the sample-quality judge, and the number of those samples.
+#: z ~ N(0, I) decoded for the sample-quality judge (while grading, seeds derived from these and
+#: the run's secret: ``draws``), and the number of those samples.
 EVAL_Z_SEED = 0
 SAMPLE_SEED = 1234
 N_SAMPLES = 1000
@@ -711,7 +715,8 @@ def check_lightning(BetaVAE, *, seed: int = 0) -> None:
 # The trained model, in stages (``evaluation.Evaluation``, docs/security.md):
 #   first:   BetaVAE.encode on the test images -> z_mean, z_logvar (plain arrays);
 #   between: the grader's own arithmetic: one z = z_mean + exp(0.5 z_logvar) eps per test image
-#            (eps seeded with EVAL_Z_SEED) and the fixed z ~ N(0, I) of the judge (prior_codes);
+#            (eps seeded with EVAL_Z_SEED) and the seeded z ~ N(0, I) of the judge (prior_codes),
+#            from the run's secret while grading (``draws``);
 #   second:  BetaVAE.decode on those codes only (never an image) -> logits (plain arrays);
 #   measure: every graded number from those arrays and the grader's own data (the test images,
 #            the digit classifier fitted on the training images).
@@ -754,8 +759,9 @@ def sample_quality(images, classifier) -> dict[str, float]:
 
 
 def prior_codes(n_components: int = 2) -> torch.Tensor:
-    """The fixed seeded z ~ N(0, I) of the sample-quality judge, (N_SAMPLES, n_components)."""
-    gen = torch.Generator().manual_seed(SAMPLE_SEED)
+    """The seeded z ~ N(0, I) of the sample-quality judge, (N_SAMPLES, n_components): seeded
+    with SAMPLE_SEED (while grading, with a seed derived from it and the run's secret)."""
+    gen = torch.Generator().manual_seed(_draw_seed(SAMPLE_SEED, PRIOR))
     return _randn(N_SAMPLES, n_components, generator=gen)
 
 
@@ -810,13 +816,14 @@ def _finite(array: np.ndarray, what: str) -> torch.Tensor:
 
 def _codes(first: dict, data) -> dict:
     """The decoder's inputs, made by the grader: ``z``, one draw z = z_mean + exp(0.5 *
-    z_logvar) * eps per test image (eps float64, seeded with EVAL_Z_SEED, in test-set order),
-    and ``z_prior``, the judge's z ~ N(0, I) (:func:`prior_codes`)."""
+    z_logvar) * eps per test image (eps float64, seeded with EVAL_Z_SEED or while grading from
+    the run's secret, in test-set order), and ``z_prior``, the judge's z ~ N(0, I)
+    (:func:`prior_codes`)."""
     mu = _finite(checked(first, "z_mean"), f"{_WHAT_ENCODE}: z_mean")
     lv = _finite(checked(first, "z_logvar", len(mu)), f"{_WHAT_ENCODE}: z_logvar")
     if mu.ndim != 2 or lv.shape != mu.shape:
         raise evidence_failure("the codes have inconsistent shapes")
-    gen = torch.Generator().manual_seed(EVAL_Z_SEED)
+    gen = torch.Generator().manual_seed(_draw_seed(EVAL_Z_SEED, LATENT_EPS))
     eps = _randn(*mu.shape, generator=gen, dtype=_float64)
     z = _Tensor.to(mu + _exp(0.5 * lv) * eps, _float32)
     if not bool(torch.isfinite(z).all()):
@@ -998,7 +1005,7 @@ def check_trained_elbo(BetaVAE, *, trainset=None, testset=None, path: str = WEIG
     logits = result["probability_logits"]
     require_bar(result, "elbo_loss", op="<=", fmt=".1f", reference="reference_elbo_loss",
                 what="negative ELBO (beta = 1) of the trained BetaVAE per MNIST test image (BCE "
-                     "summed over pixels + KL, one z per image drawn with a fixed seed)",
+                     "summed over pixels + KL, one z per image drawn by the grader)",
                 problem="too high",
                 got=f"{result['elbo_loss']:.1f} (BCE {result['bce']:.1f} + KL {result['kl']:.1f})",
                 hint=_LOGITS_HINT if logits else _ELBO_HINT, generic=not logits, models="model",

@@ -34,7 +34,8 @@ check_trained_vae_probe / check_trained_vae_loss(Encoder, Decoder, n_components,
     logistic-regression probe on z_mean passes the calibrated accuracy bar, and the negative
     ELBO per test image (KL + NLL without the constant 0.5*784*log(2*pi)), computed by
     :func:`evaluate_vae` in float64 with torch.distributions and one z per image drawn with
-    the fixed seed ``EVAL_Z_SEED`` (never with the student's loss functions or ``sample``),
+    the seed ``EVAL_Z_SEED`` (while grading, a seed derived from the run's secret: ``draws``;
+    never with the student's loss functions or ``sample``),
     passes the calibrated loss bar (``autograder.checks.thresholds``). The grader applies the
     floor itself: it evaluates the loss with y_logvar clamped from below at
     ``MIN_LOGVAR_ALLOWED`` (the floor ``check_decoder`` requires), so a decoder that outputs a
@@ -54,7 +55,9 @@ from .core import call, failure, fmt, require_tensor, student_facing
 from .core import f64 as _f64
 from .core import isolated_rng as _isolated_rng
 from .core import require_callable as _require_callable
-from .data import seeded_variance, variance_evaluation, variance_sets
+from .data import eval_seeds, seeded_variance, variance_evaluation, variance_sets
+from .draws import LATENT_EPS
+from .draws import seed as _draw_seed
 from .evaluation import (
     Codes,
     Evaluation,
@@ -434,7 +437,8 @@ ENCODER_PATH, DECODER_PATH = NOTEBOOK.weights
 #: test samples.
 EVAL_SEED_TRAIN, EVAL_SEED_TEST = NOTEBOOK.eval_seeds
 #: Seed of the generator of eps in z = z_mean + exp(0.5*z_logvar) * eps, one draw per test
-#: image in the order of the test set, for the graded loss.
+#: image in the order of the test set, for the graded loss (while grading, a seed derived from
+#: it and the run's secret: ``draws``).
 EVAL_Z_SEED = 0
 #: Batch size of the evaluation passes.
 EVAL_BATCH = 500
@@ -498,10 +502,11 @@ def _encode(models: dict, inputs: dict, n_components: int | None = None) -> dict
 
 def _draws(first: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """mu, logvar (float64) of the test samples and eps: one draw per image from a generator
-    seeded with EVAL_Z_SEED, in test-set order, batch by batch."""
+    seeded with EVAL_Z_SEED (while grading, from the run's secret), in test-set order, batch
+    by batch."""
     mu = torch.from_numpy(checked(first, "z_mean")).to(_float64)
     lv = torch.from_numpy(checked(first, "z_logvar", len(mu))).to(_float64)
-    gen = torch.Generator().manual_seed(EVAL_Z_SEED)
+    gen = torch.Generator().manual_seed(_draw_seed(EVAL_Z_SEED, LATENT_EPS))
     eps = torch.cat([_randn(m.shape, generator=gen, dtype=_float64) for m in batches(mu)])
     return mu, lv, eps
 
@@ -612,8 +617,9 @@ def evaluate_vae(encoder, decoder, trainset, testset, *,
     ``logstd_loss`` (the loss with the second output read as a log standard deviation, for a
     hint).
     """
-    trainset = seeded_variance(trainset, EVAL_SEED_TRAIN, "trainset", "VAE")
-    testset = seeded_variance(testset, EVAL_SEED_TEST, "testset", "VAE")
+    train_seed, test_seed = eval_seeds(NOTEBOOK.eval_seeds)
+    trainset = seeded_variance(trainset, train_seed, "trainset", "VAE")
+    testset = seeded_variance(testset, test_seed, "testset", "VAE")
     evaluation = EVALUATION if n_components is None else dataclasses.replace(
         EVALUATION, first=dataclasses.replace(
             EVALUATION.first, run=lambda models, inputs: _encode(models, inputs, n_components)))
@@ -693,7 +699,7 @@ check_trained_vae_loss = student_facing(_bar_check(
     "loss", loss_line, op="<=", fmt=".1f", reference="reference_loss", problem="too high",
     what="negative ELBO of the trained VAE on the seeded varianceMNIST test set (KL + NLL per image, "
          f"NLL without the constant 0.5*784*log(2*pi), y_logvar floored at "
-         f"{fmt(MIN_LOGVAR_ALLOWED)}, one z per image drawn with a fixed seed)",
+         f"{fmt(MIN_LOGVAR_ALLOWED)}, one z per image drawn by the grader)",
     got=lambda r: f"{r['loss']:.1f} (KL {r['kl']:.1f} + NLL {r['nll']:.1f})",
     hint=lambda result: _loss_hint(result, result["bars"]["loss"]), generic=True))
 

@@ -19,6 +19,14 @@ frozen encoders): the edits ``VARIANTS[NAME]`` of the notebook's checks module, 
 docs/calibration/<notebook>-<source>-variant=<NAME>.json.
 
     python -m autograder calibrate transfer --seeds 0 1 2 3 4 --variant mlp
+
+``--secrets S ...`` trains nothing: it evaluates the reference weights (``make weights``, in
+``reference/``) and an untrained model (``torch.manual_seed(0)``) with the public draws and with
+the draws of each secret (``autograder.checks.draws``: what grading draws for a notebook), to
+show that the graded numbers stay inside their bars whatever the grader draws; the results go
+to docs/calibration/<notebook>-<source>-secrets.json.
+
+    python -m autograder calibrate dae --secrets 1 2 3 4 5 6 7 8
 """
 from __future__ import annotations
 
@@ -158,16 +166,55 @@ def calibrate(name: str, seeds: list[int], n_components: int | None = None,
     return summary
 
 
+def across_secrets(name: str, secrets: list[int], assignment: str | None = None) -> dict:
+    """The graded numbers of the reference weights and of an untrained model, with the public
+    draws and with those of each of ``secrets`` (see the module docstring)."""
+    from ..checks import draws
+    from .weights import reference_dir
+
+    nb_entry = notebook(name, assignment)
+    ns = definitions(source_path(nb_entry))
+    runs = []
+    for secret in (None, *secrets):
+        with draws.using(secret):
+            data = _checks(nb_entry).evaluation_data()
+            result = _evaluate(nb_entry, ns, reference_dir(), nb_entry.n_components, data)
+            torch.manual_seed(0)
+            untrained = _evaluate(nb_entry, ns, None, nb_entry.n_components, data)
+        runs.append({"secret": "public" if secret is None else str(secret), "reference": result,
+                     "untrained": untrained})
+        print(f"{name} draws of secret {runs[-1]['secret']}: {result}; untrained: {untrained}",
+              flush=True)
+    source = data[-1].source
+    summary = {"notebook": name, "source": source.threshold_key, "n_components": nb_entry.n_components,
+               "secrets": [str(s) for s in secrets], "runs": runs, "torch": torch.__version__}
+    for key, value in runs[0]["reference"].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r["reference"][key] for r in runs[1:]]
+            summary[f"{key}_secrets_min"], summary[f"{key}_secrets_max"] = min(values), max(values)
+    out = COURSE_ROOT / "docs" / "calibration" / f"{name}-{source.threshold_key}-secrets.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {out}")
+    return summary
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder calibrate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebook", choices=sorted({nb.name for nb in NOTEBOOKS}))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--secrets", type=int, nargs="+", default=None, metavar="S",
+                        help="evaluate the reference weights with the draws of these secrets "
+                             "instead of training (default: off)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="NAME=VALUE", help="change a line of the settings cell")
     parser.add_argument("--variant", default=None, metavar="NAME",
                         help="train a correct alternative of the solution (VARIANTS of the checks module)")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.overrides)
+    if args.secrets:
+        across_secrets(args.notebook, args.secrets)
+        return 0
     calibrate(args.notebook, args.seeds, overrides=overrides, variant=args.variant)
     return 0

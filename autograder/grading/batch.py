@@ -547,7 +547,8 @@ def capture_executed(c, directory: str) -> None:
 
 
 class UseExecuted(NbGraderPreprocessor):
-    """In place of execution: the worker's executed notebook and grading failures.
+    """In place of execution: the worker's executed notebook and grading failures, and the
+    secret of its evaluation's draws (from the worker's record).
 
     With ``reason`` set (the task could not be graded), every grade cell instead gets the
     error ``grading failed: <reason>`` and is listed as a grading failure, so that it scores 0
@@ -573,11 +574,13 @@ class UseExecuted(NbGraderPreprocessor):
             return nb, resources
         folder = Path(self.directory)
         path = folder / f"{name}.ipynb"
+        entry = json.loads((folder / "report.json").read_text()).get(name, {})
         if not path.exists():
-            entry = json.loads((folder / "report.json").read_text()).get(name, {})
             reasons = "; ".join(p["reason"] for p in entry.get("problems", [])) or "no reason recorded"
             raise RuntimeError(f"the worker did not execute {name}.ipynb: {reasons}")
         failures.extend(json.loads((folder / f"{name}.json").read_text()))
+        if entry.get("secret") is not None:  # the worker's draws, for the course's record
+            resources["autograder"]["secret"] = entry["secret"]
         return nbformat.read(path, as_version=4), resources
 
 

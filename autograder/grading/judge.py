@@ -9,7 +9,9 @@ job file it wrote itself:
   (the source's, then the student's, as the replay runs them);
 - ``cells``: the *trusted* source of every test cell (from the source notebook);
 - ``evidence``: the directory of the trained-model outputs, written by the grader after it
-  checked and reordered them; ``calls``: the directory of the replayable checks' recorded calls.
+  checked and reordered them; ``calls``: the directory of the replayable checks' recorded calls;
+- ``secret``: the secret the grader drew for this notebook (``autograder.checks.draws``): the
+  judge's own evaluation data and draws are made with it, as the stages' inputs were.
 
 Each test cell runs with ``checks`` and the settings defined and every other name (the
 student's classes and functions, the notebook's datasets) bound to a
@@ -29,6 +31,7 @@ import json
 import os
 import sys
 
+import autograder.checks.draws as draws
 import autograder.checks.evidence as evidence
 import autograder.checks.recorded as recorded
 
@@ -63,7 +66,13 @@ def _run_settings(code: str, namespace: dict) -> None:
 
 
 def judge(job: dict) -> dict:
-    """The verdicts of one notebook's test cells (see the module docstring)."""
+    """The verdicts of one notebook's test cells (see the module docstring), with the draws of
+    the job's ``secret``."""
+    with draws.using(job.get("secret")):
+        return _judge(job)
+
+
+def _judge(job: dict) -> dict:
     evidence.start_judging(job["evidence"])
     recorded.start_judging(job["calls"])
     namespace: dict = {"__name__": "__main__", "checks": importlib.import_module(job["checks"])}

@@ -4,7 +4,10 @@
 docs/security.md):
 
 1. here, in the grader's process: the inputs of each trained-model evaluation of the notebook
-   (the evaluation images), every array's rows in a secret order;
+   (the evaluation images), every array's rows in a secret order; every random draw of the
+   evaluation (the varianceMNIST samples, the grader's noise and codes, the row orders) comes
+   from a secret drawn for this notebook (``autograder.checks.draws``), which no sandboxed
+   process receives and the judge gets in its job;
 2. the **producer** (``replay.run_plan``, sandboxed): the re-run of the test cells on the
    submitted definitions; the structural checks decide there, the trained-model checks run
    their first stage on those inputs, the replayable checks record their calls;
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import draws
 from ..tempdirs import fit_multiprocessing
 from .replay import ReplayError, Step, run_plan, trusted_imports
 
@@ -49,16 +53,20 @@ def _evaluations(checks_module: str) -> dict:
 
 
 def _data(evaluation):
-    """The grader's evaluation data (read once per process and data source)."""
-    key = (evaluation.name, os.environ.get("MNIST_ROOT"))
+    """The grader's evaluation data with the draws in effect (read once per process, data
+    source and secret; the data of earlier secrets is dropped)."""
+    key = (evaluation.name, os.environ.get("MNIST_ROOT"), draws.current())
     if key not in _DATA:
+        for old in [k for k in _DATA if k[2] != key[2]]:
+            del _DATA[old]
         _DATA[key] = evaluation.data(None, None)
     return _DATA[key]
 
 
-def _shuffle(arrays: dict) -> tuple[dict, dict]:
-    """Every array's rows in its own secret order, and the orders."""
-    rng = np.random.default_rng(secrets.randbits(128))
+def _shuffle(arrays: dict, rng: np.random.Generator | None = None) -> tuple[dict, dict]:
+    """Every array's rows in its own secret order (drawn from ``rng``), and the orders."""
+    if rng is None:
+        rng = np.random.default_rng(secrets.randbits(128))
     shuffled, orders = {}, {}
     for name, array in arrays.items():
         array = np.asarray(array, dtype=np.float32)
@@ -91,7 +99,11 @@ class _Run:
     """The files of one notebook's judged replay."""
 
     def __init__(self, checks_module: str, weight_files: tuple, root: Path,
-                 private: Path | None = None) -> None:
+                 private: Path | None = None, secret: int | None = None) -> None:
+        #: The secret of this run's draws (a fresh one unless given): never written where a
+        #: sandboxed process can read it; the judge gets it in its job.
+        self.secret = draws.new_secret() if secret is None else secret
+        self.rng = draws.rng(self.secret)
         self.checks_module = checks_module
         self.evaluations = _evaluations(checks_module)
         self.weight_files = set(weight_files)
@@ -111,9 +123,15 @@ class _Run:
         from ..checks.evidence import save_arrays
 
         (self.shared / "inputs").mkdir()
-        for name, evaluation in self.evaluations.items():
-            arrays, self.orders[name] = _shuffle(evaluation.inputs(_data(evaluation)))
-            save_arrays(str(self.shared / "inputs" / f"{name}.npz"), arrays)
+        with draws.using(self.secret):
+            for name, evaluation in self.evaluations.items():
+                arrays, self.orders[name] = _shuffle(evaluation.inputs(_data(evaluation)), self.rng)
+                save_arrays(str(self.shared / "inputs" / f"{name}.npz"), arrays)
+
+    def between(self, evaluation, first: dict) -> dict:
+        """The second stage's inputs, made by the grader's code with this run's draws."""
+        with draws.using(self.secret):
+            return evaluation.between(first, _data(evaluation))
 
     def keep_weights(self, workdir: Path) -> None:
         """Copies of the weight files as they are before any replay runs."""
@@ -169,8 +187,9 @@ class _Run:
                     check_code_width(evaluation, first)  # the manifest's size, not the cell's
                     save_arrays(str(self.private / f"{meta['key']}.{mode}.first.npz"), first)
                     if evaluation.second is not None:
-                        inputs = evaluation.between(first, _data(evaluation))
-                        arrays, orders = _shuffle({k: v.numpy() for k, v in inputs.items()})
+                        inputs = self.between(evaluation, first)
+                        arrays, orders = _shuffle({k: v.numpy() for k, v in inputs.items()},
+                                                  self.rng)
                         rid = f"{meta['key']}.{mode}"
                         save_arrays(str(self.second / f"{rid}.in.npz"), arrays)
                         self.requests.append({"id": rid, "evaluation": evaluation.name,
@@ -341,13 +360,15 @@ def _refuse_large(folders: list[Path], what: str, warm) -> None:
 
 
 def run_judged(plan: list[Step], source_nb, checks_module: str, weight_files: tuple,
-               workdir: Path, *, timeout: float, sandbox, warm=None) -> dict[str, dict]:
+               workdir: Path, *, timeout: float, sandbox, warm=None,
+               secret: int | None = None) -> dict[str, dict]:
     """``{grade_id: {"passed", "error"}}`` of one submitted notebook (see the module docstring).
 
     ``sandbox(directory)`` is a context manager yielding the ``wrap`` of ``run_plan`` (or None).
     With ``warm`` (``autograder.sandbox.warm.WarmSandbox``) the producer and the second stage
     are forked from its server, each into a sandbox of its own; the producer then works on a
-    copy of ``workdir``. A cell the producer did not reach has no verdict.
+    copy of ``workdir``. A cell the producer did not reach has no verdict. ``secret``: the
+    secret of the evaluation's draws (``autograder.checks.draws``; a fresh one if None).
     """
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(
@@ -357,7 +378,7 @@ def run_judged(plan: list[Step], source_nb, checks_module: str, weight_files: tu
 
         workdir_limit, _, max_files = _limits(warm)
         check_workdir(workdir, workdir_limit, max_files)  # before any copy
-        run = _Run(checks_module, weight_files, root, private)
+        run = _Run(checks_module, weight_files, root, private, secret)
         run.write_inputs()
         run.keep_weights(workdir)
         written = [run.shared]
@@ -385,7 +406,7 @@ def run_judged(plan: list[Step], source_nb, checks_module: str, weight_files: tu
                  for c in source_nb.cells
                  if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
         job = {"checks": checks_module, "cells": cells, "evidence": str(run.private),
-               "calls": str(run.shared / "calls"),
+               "calls": str(run.shared / "calls"), "secret": run.secret,
                "settings": [s.code for s in plan if s.kind in ("trusted", "student") and not s.grade_id]}
         judged = run_judge(job, run.private, timeout)
     verdicts = {}

@@ -35,6 +35,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 from traitlets import Bool, Float
 
+from ..checks.draws import new_secret
 from ..sandbox.warm import WarmUnavailable
 from .replay import DEFAULT_TIMEOUT, build_plan, internals_verdicts, run_plan, unbound_note
 
@@ -132,6 +133,10 @@ class ReplayChecks(NbGraderPreprocessor):
     patched the checks in its kernel gains nothing, and one whose kernel state was merely
     broken loses nothing that its definitions deserve. When the replay cannot run, the
     cells are marked "grading failed" (never silently scored from the kernel run).
+
+    The random draws of the notebook's evaluation come from a secret drawn here, for this
+    notebook (``autograder.checks.draws``); it goes to ``resources["autograder"]["secret"]``,
+    which ``RecordingExporter`` keeps in the notebook's entry of ``grading_report.json``.
     """
 
     enabled = Bool(True, help="Score test cells by a replay in a fresh process.").tag(config=True)
@@ -158,9 +163,12 @@ class ReplayChecks(NbGraderPreprocessor):
         workdir = Path(resources.get("metadata", {}).get("path") or ".")
         grade_cells = [c for c in nb.cells if c.cell_type == "code"
                        and c.metadata.get("nbgrader", {}).get("grade")]
+        secret = new_secret()
+        # Decimal digits: a JSON reader that reads numbers as doubles would round 128 bits.
+        resources.setdefault("autograder", {})["secret"] = str(secret)
         try:
             plan = build_plan(source_nb, nb)
-            verdicts = self._verdicts(plan, source_nb, ids, workdir)
+            verdicts = self._verdicts(plan, source_nb, ids, workdir, secret)
             if self.internals:
                 verdicts.update(internals_verdicts(plan, verdicts))
             problem = None
@@ -214,7 +222,7 @@ class ReplayChecks(NbGraderPreprocessor):
                                                traceback=[f"{ename}: {evalue}"]))
         return nb, resources
 
-    def _verdicts(self, plan, source_nb, ids, workdir: Path) -> dict:
+    def _verdicts(self, plan, source_nb, ids, workdir: Path, secret: int) -> dict:
         """The replay's verdicts: judged (``judged``) for a notebook of the course manifest."""
         from ..manifest import notebook
 
@@ -239,12 +247,13 @@ class ReplayChecks(NbGraderPreprocessor):
             from .judged import run_judged
 
             return run_judged(plan, source_nb, nb.checks, (*nb.weights, *nb.extra_files), workdir,
-                              timeout=self.timeout, sandbox=self._sandbox, warm=warm)
+                              timeout=self.timeout, sandbox=self._sandbox, warm=warm,
+                              secret=secret)
         except WarmUnavailable as exc:  # it stopped while running: the rest of the process goes cold
             from ..sandbox.warm import fail
 
             fail(str(exc), self.log)
-            return self._verdicts(plan, source_nb, ids, workdir)
+            return self._verdicts(plan, source_nb, ids, workdir, secret)
 
     def _warm(self):
         """The warm sandbox (``autograder.sandbox.warm``) unless switched off or failed."""

@@ -6,14 +6,17 @@
         "assignment": ..., "student": ..., "notebook": ...,
         "status": "ok" | "failed" | "running",
         "problems": [{"cell": 7, "grade_id": "test_kl", "reason": "the kernel died in cell [7] ..."}],
-        "pid": 1234}}}
+        "pid": 1234, "secret": "8301...52"}}}
 
 ``status`` is "running" from the moment nbgrader starts on the notebook until it has been
 graded; an entry left "running" by a grader that no longer exists means that grading was
-interrupted. ``RecordingExporter`` (nbgrader's ``Autograde.exporter_class``) writes the
-entries, and on start removes the autograded folders of interrupted gradings so that
-``nbgrader autograde`` grades them again instead of skipping them as done. Before that, it
-stops with a clear message when the assignment was never released (``preflight``).
+interrupted. ``secret`` (decimal digits) is the secret of the random draws of the notebook's
+graded evaluation (``autograder.checks.draws``): with it an instructor computes the graded
+numbers again; no sandbox sees this file. ``RecordingExporter`` (nbgrader's
+``Autograde.exporter_class``) writes the entries, and on start removes the autograded folders
+of interrupted gradings so that ``nbgrader autograde`` grades them again instead of skipping
+them as done. Before that, it stops with a clear message when the assignment was never
+released (``preflight``).
 
 ``python -m autograder grade`` adds one entry per graded submission under ``"submissions"``
 (:func:`record_submission`; ``autograder.grading.batch`` says what they hold).
@@ -80,11 +83,14 @@ def _update(course, key: str, entry: dict, section: str = "notebooks") -> None:
 
 
 def record(course, assignment: str, student: str, notebook: str, status: str,
-           problems: list[dict] | None = None) -> None:
-    """Record the grading status of one notebook."""
+           problems: list[dict] | None = None, secret: str | None = None) -> None:
+    """Record the grading status of one notebook (and the secret of its draws, if any)."""
     key = f"{assignment}/{student}/{notebook}"
-    _update(course, key, {"assignment": assignment, "student": student, "notebook": notebook,
-                          "status": status, "problems": list(problems or []), "pid": os.getpid()})
+    entry = {"assignment": assignment, "student": student, "notebook": notebook,
+             "status": status, "problems": list(problems or []), "pid": os.getpid()}
+    if secret is not None:
+        entry["secret"] = str(secret)
+    _update(course, key, entry)
 
 
 def record_submission(course, key: str, entry: dict) -> None:
@@ -193,7 +199,8 @@ class RecordingExporter(NotebookExporter):
             raise
         if autograding:
             problems = resources.get("autograder", {}).get("failures", [])
-            record(*where, "failed" if problems else "ok", problems)
+            record(*where, "failed" if problems else "ok", problems,
+                   secret=resources.get("autograder", {}).get("secret"))
         return output, resources
 
 
