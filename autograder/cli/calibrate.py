@@ -4,7 +4,8 @@ For each seed, the reference solution notebook is executed in training mode (the
 changed in its settings cell) and the trained models are evaluated exactly as the grader
 evaluates them; untrained (random-init) models are evaluated over the same seeds. The
 results go to docs/calibration/<notebook>-<source>.json, from which docs/calibration.md
-is written by hand.
+is written by hand. The course is the current directory (``--course DIR``: another), as for
+nbgrader.
 
     python -m autograder calibrate ae --seeds 0 1 2 3 4
     python -m autograder calibrate dae --seeds 0 1 2 3 4 --set sigma_n=0.0
@@ -97,10 +98,10 @@ def apply_edits(nb, edits) -> None:
 
 def calibrate(name: str, seeds: list[int], n_components: int | None = None,
               overrides: dict[str, str] | None = None, assignment: str | None = None,
-              variant: str | None = None) -> dict:
+              variant: str | None = None, course: Path = COURSE_ROOT) -> dict:
     nb_entry = notebook(name, assignment)
     n_components = n_components or nb_entry.n_components
-    src = source_path(nb_entry)
+    src = source_path(nb_entry, course)
     edits = variant_edits(nb_entry, variant) if variant else ()
     if edits:
         edited = nbformat.read(src, as_version=4)
@@ -159,26 +160,27 @@ def calibrate(name: str, seeds: list[int], n_components: int | None = None,
     if variant:
         suffix += f"-variant={variant}"
         summary["variant"] = variant
-    out = COURSE_ROOT / "docs" / "calibration" / f"{name}-{source.threshold_key}{suffix}.json"
+    out = course / "docs" / "calibration" / f"{name}-{source.threshold_key}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out}")
     return summary
 
 
-def across_secrets(name: str, secrets: list[int], assignment: str | None = None) -> dict:
+def across_secrets(name: str, secrets: list[int], assignment: str | None = None,
+                   course: Path = COURSE_ROOT) -> dict:
     """The graded numbers of the reference weights and of an untrained model, with the public
     draws and with those of each of ``secrets`` (see the module docstring)."""
     from ..checks import draws
     from .weights import reference_dir
 
     nb_entry = notebook(name, assignment)
-    ns = definitions(source_path(nb_entry))
+    ns = definitions(source_path(nb_entry, course))
     runs = []
     for secret in (None, *secrets):
         with draws.using(secret):
             data = _checks(nb_entry).evaluation_data()
-            result = _evaluate(nb_entry, ns, reference_dir(), nb_entry.n_components, data)
+            result = _evaluate(nb_entry, ns, reference_dir(course), nb_entry.n_components, data)
             torch.manual_seed(0)
             untrained = _evaluate(nb_entry, ns, None, nb_entry.n_components, data)
         runs.append({"secret": "public" if secret is None else str(secret), "reference": result,
@@ -192,7 +194,7 @@ def across_secrets(name: str, secrets: list[int], assignment: str | None = None)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             values = [r["reference"][key] for r in runs[1:]]
             summary[f"{key}_secrets_min"], summary[f"{key}_secrets_max"] = min(values), max(values)
-    out = COURSE_ROOT / "docs" / "calibration" / f"{name}-{source.threshold_key}-secrets.json"
+    out = course / "docs" / "calibration" / f"{name}-{source.threshold_key}-secrets.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out}")
@@ -211,10 +213,14 @@ def main(argv=None) -> int:
                         metavar="NAME=VALUE", help="change a line of the settings cell")
     parser.add_argument("--variant", default=None, metavar="NAME",
                         help="train a correct alternative of the solution (VARIANTS of the checks module)")
+    parser.add_argument("--course", type=Path, default=Path("."), metavar="DIR",
+                        help="the course directory: its solutions/ are trained, its docs/calibration/ "
+                             "written (default: the current directory)")
     args = parser.parse_args(argv)
+    course = args.course.resolve()
     overrides = dict(item.split("=", 1) for item in args.overrides)
     if args.secrets:
-        across_secrets(args.notebook, args.secrets)
+        across_secrets(args.notebook, args.secrets, course=course)
         return 0
-    calibrate(args.notebook, args.seeds, overrides=overrides, variant=args.variant)
+    calibrate(args.notebook, args.seeds, overrides=overrides, variant=args.variant, course=course)
     return 0
