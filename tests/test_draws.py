@@ -159,3 +159,16 @@ def test_the_course_record_keeps_the_secret_a_batch_worker_drew(tmp_path):
     entries = report.load(tmp_path)["notebooks"]
     assert entries["autoencoders/s/dae"]["secret"] == str(SECRET_A)
     assert "secret" not in entries["autoencoders/s/ae"]
+
+
+def test_a_recorded_secret_can_be_given_to_grade_again():
+    """Does ReplayChecks take a recorded secret (decimal digits) to draw the same evaluation
+    noise again, and refuse anything else with a message saying what it needs?"""
+    import pytest
+    from traitlets import TraitError
+
+    from autograder.grading.preprocessors import ReplayChecks
+
+    assert ReplayChecks(secret=" 123456789 ").secret == "123456789"
+    with pytest.raises(TraitError, match="must be decimal digits"):
+        ReplayChecks(secret="0xdeadbeef")

@@ -33,7 +33,7 @@ from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
-from traitlets import Bool, Float
+from traitlets import Bool, Float, TraitError, Unicode, validate
 
 from ..checks.draws import new_secret
 from ..sandbox.warm import WarmUnavailable
@@ -144,6 +144,17 @@ class ReplayChecks(NbGraderPreprocessor):
     internals = Bool(True, help="Fail the test cells that use a submitted definition whose code "
                      "reaches the grader's internals (autograder.grading.reach). Off only to test "
                      "the defences behind it.").tag(config=True)
+    secret = Unicode("", help="The secret of the evaluations' random draws, in decimal digits "
+                     "(the one recorded in grading_report.json, to grade again with the same "
+                     "draws); empty: a new secret for every notebook graded.").tag(config=True)
+
+    @validate("secret")
+    def _decimal(self, proposal):
+        value = proposal["value"].strip()
+        if value and not value.isdigit():
+            raise TraitError(f"ReplayChecks.secret must be decimal digits (as recorded in "
+                             f"grading_report.json), not {value[:40]!r}")
+        return value
 
     def preprocess(self, nb, resources):
         from nbformat.v4 import new_output
@@ -163,7 +174,7 @@ class ReplayChecks(NbGraderPreprocessor):
         workdir = Path(resources.get("metadata", {}).get("path") or ".")
         grade_cells = [c for c in nb.cells if c.cell_type == "code"
                        and c.metadata.get("nbgrader", {}).get("grade")]
-        secret = new_secret()
+        secret = int(self.secret) if self.secret else new_secret()
         # Decimal digits: a JSON reader that reads numbers as doubles would round 128 bits.
         resources.setdefault("autograder", {})["secret"] = str(secret)
         try:
