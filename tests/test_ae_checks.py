@@ -547,3 +547,20 @@ def test_a_wrong_shape_names_no_layer_when_every_layer_is_used():
     with pytest.raises(CheckFailure) as info:
         checks.check_decoder(FlatDecoder)
     assert "never used" not in str(info.value) and "got no gradient" not in str(info.value)
+
+
+def test_a_decoder_of_the_wrong_shape_costs_only_the_reconstruction(ae_solution, tmp_path):
+    """Does a decoder whose output has the wrong shape fail the reconstruction bar with the
+    decoder's message, while the probe, which needs only the encoder's codes, is graded on
+    the codes (here: an untrained encoder's, so with the probe's own message)?"""
+    class ShortDecoder(ae_solution["Decoder"]):
+        def forward(self, z):
+            return super().forward(z)[:, :, :20, :20]  # (B, 1, 20, 20)
+
+    paths = _saved(_untrained(), tmp_path)
+    encoder = ae_solution["Encoder"]
+    with pytest.raises(CheckFailure, match="accuracy too low") as info:
+        checks.check_trained_ae_probe(encoder, ShortDecoder, 10, **paths)
+    assert "wrong output" not in str(info.value)
+    with pytest.raises(CheckFailure, match="trained decoder on the codes of test images: wrong output"):
+        checks.check_trained_ae_reconstruction(encoder, ShortDecoder, 10, **paths)

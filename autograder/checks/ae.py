@@ -74,6 +74,11 @@ def _decode(models: dict, inputs: dict) -> dict:
     return {"xrec": np.concatenate(outs)}
 
 
+def _measure_first(first: dict, data) -> dict:
+    """What the encoder's codes decide alone: the probe accuracy."""
+    return {"probe_accuracy": probe_codes(first, data, "trained encoder on the MNIST images")}
+
+
 def _measure(first: dict, second: dict, data) -> dict:
     """Probe accuracy of the codes and reconstruction errors (see :func:`evaluate_ae`)."""
     accuracy = probe_codes(first, data, "trained encoder on the MNIST images")
@@ -96,7 +101,8 @@ EVALUATION = Evaluation(
     first=Stage(("Encoder",), _encode, {"z_train": "x_train", "z_test": "x_test"}),
     between=_codes,
     second=Stage(("Decoder",), _decode, {"xrec": "z"}),
-    measure=_measure, codes=Codes(("z_train", "z_test"), NOTEBOOK.n_components))
+    measure=_measure, codes=Codes(("z_train", "z_test"), NOTEBOOK.n_components),
+    measure_first=_measure_first)
 EVALUATIONS = (EVALUATION,)
 
 

@@ -239,6 +239,11 @@ def _denoise(models: dict, inputs: dict) -> dict:
     return {"denoised": apply(den, inputs["x_tilde"], "trained DAE on corrupted varianceMNIST images")}
 
 
+def _measure_first(first: dict, data) -> dict:
+    """What the codes of the clean samples decide alone: the probe accuracy."""
+    return {"probe_accuracy": probe_codes(first, data, "trained DAE on the varianceMNIST images")}
+
+
 def _measure(first: dict, second: dict, data) -> dict:
     """The numbers of :func:`evaluate_dae` from the recorded codes and denoised images."""
     accuracy = probe_codes(first, data, "trained DAE on the varianceMNIST images")
@@ -268,7 +273,8 @@ EVALUATION = Evaluation(
     first=Stage(("DAE",), _encode, {"z_train": "x_train", "z_test": "x_test"}),
     between=_corrupted,
     second=Stage(("DAE",), _denoise, {"denoised": "x_tilde"}),
-    measure=_measure, codes=Codes(("z_train", "z_test"), NOTEBOOK.n_components))
+    measure=_measure, codes=Codes(("z_train", "z_test"), NOTEBOOK.n_components),
+    measure_first=_measure_first)
 EVALUATIONS = (EVALUATION,)
 
 

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from . import cache, draws, evidence
-from .core import call, failure, isolated_rng, shape_str
+from .core import CheckFailure, call, failure, isolated_rng, shape_str
 from .modules import build, load_weights
 from .thresholds import (
     required,
@@ -97,7 +97,11 @@ class Evaluation:
     given); ``inputs(data)`` the first stage's inputs; ``between(first, data)`` the second
     stage's; ``measure(first, second, data)`` the dict of graded numbers; ``bars`` the
     thresholds' notebook key; ``seed`` the random state the stages run with; ``codes`` the
-    first stage's outputs that are codes, with the notebook's code size.
+    first stage's outputs that are codes, with the notebook's code size; ``measure_first(first,
+    data)``, when given, the graded numbers that the first stage's outputs alone decide (the
+    probe of the codes): when the second stage fails (a decoder of the wrong shape), those
+    numbers are still graded and only the others fail with the second stage's message
+    (``result["second_failure"]``).
     """
 
     name: str
@@ -111,6 +115,7 @@ class Evaluation:
     second: Stage | None = None
     seed: int = 0
     codes: Codes | None = None
+    measure_first: Callable | None = None
 
 
 def mode_layers(*models) -> bool:
@@ -286,8 +291,22 @@ def run(evaluation: Evaluation, models: dict, data, *, train_mode: bool = False)
         check_code_width(evaluation, first)
         second = {}
         if evaluation.second is not None:
-            second = evaluation.second.run(models, evaluation.between(first, data))
+            between = evaluation.between(first, data)
+            try:
+                second = evaluation.second.run(models, between)
+            except CheckFailure as exc:
+                if evaluation.measure_first is None:
+                    raise
+                return {**evaluation.measure_first(first, data),
+                        "second_failure": evidence.error_record(exc)}
     return evaluation.measure(first, second, data)
+
+
+def second_failed(result: dict, metric: str) -> None:
+    """Raise the second stage's failure when ``metric`` needed the second stage and it failed."""
+    __tracebackhide__ = True  # noqa: F841
+    if metric not in result and result.get("second_failure"):
+        evidence.raise_recorded(result["second_failure"])
 
 
 def evidence_key(evaluation: Evaluation, n_components: int, paths: tuple) -> str:
@@ -342,6 +361,7 @@ def require_bar(result: dict, metric: str, *, what: str, problem: str = "", hint
                 models: str = "models") -> None:
     """Raise the four-part failure of ``result[metric]`` when it misses its bar."""
     __tracebackhide__ = True  # noqa: F841
+    second_failed(result, metric)
     bars, value = result["bars"], result[metric]
     bar = bars[metric]
     if (value >= bar) if op == ">=" else (value <= bar):
@@ -406,6 +426,7 @@ def encoder_decoder_functions(evaluation: Evaluation, encoder_path: str, decoder
             kwargs = dict(trainset=trainset, testset=testset, encoder_path=encoder_path,
                           decoder_path=decoder_path)
             result = trained_results(Encoder, Decoder, n_components, **kwargs)
+            second_failed(result, metric)
             require_bar(result, metric, **{k: v(result) if callable(v) else v for k, v in bar.items()},
                         train_mode=lambda: trained_results(Encoder, Decoder, n_components,
                                                            train_mode=True, **kwargs))

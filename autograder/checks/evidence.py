@@ -432,12 +432,17 @@ def judged(evaluation, n_components: int, paths: tuple, train_mode: bool) -> dic
     if problem:
         raise_recorded(problem)
     first = load_arrays(_path_join(folder, f"{key}.{name}.first.npz"))
-    second = {}
-    if evaluation.second is not None:
+    second, failed = {}, (meta.get("second") or {}).get(name)
+    if failed and evaluation.measure_first is None:
+        raise_recorded(failed)
+    if evaluation.second is not None and not failed:
         second = load_arrays(_path_join(folder, f"{key}.{name}.second.npz"))
     data = judge_data(evaluation)
     try:
-        result = dict(evaluation.measure(first, second, data))
+        if failed:  # the second stage failed: grade what the first stage decides alone
+            result = {**evaluation.measure_first(first, data), "second_failure": failed}
+        else:
+            result = dict(evaluation.measure(first, second, data))
     except CheckFailure:
         raise
     except Exception as exc:  # noqa: BLE001 - outputs the measure cannot use

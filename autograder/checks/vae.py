@@ -548,6 +548,18 @@ def _floored(y_logvar: torch.Tensor) -> torch.Tensor:
     return y_logvar.clamp(min=MIN_LOGVAR_ALLOWED)
 
 
+def _measure_first(first: dict, data) -> dict:
+    """What the encoder's outputs decide alone: the probe accuracy of z_mean."""
+    from data_tools.probe import probe_accuracy
+
+    trainset, testset, _ = data
+    y_test = images_and_labels(testset)[1]
+    y_train = images_and_labels(trainset)[1]
+    z_train = checked(first, "z_mean_train", len(y_train))
+    mu = torch.from_numpy(checked(first, "z_mean", len(y_test))).to(_float64)
+    return {"probe_accuracy": probe_accuracy(z_train, y_train, mu.numpy(), y_test)}
+
+
 def _measure(first: dict, second: dict, data) -> dict:
     """The numbers of :func:`evaluate_vae` from the recorded encoder and decoder outputs."""
     from data_tools.probe import probe_accuracy
@@ -597,7 +609,8 @@ EVALUATION = Evaluation(
     second=Stage(("Decoder",), _decode, {"y_mean": "z", "y_logvar": "z", "y2_mean": "z2",
                                          "y2_logvar": "z2"}),
     measure=_measure, seed=EVAL_Z_SEED,
-    codes=Codes(("z_mean_train", "z_mean", "z_logvar"), NOTEBOOK.n_components))
+    codes=Codes(("z_mean_train", "z_mean", "z_logvar"), NOTEBOOK.n_components),
+    measure_first=_measure_first)
 EVALUATIONS = (EVALUATION,)
 
 

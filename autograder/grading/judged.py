@@ -208,7 +208,8 @@ class _Run:
             error = self.second / f"{rid}.error.json"
             try:
                 if error.exists():
-                    meta["modes"][request["mode"]] = clean_error(read_json(str(error))) or \
+                    meta.setdefault("second", {})[request["mode"]] = \
+                        clean_error(read_json(str(error))) or \
                         clean_error("grading: the evaluation of the saved models failed")
                     continue
                 outputs = load_arrays(str(self.second / f"{rid}.out.npz"))
@@ -216,7 +217,7 @@ class _Run:
                 save_arrays(str(self.private / f"{rid}.second.npz"),
                             _restore(evaluation.second, outputs, request["orders"]))
             except CheckFailure as exc:
-                meta["modes"][request["mode"]] = error_record(exc)
+                meta.setdefault("second", {})[request["mode"]] = error_record(exc)
 
     def write_metas(self) -> None:
         from ..checks.evidence import write_json
@@ -224,7 +225,7 @@ class _Run:
         for key, meta in self.metas.items():
             write_json(str(self.private / f"{key}.json"),
                        {"mode_layers": meta["mode_layers"], "error": meta["error"],
-                        "modes": meta["modes"]})
+                        "modes": meta["modes"], "second": meta.get("second", {})})
 
     def second_plan(self, plan: list[Step]) -> Path:
         """The setup cells and the submitted definitions: what the second stage runs."""
