@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from autograder.grading.reach import message, reaching, used_by
-from autograder.grading.replay import Step, internals_verdicts
+from autograder.grading.replay import Step, internals_verdicts, kept_statements
+
+
+def _reaching(cells):
+    """:func:`reaching` of ``(where, source)`` pairs, each read as the replay keeps it."""
+    return reaching([(where, kept_statements(source)) for where, source in cells])
+
 
 KL = "def loss_kl(z_mean, z_logvar):\n    return {}\n"
 
@@ -24,7 +30,7 @@ KL = "def loss_kl(z_mean, z_logvar):\n    return {}\n"
 def test_a_door_to_the_grader_is_found(body):
     """Does a loss_kl that reaches the grader's code through the checks, sys.modules, globals,
     __import__, getattr with a literal name or a function's globals get named, with its line?"""
-    found = reaching([("cell vae_loss_kl", KL.format(body))])
+    found = _reaching([("cell vae_loss_kl", KL.format(body))])
     assert set(found) == {"loss_kl"}
     assert found["loss_kl"].where == "cell vae_loss_kl, line 2"
 
@@ -39,7 +45,7 @@ def test_a_door_to_the_grader_is_found(body):
 def test_imports_and_the_issues_cases_are_found(source):
     """Are imports of the grader's and the interpreter's modules inside a function found, and
     the three answers borrowed from the checks (pca_reference, _oracle, _kl64)?"""
-    assert len(reaching([("cell c", source)])) == 1
+    assert len(_reaching([("cell c", source)])) == 1
 
 
 def test_a_definition_that_uses_one_that_reaches_reaches_too():
@@ -48,7 +54,7 @@ def test_a_definition_that_uses_one_that_reaches_reaches_too():
     helpers = "def _grader():\n    return globals()['checks']\n"
     encoder = ("class Encoder(nn.Module):\n    def forward(self, x):\n"
                "        return _grader().thing(x)\n")
-    found = reaching([("your own cell 4 of the notebook", helpers), ("cell ae_encoder", encoder),
+    found = _reaching([("your own cell 4 of the notebook", helpers), ("cell ae_encoder", encoder),
                       ("cell ae_decoder", "class Decoder(nn.Module):\n    pass\n")])
     assert set(found) == {"_grader", "Encoder"}
     assert "it uses _grader, which reaches the grader's internals" in found["Encoder"].what
@@ -65,7 +71,7 @@ def test_a_definition_that_uses_one_that_reaches_reaches_too():
 def test_ordinary_code_is_not_accused(source):
     """Are self.modules(), getattr(nn, name), nn.modules.<layer>, names that merely contain a
     door and an allowed import inside a function left alone?"""
-    assert reaching([("cell c", source)]) == {}
+    assert _reaching([("cell c", source)]) == {}
 
 
 def test_the_cells_that_use_it_fail_with_the_reason():
@@ -85,5 +91,5 @@ def test_the_cells_that_use_it_fail_with_the_reason():
     assert error.startswith("CheckFailure: loss_kl reaches the grader's internals "
                             "(cell vae_loss_kl, line 2: checks)")
     assert "earns none of this cell's points" in error
-    assert used_by("checks.check_loss_kl(loss_kl)", reaching([("c", KL.format("checks.x"))]))
-    assert "hint:" in message(next(iter(reaching([("c", KL.format("sys"))]).values())))
+    assert used_by("checks.check_loss_kl(loss_kl)", _reaching([("c", KL.format("checks.x"))]))
+    assert "hint:" in message(next(iter(_reaching([("c", KL.format("sys"))]).values())))

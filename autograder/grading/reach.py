@@ -88,16 +88,15 @@ def _defined(node: ast.stmt) -> str | None:
     return None
 
 
-def reaching(cells: list[tuple[str, str]]) -> dict[str, Reach]:
-    """``{definition: Reach}`` for the top-level definitions of ``cells`` (``(where, source)``
-    of the submitted cells, in notebook order; only what the replay keeps of each is read)
-    that reach the grader's internals, directly or by using another such definition."""
-    from .replay import kept_statements
-
+def reaching(cells: list[tuple[str, list[ast.stmt]]]) -> dict[str, Reach]:
+    """``{definition: Reach}`` for the top-level definitions of ``cells`` (``(where,
+    statements)``: the statements the replay keeps of each submitted cell, with the cell's
+    line numbers, in notebook order) that reach the grader's internals, directly or by using
+    another such definition."""
     found: dict[str, Reach] = {}
     uses: dict[str, tuple[str, set[str]]] = {}
-    for where, source in dict.fromkeys(cells):
-        for node in kept_statements(source):
+    for where, statements in cells:
+        for node in statements:
             name = _defined(node)
             if name is None:
                 continue

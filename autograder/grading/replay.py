@@ -393,7 +393,8 @@ def internals_verdicts(steps: list[Step], verdicts: dict[str, dict]) -> dict[str
             return f"your own cell {step.grade_id.removeprefix('added-')} of the notebook"
         return f"cell {step.grade_id}" if step.grade_id else "your settings cell"
 
-    found = reaching([(where(s), s.source) for s in steps if s.kind == "student" and s.source])
+    cells = dict.fromkeys((where(s), s.source) for s in steps if s.kind == "student" and s.source)
+    found = reaching([(place, kept_statements(source)) for place, source in cells])
     failed = {}
     for step in steps:
         reach = used_by(step.code, found) if found and step.kind == "test" else None
