@@ -152,26 +152,29 @@ def definitions(source: str) -> tuple[str, list[int]]:
     return code, [node.lineno for node in dropped]
 
 
-def kept_statements(source: str) -> list[ast.stmt]:
-    """The top-level statements of a cell that the replay keeps, with the cell's line numbers."""
+def _kept(source: str, leave_out: frozenset[str] = frozenset()
+          ) -> tuple[list[ast.stmt], list[ast.stmt]]:
+    """The top-level statements of a cell that the replay keeps and those it drops, with the
+    cell's line numbers; assignments to the names ``leave_out`` are left out silently (the
+    settings that the plan binds itself). A cell that does not parse keeps nothing."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return []
-    return _sanitize_body(tree.body, in_class=False)[0]
+        return [], []
+    body = [node for node in tree.body if not (leave_out and _assigns_only(node, leave_out))]
+    return _sanitize_body(body, in_class=False)
+
+
+def kept_statements(source: str) -> list[ast.stmt]:
+    """The top-level statements of a cell that the replay keeps, with the cell's line numbers."""
+    return _kept(source)[0]
 
 
 def _definitions(source: str, leave_out: frozenset[str] = frozenset()
                  ) -> tuple[str, list[ast.stmt]]:
-    """The kept code of a cell and its dropped top-level statements; assignments to the names
-    ``leave_out`` are left out silently (the settings that the plan binds itself)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return "", []
-    tree.body = [node for node in tree.body if not (leave_out and _assigns_only(node, leave_out))]
-    tree.body, dropped = _sanitize_body(tree.body, in_class=False)
-    return ast.unparse(tree), dropped
+    """The kept code of a cell and its dropped top-level statements (see :func:`_kept`)."""
+    kept, dropped = _kept(source, leave_out)
+    return ast.unparse(ast.Module(kept, [])), dropped
 
 
 def _assigns_only(node: ast.stmt, names: frozenset[str]) -> bool:
@@ -317,11 +320,11 @@ def _added_cells(submitted_nb, leave_out: frozenset[str]) -> dict[str, list[Step
         is_settings = _is_settings_cell(cell) and not settings_seen
         settings_seen = settings_seen or is_settings
         where = "your settings cell" if is_settings else f"your own cell {index} of the notebook"
-        code, dropped = _definitions(cell.source, leave_out if is_settings else _DEVICE)
+        kept, dropped = _kept(cell.source, leave_out if is_settings else _DEVICE)
         steps = added.setdefault(_SETTINGS_ANCHOR if is_settings else anchor, [])
         label = f"added-{index}"
         unbound = _unbound(cell.source, dropped, where)
-        for node in ast.parse(code).body if code else []:
+        for node in kept:
             steps.append(Step("student", ast.unparse(node), label, source=cell.source))
         if unbound:
             steps.append(Step("student", "", label, unbound=unbound))
